@@ -1,0 +1,105 @@
+"""The registry of backends (name -> kernel module) and the thread-count policy.
+
+Every backend module exposes the functions of :mod:`kernel.reference` with the
+same names and arguments; adding a backend is one entry in ``BACKENDS``.
+"""
+
+import importlib
+import os
+
+__all__ = ["BACKENDS", "available_backends", "load", "openmp_enabled", "resolve_threads", "default_threads"]
+
+# Preference order for backend="auto": the first importable one wins.
+BACKENDS = {
+    "cython": "kernel._cython.kernels",
+    "numba": "kernel._numba.kernels",
+    "reference": "kernel.reference",
+}
+
+_loaded = {}
+_errors = {}
+
+# Set when this process ran a multi-threaded kernel.  GNU OpenMP's thread pool
+# does not survive fork(): a child that enters a parallel region the parent
+# had already used can hang (Cython) or abort (Numba's omp layer).  A child of
+# such a parent therefore runs the compiled kernels on one thread.
+_parallel_used = False
+_forked_after_parallel = False
+
+
+def _after_fork_in_child():
+    global _forked_after_parallel
+    if _parallel_used:
+        _forked_after_parallel = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def load(name):
+    """Import and return the kernel module of backend ``name``.
+
+    ``"auto"`` picks the first available of cython, numba, reference.
+    """
+    if name == "auto":
+        for candidate in BACKENDS:
+            if _try_load(candidate) is not None:
+                return _loaded[candidate]
+        raise ImportError("no kernel backend could be imported")  # reference always imports
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {['auto', *BACKENDS]}, got {name!r}")
+    module = _try_load(name)
+    if module is None:
+        raise ImportError(f"backend {name!r} is not available: {_errors[name]}")
+    return module
+
+
+def _try_load(name):
+    if name not in _loaded and name not in _errors:
+        try:
+            _loaded[name] = importlib.import_module(BACKENDS[name])
+        except ImportError as exc:  # e.g. the Cython extension was not built
+            _errors[name] = f"{type(exc).__name__}: {exc}"
+    return _loaded.get(name)
+
+
+def backend_name(module):
+    """The registry name of a loaded kernel module."""
+    return next(name for name, path in BACKENDS.items() if path == module.__name__)
+
+
+def available_backends():
+    """Names of the backends that import on this machine, in preference order.
+
+    Returns
+    -------
+    list of str
+    """
+    return [name for name in BACKENDS if _try_load(name) is not None]
+
+
+def openmp_enabled():
+    """Whether the Cython kernels were compiled with OpenMP (so can run on
+    several threads); ``False`` if the extension is not built."""
+    module = _try_load("cython")
+    return bool(module is not None and module.openmp_enabled())
+
+
+def default_threads():
+    """Every core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_threads(module, threads):
+    """The thread count a kernel call actually uses."""
+    global _parallel_used
+    n = default_threads() if threads is None else threads
+    if module.__name__ == BACKENDS["reference"] or _forked_after_parallel:
+        return 1
+    if n > 1:
+        _parallel_used = True
+    return n

@@ -1,0 +1,1 @@
+"""Benchmarks: workload registry, runner, reports and the regression gate."""

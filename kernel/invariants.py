@@ -1,0 +1,78 @@
+"""Checks of the kernel's guarantees after a run, used by the tests and by
+every benchmark round (a number from a wrong result is a bug, not a figure).
+
+G1 no negative stock, G2 conservation, G3 all-or-nothing with fills only from
+eligible offers, G4 no under-selling (optional: it re-runs each refused order
+through the reference, so it is for test-sized batches).
+"""
+
+import numpy as np
+
+from .status import Status
+
+__all__ = ["InvariantViolation", "check_run", "accepted_alone"]
+
+
+class InvariantViolation(AssertionError):
+    """A run broke one of the kernel's guarantees."""
+
+
+def _require(ok, message):
+    if not ok:
+        raise InvariantViolation(message() if callable(message) else message)
+
+
+def _sum_by(index, values, size):
+    # Exact int64 sums (bincount's float weights would round above 2**53).
+    out = np.zeros(size, dtype=np.int64)
+    np.add.at(out, index, values)
+    return out
+
+
+def check_run(inv, orders, result, initial_stock, *, under_selling=False):
+    """Raise :class:`InvariantViolation` unless the run kept G1-G3 (and G4).
+
+    Parameters
+    ----------
+    inv : Inventory
+        The inventory after the run (nothing else may have touched it).
+    orders : OrderBatch
+    result : Result
+    initial_stock : numpy.ndarray
+        ``inv.stock`` copied before the run.
+    under_selling : bool
+        Also check G4 (slow: one reference run per refused order).
+    """
+    stock = inv.stock.copy()
+    status = result.status
+    known = np.isin(status, [Status.ACCEPTED, Status.OUT_OF_STOCK])
+    _require(known.all(), lambda: f"status[{int(np.argmin(known))}] is not a decision")
+    _require(stock.size == 0 or stock.min() >= 0, "G1: negative stock")
+    fills = result.fills
+    _require(fills.qty.size == 0 or fills.qty.min() > 0, "a fill row moved no units")
+    taken = _sum_by(fills.offer, fills.qty, inv.n_offers)
+    moved = np.flatnonzero(initial_stock != stock + taken)
+    _require(moved.size == 0, f"G2: offer {moved[:1]} initial != final + filled")
+    _require(result.accepted[fills.order].all(), "G3: a refused order has fills")
+    _require(np.array_equal(inv.offer_sku[fills.offer], orders.sku[fills.line]), "a fill from another SKU")
+    if orders.max_price is not None:
+        _require((inv.price[fills.offer] <= orders.max_price[fills.line]).all(), "a fill above the price limit")
+    per_line = _sum_by(fills.line, fills.qty, orders.n_lines)
+    line_accepted = result.accepted[orders.line_order]
+    _require(np.array_equal(per_line[line_accepted], orders.qty[line_accepted]), "G3: an accepted line is short")
+    _require(not per_line[~line_accepted].any(), "G3: a refused line has units")
+    if under_selling:
+        for order in np.flatnonzero(status == Status.OUT_OF_STOCK):
+            _require(not accepted_alone(inv, orders, order, stock), f"G4: refused order {order} fits the final stock")
+
+
+def accepted_alone(inv, orders, order, stock):
+    """Would the reference accept ``order`` alone against ``stock``?"""
+    from .inventory import Inventory
+    from .orders import OrderBatch
+
+    lines = slice(int(orders.line_start[order]), int(orders.line_start[order + 1]))
+    alone = Inventory.from_offers(inv.offer_sku, stock, inv.price, inv.n_skus, backend="reference")
+    batch = OrderBatch(orders.sku[lines], orders.qty[lines], [0, lines.stop - lines.start],
+                       max_price=None if orders.max_price is None else orders.max_price[lines])
+    return bool(alone.reserve(batch).accepted[0])

@@ -1,0 +1,76 @@
+"""Shared registry of what the tests run over: every backend x thread count,
+and hypothesis strategies for inventories and batches."""
+
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+
+import kernel
+from kernel.backends import BACKENDS
+
+# Compiled backends must be built: a missing one is a test failure (see
+# test_build.py), never a silent skip, so the registry lists them all.
+ALL_BACKENDS = list(BACKENDS)
+COMPILED_BACKENDS = [name for name in ALL_BACKENDS if name != "reference"]
+# 8 > the 2 cores of CI on purpose: oversubscription shakes out races.
+THREAD_COUNTS = [1, 2, 8]
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(params=COMPILED_BACKENDS)
+def compiled_backend(request):
+    return request.param
+
+
+@pytest.fixture(params=THREAD_COUNTS, ids=lambda n: f"{n}threads")
+def threads(request):
+    return request.param
+
+
+@st.composite
+def markets(draw, max_skus=6, max_orders=40):
+    """An inventory spec and a batch of orders as plain arrays.
+
+    Returns a dict with ``offers`` (None for one offer per SKU, else
+    (sku, qty, price, n_skus)), ``stock`` and the batch fields.
+    """
+    n_skus = draw(st.integers(1, max_skus))
+    if draw(st.booleans()):
+        offers = None
+        stock = np.array(draw(st.lists(st.integers(0, 12), min_size=n_skus, max_size=n_skus)), np.int64)
+    else:
+        per_sku = draw(st.lists(st.integers(0, 3), min_size=n_skus, max_size=n_skus))
+        offer_sku = np.repeat(np.arange(n_skus), per_sku).astype(np.int64)
+        n_offers = offer_sku.size
+        stock = np.array(draw(st.lists(st.integers(0, 12), min_size=n_offers, max_size=n_offers)), np.int64)
+        price = np.array(draw(st.lists(st.integers(0, 5), min_size=n_offers, max_size=n_offers)), np.int64)
+        perm = np.array(draw(st.permutations(range(n_offers))), np.int64)  # offers in any order
+        offers = (offer_sku[perm], stock[perm], price[perm], n_skus)
+        stock = stock[perm]
+    n_orders = draw(st.integers(0, max_orders))
+    multi_line = draw(st.booleans())
+    lines_per_order = [draw(st.integers(1, 4)) if multi_line else 1 for _ in range(n_orders)]
+    n_lines = sum(lines_per_order)
+    sku = draw(st.lists(st.integers(0, n_skus - 1), min_size=n_lines, max_size=n_lines))
+    qty = draw(st.lists(st.integers(1, 5), min_size=n_lines, max_size=n_lines))
+    max_price = None
+    if offers is not None and draw(st.booleans()):
+        max_price = draw(st.lists(st.integers(0, 6), min_size=n_lines, max_size=n_lines))
+    offsets = np.concatenate(([0], np.cumsum(lines_per_order))).astype(np.int64) if multi_line else None
+    return dict(offers=offers, stock=stock, sku=np.array(sku, np.int64), qty=np.array(qty, np.int64),
+                offsets=offsets, max_price=None if max_price is None else np.array(max_price, np.int64))
+
+
+def build(market, backend="reference", threads=None):
+    """Inventory and OrderBatch for a ``markets()`` example."""
+    if market["offers"] is None:
+        inv = kernel.Inventory(market["stock"], backend=backend, threads=threads)
+    else:
+        inv = kernel.Inventory.from_offers(*market["offers"], backend=backend, threads=threads)
+    orders = kernel.OrderBatch(market["sku"], market["qty"], offsets=market["offsets"],
+                               max_price=market["max_price"])
+    return inv, orders
