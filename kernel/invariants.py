@@ -62,8 +62,25 @@ def check_run(inv, orders, result, initial_stock, *, under_selling=False):
     _require(np.array_equal(per_line[line_accepted], orders.qty[line_accepted]), "G3: an accepted line is short")
     _require(not per_line[~line_accepted].any(), "G3: a refused line has units")
     if under_selling:
-        for order in np.flatnonzero(status == Status.OUT_OF_STOCK):
-            _require(not accepted_alone(inv, orders, order, stock), f"G4: refused order {order} fits the final stock")
+        refused = np.flatnonzero(status == Status.OUT_OF_STOCK)
+        if inv._single_offer and orders.max_price is None:
+            fits = _fits_alone_single_offer(orders, stock)
+            _require(not fits[refused].any(), lambda: f"G4: refused order {refused[fits[refused]][0]} fits the final stock")
+        else:
+            for order in refused:
+                _require(not accepted_alone(inv, orders, order, stock), f"G4: refused order {order} fits the final stock")
+
+
+def _fits_alone_single_offer(orders, stock):
+    # With one offer per SKU and no price limits an order fits alone iff, for
+    # every SKU it names, its total quantity of that SKU fits the stock.
+    key = orders.line_order * stock.size + orders.sku
+    groups, group_of_line = np.unique(key, return_inverse=True)
+    demand = _sum_by(group_of_line, orders.qty, groups.size)
+    short = demand > stock[groups % stock.size]
+    fits = np.ones(orders.n_orders, dtype=bool)
+    fits[groups[short] // stock.size] = False
+    return fits
 
 
 def accepted_alone(inv, orders, order, stock):

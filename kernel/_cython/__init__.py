@@ -1,0 +1,1 @@
+"""Cython backend: compiled kernels mirroring :mod:`kernel.reference`."""

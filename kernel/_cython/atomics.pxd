@@ -1,0 +1,9 @@
+# Declarations of the lock-free helpers in atomics.h (see the comment there
+# for why relaxed loads + ACQ_REL read-modify-writes are enough).
+from libc.stdint cimport int64_t
+
+cdef extern from "atomics.h" nogil:
+    int64_t atomic_load_i64(int64_t *p)
+    int atomic_cas_i64(int64_t *p, int64_t *expected, int64_t desired)
+    int64_t atomic_add_i64(int64_t *p, int64_t v)
+    void prefetch_rw(const void *p)

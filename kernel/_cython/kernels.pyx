@@ -1,0 +1,462 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Compiled kernels: mirrors :mod:`kernel.reference` function for function.
+
+Same names and argument lists as ``kernel/reference.py`` (the executable
+spec); see that module for the data layout.  Arrays arrive validated by the
+facade (C-contiguous native int64, status int8): nothing here validates.
+
+Concurrency model: every stock word is an independent counter changed only by
+CAS / fetch-add (``atomics.h``), so orders may run on ``n_threads`` OpenMP
+threads without locks.  ``n_threads <= 1`` never enters an OpenMP region.
+"""
+
+from libc.stdint cimport int64_t, int8_t, uint64_t, INT64_MAX
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+
+from .atomics cimport atomic_load_i64, atomic_cas_i64, atomic_add_i64, prefetch_rw
+from ._openmp_helpers cimport KERNEL_HAVE_OPENMP
+
+from cython.parallel cimport prange
+
+cdef enum:
+    # Orders per unit of parallel work: large enough to amortise scheduling,
+    # small enough that the tail of a static schedule stays balanced.
+    CHUNK = 16384
+    # How many orders ahead to prefetch the stock word (see atomics.h).
+    PREFETCH_AHEAD = 16
+    K_ACCEPTED = 0
+    K_OUT_OF_STOCK = 1
+    K_ROLLBACKS = 0
+
+ACCEPTED = K_ACCEPTED
+OUT_OF_STOCK = K_OUT_OF_STOCK
+ROLLBACKS = K_ROLLBACKS
+
+
+def openmp_enabled():
+    """True iff this module was compiled with OpenMP (else prange is serial)."""
+    return bool(KERNEL_HAVE_OPENMP)
+
+
+# --------------------------------------------------------------------------
+# first_bad_line
+
+cdef inline Py_ssize_t _first_bad_in(const int64_t *sku, const int64_t *qty, int64_t n_skus,
+                                     Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t line
+    for line in range(start, stop):
+        # One unsigned compare covers both 0 <= sku and sku < n_skus.
+        if <uint64_t>sku[line] >= <uint64_t>n_skus or qty[line] <= 0:
+            return line
+    return -1
+
+
+def first_bad_line(const int64_t[::1] sku, const int64_t[::1] qty, int64_t n_skus, int n_threads):
+    """Return the first line whose sku is outside [0, n_skus) or qty <= 0; -1 if none."""
+    cdef Py_ssize_t n = sku.shape[0]
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t c, bad = -1
+    cdef Py_ssize_t *first
+    if n == 0:
+        return -1
+    cdef const int64_t *psku = &sku[0]
+    cdef const int64_t *pqty = &qty[0]
+    if n_threads <= 1:
+        with nogil:
+            # Serial: stop at the first bad chunk, it holds the answer.
+            for c in range(n_chunks):
+                bad = _first_bad_in(psku, pqty, n_skus, c * CHUNK, min((c + 1) * CHUNK, n))
+                if bad >= 0:
+                    break
+        return bad
+    # Parallel: each chunk records its own first bad line; the answer is the
+    # first chunk that found one (prange has no min-reduction).
+    first = <Py_ssize_t *>malloc(n_chunks * sizeof(Py_ssize_t))
+    if first == NULL:
+        raise MemoryError()
+    try:
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
+            first[c] = _first_bad_in(psku, pqty, n_skus, c * CHUNK, min((c + 1) * CHUNK, n))
+        for c in range(n_chunks):
+            if first[c] >= 0:
+                bad = first[c]
+                break
+    finally:
+        free(first)
+    return bad
+
+
+# --------------------------------------------------------------------------
+# Atomic stock operations
+
+cdef inline bint take_exactly(int64_t *stock, int64_t offer, int64_t units) noexcept nogil:
+    """Take exactly ``units`` from stock[offer] or nothing."""
+    # Relaxed load is only a guess; the CAS validates it.  On CAS failure
+    # ``cur`` is refreshed with the real value, so we re-decide without a
+    # second load.  Once stock < units we give up WITHOUT writing: a sold-out
+    # offer costs readers a load, never a cache-line-stealing write.
+    cdef int64_t cur = atomic_load_i64(&stock[offer])
+    while cur >= units:
+        if atomic_cas_i64(&stock[offer], &cur, cur - units):
+            return True
+    return False
+
+
+cdef inline int64_t take_up_to(int64_t *stock, int64_t offer, int64_t units) noexcept nogil:
+    """Take min(stock[offer], units) and return it (CAS loop)."""
+    cdef int64_t cur = atomic_load_i64(&stock[offer])
+    cdef int64_t got
+    while cur > 0:
+        got = units if units < cur else cur
+        if atomic_cas_i64(&stock[offer], &cur, cur - got):
+            return got
+    return 0
+
+
+cdef inline int64_t line_available(int64_t *stock, const int64_t *price, const int64_t *offer_start,
+                                   const int64_t *offer_by_priority, const int64_t *sku,
+                                   const int64_t *max_price, Py_ssize_t line, int64_t enough) noexcept nogil:
+    """Units the line could take now from its eligible offers, up to ``enough`` (reads only)."""
+    cdef int64_t total = 0
+    cdef int64_t s = sku[line]
+    cdef int64_t k, offer, v
+    for k in range(offer_start[s], offer_start[s + 1]):
+        offer = offer_by_priority[k]
+        if price[offer] > max_price[line]:
+            break  # offers are in price order: the rest are dearer still
+        v = atomic_load_i64(&stock[offer])
+        if v > 0:
+            total += v
+        if total >= enough:
+            break
+    return total
+
+
+cdef inline void roll_back_order(int64_t *stock, const int64_t *offer_start, const int64_t *offer_by_priority,
+                                 const int64_t *line_start, const int64_t *sku, const int64_t *slot_start,
+                                 int64_t *taken, int64_t *counters, Py_ssize_t order) noexcept nogil:
+    """Give back every unit the order took and clear its ``taken`` slots."""
+    cdef int64_t line, base, j, got
+    for line in range(line_start[order], line_start[order + 1]):
+        base = offer_start[sku[line]]
+        for j in range(slot_start[line + 1] - slot_start[line]):
+            got = taken[slot_start[line] + j]
+            if got:
+                # fetch-add, not a store: other threads may be CAS-ing the
+                # same word; the units simply become available again.
+                atomic_add_i64(&stock[offer_by_priority[base + j]], got)
+                taken[slot_start[line] + j] = 0
+    # Counted atomically: the facade uses it to detect that a rollback
+    # happened during a concurrent batch and re-runs rejected orders serially.
+    atomic_add_i64(&counters[K_ROLLBACKS], 1)
+
+
+cdef inline int8_t take_order(int64_t *stock, const int64_t *price, const int64_t *offer_start,
+                              const int64_t *offer_by_priority, const int64_t *line_start, const int64_t *sku,
+                              const int64_t *qty, const int64_t *max_price, const int64_t *slot_start,
+                              int64_t *taken, int64_t *counters, Py_ssize_t order) noexcept nogil:
+    """Fill every line of one order in offer priority order, all or nothing."""
+    cdef int64_t first_line = line_start[order], end_line = line_start[order + 1]
+    cdef int64_t line, need, s, base, j, offer, got
+    # Pre-check with reads only: an order that cannot fit costs loads, not
+    # writes (and not a rollback another order could trip over).
+    for line in range(first_line, end_line):
+        if line_available(stock, price, offer_start, offer_by_priority, sku, max_price, line,
+                          qty[line]) < qty[line]:
+            return K_OUT_OF_STOCK
+    for line in range(first_line, end_line):
+        need = qty[line]
+        s = sku[line]
+        base = offer_start[s]
+        for j in range(offer_start[s + 1] - base):
+            offer = offer_by_priority[base + j]
+            if price[offer] > max_price[line]:
+                break
+            got = take_up_to(stock, offer, need)
+            taken[slot_start[line] + j] = got
+            need -= got
+            if need == 0:
+                break
+        if need:
+            # A concurrent order won the race after our pre-check: undo the
+            # partial fill so the order leaves no trace (all or nothing).
+            roll_back_order(stock, offer_start, offer_by_priority, line_start, sku, slot_start, taken,
+                            counters, order)
+            return K_OUT_OF_STOCK
+    return K_ACCEPTED
+
+
+# --------------------------------------------------------------------------
+# Single-offer fast path
+
+cdef inline void _take_run(int64_t *stock, int64_t s, const int64_t *qty, int8_t *status,
+                           Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """Orders start..stop-1 all want offer ``s``: decide them greedily, in
+    arrival order, against one snapshot, then publish with ONE CAS."""
+    # Equivalent to applying take_exactly to each order back to back (the
+    # greedy rule is exactly the serial rule), but one contended write per
+    # run instead of one per order: this is what makes a hot SKU scale.
+    cdef int64_t cur = atomic_load_i64(&stock[s])
+    cdef int64_t remaining, q
+    cdef Py_ssize_t k
+    while True:
+        remaining = cur
+        for k in range(start, stop):
+            q = qty[k]
+            if q <= remaining:
+                remaining -= q
+                status[k] = K_ACCEPTED
+            else:
+                status[k] = K_OUT_OF_STOCK
+        if remaining == cur:
+            return  # nothing taken: no write at all
+        # Someone changed the word since our snapshot: the decisions may be
+        # wrong, so recompute them all against the fresh value (cur).
+        if atomic_cas_i64(&stock[s], &cur, remaining):
+            return
+
+
+cdef inline void _single_chunk(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status,
+                               Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t i = start, j
+    cdef int64_t s
+    # Prefetch the first window so the loop's hints start already ahead.
+    for j in range(start, min(start + PREFETCH_AHEAD, stop)):
+        prefetch_rw(&stock[sku[j]])
+    while i < stop:
+        if i + PREFETCH_AHEAD < stop:
+            prefetch_rw(&stock[sku[i + PREFETCH_AHEAD]])
+        s = sku[i]
+        j = i + 1
+        while j < stop and sku[j] == s:
+            j += 1
+        if j == i + 1:
+            # Common (uniform) case: one load, and a CAS only if it fits.
+            status[i] = K_ACCEPTED if take_exactly(stock, s, qty[i]) else K_OUT_OF_STOCK
+        else:
+            _take_run(stock, s, qty, status, i, j)
+        i = j
+
+
+def reserve_single(int64_t[::1] stock, const int64_t[::1] sku, const int64_t[::1] qty, int8_t[::1] status,
+                   int n_threads):
+    """Concurrent flash-sale path: order i takes qty[i] of offer sku[i] or is OUT_OF_STOCK."""
+    cdef Py_ssize_t n = sku.shape[0]
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t c
+    if n == 0:
+        return
+    cdef int64_t *pstock = &stock[0]
+    cdef const int64_t *psku = &sku[0]
+    cdef const int64_t *pqty = &qty[0]
+    cdef int8_t *pstatus = &status[0]
+    if n_threads <= 1:
+        with nogil:
+            for c in range(n_chunks):
+                _single_chunk(pstock, psku, pqty, pstatus, c * CHUNK, min((c + 1) * CHUNK, n))
+    else:
+        # dynamic, not static: chunk cost varies (runs, sold-out SKUs) and on
+        # a shared machine a descheduled thread must not hold back half the
+        # batch; one atomic per 16384 orders is free.
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
+            _single_chunk(pstock, psku, pqty, pstatus, c * CHUNK, min((c + 1) * CHUNK, n))
+
+
+cdef inline int64_t _part_of(int64_t s, int64_t n_parts) noexcept nogil:
+    """``s % n_parts`` for s >= 0; a mask when n_parts is a power of two,
+    because a 64-bit division per order dominates the ordered scans."""
+    if (n_parts & (n_parts - 1)) == 0:
+        return s & (n_parts - 1)
+    return s % n_parts
+
+
+cdef inline void _single_part(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status,
+                              Py_ssize_t n, int64_t t, int64_t n_parts) noexcept nogil:
+    """Serve, in arrival order, the orders whose SKU belongs to part ``t``."""
+    # Every thread scans all orders but only touches its own SKUs, so each
+    # SKU sees its orders in arrival order: the result is the serial one.
+    cdef Py_ssize_t i
+    cdef int64_t ahead
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            # Prefetch only our own SKUs: a write-intent prefetch of another
+            # thread's word would steal its cache line.
+            ahead = sku[i + PREFETCH_AHEAD]
+            if _part_of(ahead, n_parts) == t:
+                prefetch_rw(&stock[ahead])
+        if _part_of(sku[i], n_parts) == t:
+            # status was pre-filled with ACCEPTED: only rejections are
+            # written, because neighbouring status bytes belong to the other
+            # threads and every write would bounce the shared cache line.
+            if not take_exactly(stock, sku[i], qty[i]):
+                status[i] = K_OUT_OF_STOCK
+
+
+def reserve_single_ordered(int64_t[::1] stock, const int64_t[::1] sku, const int64_t[::1] qty,
+                           int8_t[::1] status, int n_threads):
+    """Like reserve_single but the outcome equals arrival order."""
+    cdef Py_ssize_t n = sku.shape[0]
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t c
+    cdef int t
+    if n == 0:
+        return
+    cdef int64_t *pstock = &stock[0]
+    cdef const int64_t *psku = &sku[0]
+    cdef const int64_t *pqty = &qty[0]
+    cdef int8_t *pstatus = &status[0]
+    if n_threads <= 1:
+        with nogil:
+            # Serially, coalesced runs decide exactly as arrival order does.
+            for c in range(n_chunks):
+                _single_chunk(pstock, psku, pqty, pstatus, c * CHUNK, min((c + 1) * CHUNK, n))
+    else:
+        with nogil:
+            memset(pstatus, K_ACCEPTED, n * sizeof(int8_t))  # see _single_part
+        for t in prange(n_threads, nogil=True, num_threads=n_threads, schedule='static'):
+            _single_part(pstock, psku, pqty, pstatus, n, t, n_threads)
+
+
+# --------------------------------------------------------------------------
+# General path
+
+cdef inline void _general_chunk(int64_t *stock, const int64_t *price, const int64_t *offer_start,
+                                const int64_t *offer_by_priority, const int64_t *line_start, const int64_t *sku,
+                                const int64_t *qty, const int64_t *max_price, const int64_t *slot_start,
+                                const int64_t *order_index, int64_t *taken, int8_t *status, int64_t *counters,
+                                Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef int64_t order
+    for k in range(start, stop):
+        order = order_index[k]
+        status[order] = take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
+                                   max_price, slot_start, taken, counters, order)
+
+
+def reserve_general(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
+                    const int64_t[::1] offer_by_priority, const int64_t[::1] line_start, const int64_t[::1] sku,
+                    const int64_t[::1] qty, const int64_t[::1] max_price, const int64_t[::1] slot_start,
+                    const int64_t[::1] order_index, int64_t[::1] taken, int8_t[::1] status,
+                    int64_t[::1] counters, int n_threads):
+    """Concurrent general path: multi-offer SKUs, multi-line orders, price limits."""
+    cdef Py_ssize_t n = order_index.shape[0]
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t c
+    if n == 0:
+        return
+    # Some arrays may legitimately be empty (no lines / no slots); take their
+    # address only when they are not, a NULL is never dereferenced then.
+    cdef int64_t *pstock = &stock[0] if stock.shape[0] else NULL
+    cdef const int64_t *pprice = &price[0] if price.shape[0] else NULL
+    cdef const int64_t *pos = &offer_start[0]
+    cdef const int64_t *pobp = &offer_by_priority[0] if offer_by_priority.shape[0] else NULL
+    cdef const int64_t *pls = &line_start[0]
+    cdef const int64_t *psku = &sku[0] if sku.shape[0] else NULL
+    cdef const int64_t *pqty = &qty[0] if qty.shape[0] else NULL
+    cdef const int64_t *pmax = &max_price[0] if max_price.shape[0] else NULL
+    cdef const int64_t *pslot = &slot_start[0]
+    cdef const int64_t *poi = &order_index[0]
+    cdef int64_t *ptaken = &taken[0] if taken.shape[0] else NULL
+    cdef int8_t *pstatus = &status[0]
+    cdef int64_t *pcnt = &counters[0]
+    if n_threads <= 1:
+        with nogil:
+            for c in range(n_chunks):
+                _general_chunk(pstock, pprice, pos, pobp, pls, psku, pqty, pmax, pslot, poi, ptaken, pstatus,
+                               pcnt, c * CHUNK, min((c + 1) * CHUNK, n))
+    else:
+        # dynamic: per-order cost varies (lines, offers, rollbacks); see reserve_single.
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
+            _general_chunk(pstock, pprice, pos, pobp, pls, psku, pqty, pmax, pslot, poi, ptaken, pstatus,
+                           pcnt, c * CHUNK, min((c + 1) * CHUNK, n))
+
+
+cdef inline void _general_part(int64_t *stock, const int64_t *price, const int64_t *offer_start,
+                               const int64_t *offer_by_priority, const int64_t *line_start, const int64_t *sku,
+                               const int64_t *qty, const int64_t *max_price, const int64_t *slot_start,
+                               const int64_t *order_index, int64_t *taken, int8_t *status, int64_t *counters,
+                               Py_ssize_t n, int64_t t, int64_t n_parts) noexcept nogil:
+    """Serve, in arrival order, the orders whose first line's SKU is in part ``t``."""
+    # Only serial-equivalent when each order has one line (the facade ensures
+    # that before passing n_threads > 1); a line-less order goes to part 0.
+    cdef Py_ssize_t k
+    cdef int64_t order, part
+    for k in range(n):
+        order = order_index[k]
+        if line_start[order] < line_start[order + 1]:
+            part = _part_of(sku[line_start[order]], n_parts)
+        else:
+            part = 0
+        if part == t and take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
+                                       max_price, slot_start, taken, counters, order) != K_ACCEPTED:
+            # status pre-filled with ACCEPTED (false sharing, see _single_part)
+            status[order] = K_OUT_OF_STOCK
+
+
+def reserve_general_ordered(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
+                            const int64_t[::1] offer_by_priority, const int64_t[::1] line_start,
+                            const int64_t[::1] sku, const int64_t[::1] qty, const int64_t[::1] max_price,
+                            const int64_t[::1] slot_start, const int64_t[::1] order_index, int64_t[::1] taken,
+                            int8_t[::1] status, int64_t[::1] counters, int n_threads):
+    """General path whose outcome equals arrival order."""
+    cdef Py_ssize_t n = order_index.shape[0]
+    cdef Py_ssize_t k
+    cdef int t
+    if n == 0:
+        return
+    cdef int64_t *pstock = &stock[0] if stock.shape[0] else NULL
+    cdef const int64_t *pprice = &price[0] if price.shape[0] else NULL
+    cdef const int64_t *pos = &offer_start[0]
+    cdef const int64_t *pobp = &offer_by_priority[0] if offer_by_priority.shape[0] else NULL
+    cdef const int64_t *pls = &line_start[0]
+    cdef const int64_t *psku = &sku[0] if sku.shape[0] else NULL
+    cdef const int64_t *pqty = &qty[0] if qty.shape[0] else NULL
+    cdef const int64_t *pmax = &max_price[0] if max_price.shape[0] else NULL
+    cdef const int64_t *pslot = &slot_start[0]
+    cdef const int64_t *poi = &order_index[0]
+    cdef int64_t *ptaken = &taken[0] if taken.shape[0] else NULL
+    cdef int8_t *pstatus = &status[0]
+    cdef int64_t *pcnt = &counters[0]
+    if n_threads <= 1:
+        with nogil:
+            _general_chunk(pstock, pprice, pos, pobp, pls, psku, pqty, pmax, pslot, poi, ptaken, pstatus,
+                           pcnt, 0, n)
+    else:
+        with nogil:
+            for k in range(n):
+                pstatus[poi[k]] = K_ACCEPTED  # see _general_part
+        for t in prange(n_threads, nogil=True, num_threads=n_threads, schedule='static'):
+            _general_part(pstock, pprice, pos, pobp, pls, psku, pqty, pmax, pslot, poi, ptaken, pstatus,
+                          pcnt, n, t, n_threads)
+
+
+# --------------------------------------------------------------------------
+# give_back
+
+cdef inline void _give_back_chunk(int64_t *stock, const int64_t *offer, const int64_t *qty,
+                                  Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(start, stop):
+        # fetch-add: concurrent reservations may be CAS-ing the same word.
+        atomic_add_i64(&stock[offer[k]], qty[k])
+
+
+def give_back(int64_t[::1] stock, const int64_t[::1] offer, const int64_t[::1] qty, int n_threads):
+    """Return qty[k] units to stock[offer[k]] for every k (atomic fetch-add)."""
+    cdef Py_ssize_t n = offer.shape[0]
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t c
+    if n == 0:
+        return
+    cdef int64_t *pstock = &stock[0]
+    cdef const int64_t *poffer = &offer[0]
+    cdef const int64_t *pqty = &qty[0]
+    if n_threads <= 1:
+        with nogil:
+            for c in range(n_chunks):
+                _give_back_chunk(pstock, poffer, pqty, c * CHUNK, min((c + 1) * CHUNK, n))
+    else:
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
+            _give_back_chunk(pstock, poffer, pqty, c * CHUNK, min((c + 1) * CHUNK, n))

@@ -1,0 +1,400 @@
+"""Numba kernels: mirrors :mod:`kernel.reference` function for function, with
+the same names and arguments (and ``kernel/_cython/kernels.pyx``).
+
+Every kernel is written once, as a plain Python function using
+``numba.prange``, and compiled lazily into two cached dispatchers: a parallel
+one (``parallel=True``; ``prange`` runs on the thread pool) and a serial one
+(``prange`` is plain ``range``).  The public names are small Python wrappers
+that pick one; nothing compiles at import time, and ``cache=True`` means a
+second process loads machine code from ``__pycache__`` instead of compiling.
+
+Threads
+    ``n_threads > 1`` (and parallel allowed) runs the parallel dispatcher on
+    ``min(n_threads, numba.config.NUMBA_NUM_THREADS)`` threads
+    (``numba.set_num_threads`` is per calling thread, so concurrent callers do
+    not disturb each other); otherwise the serial one runs.
+
+Threading layer
+    ``threadsafe`` (TBB, else OpenMP) unless the user set
+    ``NUMBA_THREADING_LAYER``: Numba's fallback ``workqueue`` layer is not
+    safe when several Python threads launch parallel kernels at once (these
+    kernels release the GIL).  :func:`threading_layer` reports what loaded.
+
+Fork safety
+    GNU OpenMP's thread pool does not survive ``fork()``: a child that enters
+    a parallel region the parent already used can hang.  An
+    ``os.register_at_fork`` hook therefore forces serial execution in a
+    child whose parent had run a parallel kernel.  :func:`set_parallel` lets
+    the facade force serial (or re-allow parallel) explicitly.
+
+Errors
+    The atomics check bounds before touching memory and raise
+    ``IndexError``.  Numba propagates an exception raised in a ``prange``
+    body only when it happens on the calling thread (as a ``SystemError``
+    caused by it, which the wrappers turn back into the ``IndexError``); one
+    raised on a pool worker is lost (numba#9673, numba#6976), though memory is
+    still never touched out of bounds.  Kernels do not validate: the facade
+    passes only checked indices (:func:`first_bad_line`), so an
+    out-of-bounds index is a bug, not an input error.
+"""
+
+import os
+import types as _pytypes
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .atomics import atomic_add, atomic_cas, atomic_load
+
+__all__ = [
+    "ACCEPTED", "OUT_OF_STOCK", "ROLLBACKS",
+    "first_bad_line", "reserve_single", "reserve_single_ordered", "take_exactly", "take_up_to",
+    "line_available", "roll_back_order", "take_order", "reserve_general", "reserve_general_ordered",
+    "give_back", "parallel_enabled", "set_parallel", "threading_layer",
+]
+
+ACCEPTED = 0
+OUT_OF_STOCK = 1
+ROLLBACKS = 0  # index into ``counters``
+
+# Orders per prange work item.  Big enough that scheduling overhead and the
+# run-coalescing boundary effects vanish, small enough to balance 2..8 threads
+# on batches of ~100k orders and up.
+_CHUNK = 16384
+# The general path does far more work per order, so smaller chunks balance better.
+_GENERAL_CHUNK = 1024
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "threadsafe"
+
+_jit = dict(cache=True, nogil=True)
+
+# --------------------------------------------------------------- thread control
+
+_force_serial = False
+_parallel_used = False  # a parallel kernel has run in this process
+
+
+def parallel_enabled():
+    """Whether ``n_threads > 1`` may use the thread pool in this process."""
+    return not _force_serial
+
+
+def set_parallel(enabled):
+    """Allow (``True``) or forbid (``False``) parallel execution process-wide."""
+    global _force_serial
+    _force_serial = not enabled
+
+
+def _after_fork_in_child():
+    # GNU OpenMP (and TBB) pools are not fork-safe: if the parent already
+    # started the pool, the child must not touch it.
+    global _force_serial
+    if _parallel_used:
+        _force_serial = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def threading_layer():
+    """The Numba threading layer in use (``None`` until a parallel kernel ran)."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
+def _threads(n_threads):
+    """Threads to run on: 1 means use the serial dispatcher."""
+    if n_threads > 1 and not _force_serial:
+        return min(int(n_threads), numba.config.NUMBA_NUM_THREADS)
+    return 1
+
+
+def _run(par, ser, nt, args):
+    global _parallel_used
+    try:
+        if nt > 1:
+            _parallel_used = True
+            numba.set_num_threads(nt)
+            return par(*args)
+        return ser(*args)
+    except SystemError as exc:  # an IndexError raised inside a prange body
+        if isinstance(exc.__cause__, IndexError):
+            raise exc.__cause__ from None
+        raise
+
+
+def _clone(fn, suffix):
+    # The parallel and serial dispatchers need distinct functions: Numba's
+    # on-disk cache is keyed by qualname + bytecode + signature, not by the
+    # ``parallel`` flag, so sharing one function would let one variant load
+    # the other's machine code.
+    g = _pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    g.__qualname__ = fn.__qualname__ + suffix
+    g.__module__ = fn.__module__
+    g.__doc__ = fn.__doc__
+    return g
+
+
+def _dispatchers(fn):
+    return (njit(parallel=True, **_jit)(_clone(fn, "_parallel")),
+            njit(**_jit)(_clone(fn, "_serial")))
+
+
+# ----------------------------------------------------------- per-unit helpers
+
+
+@njit(**_jit)
+def take_exactly(stock, offer, units):
+    """Take exactly ``units`` from ``stock[offer]`` or nothing; CAS loop that
+    gives up, without writing, once the stock is too small."""
+    seen = atomic_load(stock, offer)
+    while seen >= units:
+        old = atomic_cas(stock, offer, seen, seen - units)
+        if old == seen:
+            return True
+        seen = old  # lost a race: retry against the value that won
+    return False
+
+
+@njit(**_jit)
+def take_up_to(stock, offer, units):
+    """Take ``min(stock[offer], units)`` and return it (CAS loop)."""
+    seen = atomic_load(stock, offer)
+    while seen > 0:
+        got = min(seen, units)
+        old = atomic_cas(stock, offer, seen, seen - got)
+        if old == seen:
+            return got
+        seen = old
+    return 0
+
+
+@njit(**_jit)
+def line_available(stock, price, offer_start, offer_by_priority, sku, max_price, line, enough):
+    """Units the line could take now from its eligible offers, counted only
+    until ``enough`` (read-only: relaxed loads, no writes)."""
+    total = 0
+    s = sku[line]
+    for k in range(offer_start[s], offer_start[s + 1]):
+        offer = offer_by_priority[k]
+        if price[offer] > max_price[line]:
+            break  # offers are in price order: the rest are dearer still
+        total += atomic_load(stock, offer)
+        if total >= enough:
+            break
+    return total
+
+
+@njit(**_jit)
+def roll_back_order(stock, offer_start, offer_by_priority, line_start, sku, slot_start, taken, counters, order):
+    """Give back every unit the order took and clear its ``taken`` slots."""
+    for line in range(line_start[order], line_start[order + 1]):
+        base = offer_start[sku[line]]
+        for j in range(slot_start[line + 1] - slot_start[line]):
+            got = taken[slot_start[line] + j]
+            if got:
+                # fetch-add, not a store: other threads are taking concurrently
+                atomic_add(stock, offer_by_priority[base + j], got)
+                taken[slot_start[line] + j] = 0  # slots belong to this order only
+    atomic_add(counters, ROLLBACKS, 1)
+
+
+@njit(**_jit)
+def take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start, taken,
+               counters, order):
+    """Fill every line of one order from its SKU's eligible offers in priority
+    order, all or nothing; return the order's status."""
+    first = line_start[order]
+    last = line_start[order + 1]
+    # Pre-check with reads only: an order that cannot fit costs loads, not
+    # writes (and not a rollback another order could trip over).
+    for line in range(first, last):
+        if line_available(stock, price, offer_start, offer_by_priority, sku, max_price, line, qty[line]) < qty[line]:
+            return OUT_OF_STOCK
+    for line in range(first, last):
+        need = qty[line]
+        s = sku[line]
+        base = offer_start[s]
+        for j in range(offer_start[s + 1] - base):
+            offer = offer_by_priority[base + j]
+            if price[offer] > max_price[line]:
+                break
+            got = take_up_to(stock, offer, need)
+            taken[slot_start[line] + j] = got
+            need -= got
+            if need == 0:
+                break
+        if need:
+            roll_back_order(stock, offer_start, offer_by_priority, line_start, sku, slot_start, taken, counters, order)
+            return OUT_OF_STOCK
+    return ACCEPTED
+
+
+@njit(**_jit)
+def _take_run(stock, s, qty, status, lo, hi):
+    """Orders ``lo:hi`` all want SKU ``s``: decide them greedily in arrival
+    order against one snapshot, then commit the run's total with ONE CAS.
+    The CAS makes the run a single linearisation point, so the outcome is
+    exactly those orders served back to back; on failure, redo with the value
+    the CAS saw."""
+    seen = atomic_load(stock, s)
+    while True:
+        left = seen
+        for k in range(lo, hi):
+            q = qty[k]
+            if q <= left:
+                left -= q
+                status[k] = ACCEPTED
+            else:
+                status[k] = OUT_OF_STOCK
+        if left == seen:
+            return  # nothing taken: no write (sold-out SKUs cost a load)
+        old = atomic_cas(stock, s, seen, left)
+        if old == seen:
+            return
+        seen = old
+
+
+# ------------------------------------------------------------------- kernels
+
+
+def _first_bad_line(sku, qty, n_skus, n_threads):
+    n = sku.size
+    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    bad = np.full(n_chunks, -1, np.int64)  # first bad line of each chunk
+    for c in prange(n_chunks):
+        hi = min(n, (c + 1) * _CHUNK)
+        for line in range(c * _CHUNK, hi):
+            if sku[line] < 0 or sku[line] >= n_skus or qty[line] <= 0:
+                bad[c] = line
+                break
+    for c in range(n_chunks):  # chunks are in line order: the first hit is the min
+        if bad[c] >= 0:
+            return bad[c]
+    return -1
+
+
+def _reserve_single(stock, sku, qty, status, n_threads):
+    n = sku.size
+    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    for c in prange(n_chunks):
+        hi = min(n, (c + 1) * _CHUNK)
+        i = c * _CHUNK
+        while i < hi:
+            s = sku[i]
+            j = i + 1
+            while j < hi and sku[j] == s:
+                j += 1
+            if j == i + 1:
+                # Lone order: the common case on a wide catalogue, kept cheap.
+                status[i] = ACCEPTED if take_exactly(stock, s, qty[i]) else OUT_OF_STOCK
+            else:
+                # A run on one SKU (hot item): one CAS for the run instead of
+                # one contended CAS per order.
+                _take_run(stock, s, qty, status, i, j)
+            i = j
+
+
+def _reserve_single_ordered(stock, sku, qty, status, n_threads):
+    # Thread t serves SKUs with sku % n_threads == t in arrival order: orders
+    # of different SKUs never interact, so the outcome is the serial one.
+    # Scanning the whole batch per thread is cheap next to the CAS traffic.
+    n = sku.size
+    for t in prange(n_threads):
+        for i in range(n):
+            s = sku[i]
+            if s % n_threads == t:
+                status[i] = ACCEPTED if take_exactly(stock, s, qty[i]) else OUT_OF_STOCK
+
+
+def _reserve_general(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+                     order_index, taken, status, counters, n_threads):
+    n = order_index.size
+    n_chunks = (n + _GENERAL_CHUNK - 1) // _GENERAL_CHUNK
+    for c in prange(n_chunks):
+        hi = min(n, (c + 1) * _GENERAL_CHUNK)
+        for k in range(c * _GENERAL_CHUNK, hi):
+            order = order_index[k]
+            status[order] = take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
+                                       slot_start, taken, counters, order)
+
+
+def _reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
+                             slot_start, order_index, taken, status, counters, n_threads):
+    # Bucket by the SKU of the order's first line; the serial outcome only
+    # when orders have one line (the facade passes n_threads=1 otherwise).
+    n = order_index.size
+    for t in prange(n_threads):
+        for k in range(n):
+            order = order_index[k]
+            first = line_start[order]
+            bucket = 0
+            if first < line_start[order + 1]:  # an order with no lines goes to bucket 0
+                bucket = sku[first] % n_threads
+            if bucket == t:
+                status[order] = take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
+                                           max_price, slot_start, taken, counters, order)
+
+
+def _give_back(stock, offer, qty, n_threads):
+    for k in prange(offer.size):
+        atomic_add(stock, offer[k], qty[k])  # fetch-add: takes may be running concurrently
+
+
+_first_bad_line_par, _first_bad_line_ser = _dispatchers(_first_bad_line)
+_reserve_single_par, _reserve_single_ser = _dispatchers(_reserve_single)
+_reserve_single_ordered_par, _reserve_single_ordered_ser = _dispatchers(_reserve_single_ordered)
+_reserve_general_par, _reserve_general_ser = _dispatchers(_reserve_general)
+_reserve_general_ordered_par, _reserve_general_ordered_ser = _dispatchers(_reserve_general_ordered)
+_give_back_par, _give_back_ser = _dispatchers(_give_back)
+
+
+# ---------------------------------------------------------- public wrappers
+
+
+def first_bad_line(sku, qty, n_skus, n_threads):
+    """Return the first ``l`` whose ``sku`` is outside ``[0, n_skus)`` or whose
+    ``qty <= 0``; ``-1`` when every line is valid."""
+    nt = _threads(n_threads)
+    return int(_run(_first_bad_line_par, _first_bad_line_ser, nt, (sku, qty, n_skus, nt)))
+
+
+def reserve_single(stock, sku, qty, status, n_threads):
+    """Concurrent flash-sale path (see :func:`kernel.reference.reserve_single`)."""
+    nt = _threads(n_threads)
+    _run(_reserve_single_par, _reserve_single_ser, nt, (stock, sku, qty, status, nt))
+
+
+def reserve_single_ordered(stock, sku, qty, status, n_threads):
+    """Flash-sale path whose outcome equals arrival order."""
+    nt = _threads(n_threads)
+    _run(_reserve_single_ordered_par, _reserve_single_ordered_ser, nt, (stock, sku, qty, status, nt))
+
+
+def reserve_general(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+                    order_index, taken, status, counters, n_threads):
+    """Concurrent general path (see :func:`kernel.reference.reserve_general`)."""
+    nt = _threads(n_threads)
+    _run(_reserve_general_par, _reserve_general_ser, nt,
+         (stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+          order_index, taken, status, counters, nt))
+
+
+def reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
+                            slot_start, order_index, taken, status, counters, n_threads):
+    """General path whose outcome equals arrival order."""
+    nt = _threads(n_threads)
+    _run(_reserve_general_ordered_par, _reserve_general_ordered_ser, nt,
+         (stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+          order_index, taken, status, counters, nt))
+
+
+def give_back(stock, offer, qty, n_threads):
+    """Return ``qty[k]`` units to ``stock[offer[k]]`` for every ``k`` (atomic fetch-add)."""
+    nt = _threads(n_threads)
+    _run(_give_back_par, _give_back_ser, nt, (stock, offer, qty, nt))
