@@ -11,12 +11,13 @@ INT64_MAX = int(np.iinfo(np.int64).max)
 __all__ = ["INT64_MAX", "as_int64", "check_at_least", "check_sum_fits", "check_threads"]
 
 
-def as_int64(name, values):
+def as_int64(name, values, *, copy=False):
     """Return ``values`` as a 1-D C-contiguous native ``int64`` array.
 
     int32, big-endian, non-contiguous and read-only inputs are converted (or
-    passed through untouched when already in that form); floats are accepted
-    only when they hold whole numbers.
+    passed through untouched when already in that form, unless ``copy``);
+    floats are accepted only when they hold whole numbers.  With ``copy`` the
+    result never shares memory with ``values``.
 
     Raises
     ------
@@ -33,13 +34,13 @@ def as_int64(name, values):
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     if kind == "i":
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return np.array(arr, dtype=np.int64, order="C", copy=True if copy else None)
     if kind == "u":
         too_big = arr > INT64_MAX
         if too_big.any():
             pos = int(too_big.argmax())
             raise ValueError(f"{name}[{pos}] = {arr[pos]} does not fit in int64")
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return np.array(arr, dtype=np.int64, order="C", copy=True if copy else None)
     if kind == "f":
         # 2**63 is exactly representable; anything >= it does not fit int64.
         good = np.isfinite(arr) & (arr == np.trunc(arr)) & (np.abs(arr) < 2.0**63)

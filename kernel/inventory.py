@@ -251,66 +251,60 @@ class Inventory:
         TypeError
             ``orders`` is not an :class:`OrderBatch`.
         ValueError
-            A line names a SKU this inventory does not have (or a quantity
-            is not positive), naming the first bad line; nothing changes.
+            A line names a SKU this inventory does not have, naming the
+            first such line; nothing changes.
         """
         if not isinstance(orders, OrderBatch):
             raise TypeError(f"orders must be an OrderBatch, got {type(orders).__name__}")
         kernels = self._kernels
         n_threads = backends.resolve_threads(kernels, check_threads(threads) or self.threads)
-        self._check_lines(orders, n_threads)
+        if orders.max_sku >= self.n_skus:
+            pos = int((orders.sku >= self.n_skus).argmax())
+            raise ValueError(f"sku[{pos}] = {orders.sku[pos]} is out of range [0, {self.n_skus})")
         status = np.empty(orders.n_orders, dtype=np.int8)
         if orders.n_orders == 0:
             return Result(self, orders, status, None if self._single_offer else np.zeros(0, np.int64),
                           np.zeros(1, np.int64))
+        # A rollback hands units back after other orders may have been refused
+        # for lack of them.  So when one happened while the batch ran (in it,
+        # or in another batch on this inventory), its refused orders are run
+        # again one by one: every order still refused then was refused against
+        # stock that only shrinks from there on, so no order is refused for
+        # stock that is there at the end (G4, no under-selling).
         rollbacks_before = self._counters[_ROLLBACKS]
-        if self._single_offer and orders.one_line_per_order and orders.max_price is None:
-            if ordered:
-                kernels.reserve_single_ordered(self._stock, orders.sku, orders.qty, status, n_threads)
+        everyone = orders.all_orders()
+        if self._single_offer and orders.max_price is None:
+            # One offer per SKU and no price limits: no `taken` slots needed,
+            # an accepted line took all its qty from offer sku[line].
+            carts = (self._stock, orders.line_start, orders.sku, orders.qty)
+            if orders.one_line_per_order:
+                run = kernels.reserve_single_ordered if ordered else kernels.reserve_single
+                run(self._stock, orders.sku, orders.qty, status, n_threads)
+            elif ordered:
+                kernels.reserve_carts_ordered(*carts, everyone, status, self._counters, 1)
             else:
-                kernels.reserve_single(self._stock, orders.sku, orders.qty, status, n_threads)
-                if self._counters[_ROLLBACKS] != rollbacks_before:
-                    self._retry_single(orders, status)
+                kernels.reserve_carts(*carts, everyone, status, self._counters, n_threads)
+            if not ordered and self._counters[_ROLLBACKS] != rollbacks_before:
+                kernels.reserve_carts_ordered(*carts, self._refused(status), status, self._counters, 1)
             return Result(self, orders, status, None, None)
 
         slot_start = self._slot_start(orders)
         taken = np.zeros(slot_start[-1], dtype=np.int64)
-        args = (self._stock, self._price, self._offer_start, self._offer_by_priority, orders.line_start,
-                orders.sku, orders.qty, orders.price_limits(), slot_start)
+        general = (self._stock, self._price, self._offer_start, self._offer_by_priority, orders.line_start,
+                   orders.sku, orders.qty, orders.price_limits(), slot_start)
         if ordered:
-            # Bucketing by SKU preserves arrival order only for one-line orders.
-            kernels.reserve_general_ordered(*args, orders.all_orders(), taken, status, self._counters,
+            # Splitting orders by SKU keeps arrival order only for one-line orders.
+            kernels.reserve_general_ordered(*general, everyone, taken, status, self._counters,
                                             n_threads if orders.one_line_per_order else 1)
         else:
-            kernels.reserve_general(*args, orders.all_orders(), taken, status, self._counters, n_threads)
+            kernels.reserve_general(*general, everyone, taken, status, self._counters, n_threads)
             if self._counters[_ROLLBACKS] != rollbacks_before:
-                # A rollback hands units back after other orders may have been
-                # refused for lack of them.  Re-running the refused orders one
-                # by one, now that no rollback of this batch can follow, means
-                # every order still refused is refused against stock that only
-                # shrinks from here on: no under-selling (G4).
-                retry = np.flatnonzero(status == Status.OUT_OF_STOCK).astype(np.int64)
-                kernels.reserve_general_ordered(*args, retry, taken, status, self._counters, 1)
+                kernels.reserve_general_ordered(*general, self._refused(status), taken, status, self._counters, 1)
         return Result(self, orders, status, taken, slot_start)
 
-    def _retry_single(self, orders, status):
-        # Stock came back from another batch's rollback while this one ran;
-        # see the comment in reserve() on why a serial re-run closes G4.
-        retry = np.flatnonzero(status == Status.OUT_OF_STOCK)
-        again = np.empty(retry.size, dtype=np.int8)
-        self._kernels.reserve_single_ordered(self._stock, np.ascontiguousarray(orders.sku[retry]),
-                                             np.ascontiguousarray(orders.qty[retry]), again, 1)
-        status[retry] = again
-
-    def _check_lines(self, orders, n_threads):
-        # Re-checked at every call, in one compiled pass: the batch's sku and
-        # qty arrays may be views of arrays the caller still owns, and a SKU
-        # id out of range would make a kernel touch memory it must not.
-        bad = self._kernels.first_bad_line(orders.sku, orders.qty, self.n_skus, n_threads)
-        if bad >= 0:
-            if orders.qty[bad] <= 0:
-                raise ValueError(f"qty[{bad}] = {orders.qty[bad]} must be > 0")
-            raise ValueError(f"sku[{bad}] = {orders.sku[bad]} is out of range [0, {self.n_skus})")
+    @staticmethod
+    def _refused(status):
+        return np.flatnonzero(status == Status.OUT_OF_STOCK).astype(np.int64)
 
     def _slot_start(self, orders):
         # Each line gets one `taken` slot per offer of its SKU, in priority order.

@@ -34,16 +34,26 @@ class OrderBatch:
     ValueError, TypeError
         On malformed input, naming the field and the first bad position.
 
+    Attributes
+    ----------
+    sku, qty, offsets, max_price, order_id, user_id : numpy.ndarray or None
+        Read-only ``int64`` copies of the inputs.
+    n_orders, n_lines : int
+    max_sku : int
+        The largest SKU id named (``-1`` for an empty batch).
+
     Notes
     -----
-    SKU range is checked against the inventory when the batch is reserved
-    (the batch does not know the inventory).  ``offsets`` is copied so the
-    batch's structure cannot change after it was validated.
+    The batch copies its inputs (one pass, at construction) and is immutable,
+    so a reservation only checks ``max_sku`` against the inventory: the
+    per-line checks are done once, here.
     """
 
     def __init__(self, sku, qty, offsets=None, max_price=None, order_id=None, user_id=None):
-        sku = as_int64("sku", sku)
-        qty = as_int64("qty", qty)
+        # Copies: a batch owns its arrays, so what was validated here is what
+        # the kernels read (a SKU id changed later could send them out of bounds).
+        sku = as_int64("sku", sku, copy=True)
+        qty = as_int64("qty", qty, copy=True)
         n_lines = sku.size
         if qty.size != n_lines:
             raise ValueError(f"qty: has {qty.size} entries but sku has {n_lines}")
@@ -55,7 +65,7 @@ class OrderBatch:
             n_orders = n_lines
             line_start = None
         else:
-            line_start = np.array(as_int64("offsets", offsets), dtype=np.int64, copy=True)
+            line_start = as_int64("offsets", offsets, copy=True)
             if line_start.size == 0:
                 raise ValueError("offsets: needs at least one entry (offsets[0] = 0)")
             if line_start[0] != 0:
@@ -71,14 +81,14 @@ class OrderBatch:
             n_orders = line_start.size - 1
 
         if max_price is not None:
-            max_price = as_int64("max_price", max_price)
+            max_price = as_int64("max_price", max_price, copy=True)
             if max_price.size != n_lines:
                 raise ValueError(f"max_price: has {max_price.size} entries but sku has {n_lines}")
             check_at_least("max_price", max_price, 0, ">= 0")
         ids = {}
         for name, values in (("order_id", order_id), ("user_id", user_id)):
             if values is not None:
-                values = as_int64(name, values)
+                values = as_int64(name, values, copy=True)
                 if values.size != n_orders:
                     raise ValueError(f"{name}: has {values.size} entries but the batch has {n_orders} orders")
                 values = _readonly(values)
@@ -92,6 +102,7 @@ class OrderBatch:
         self.user_id = ids["user_id"]
         self.n_orders = n_orders
         self.n_lines = n_lines
+        self.max_sku = int(sku.max()) if n_lines else -1
         self._derived = {}
 
     def __len__(self):

@@ -28,22 +28,15 @@ Batch
     ``status[i]``           output (``int8``): a :class:`kernel.Status` code
     ``order_index``         the orders to process, in arrival order
 
-The single-offer functions (``*_single*``) are the flash-sale fast path: one
-offer per SKU (offer id == SKU id) and one line per order.
+The single-offer functions are the fast paths for one offer per SKU (offer
+id == SKU id) and no price limits: ``*_single*`` for one line per order (the
+flash sale), ``*_carts*`` for several.  They need no ``taken`` slots: an
+accepted line took its whole ``qty`` from offer ``sku[line]``.
 """
 
 ACCEPTED = 0
 OUT_OF_STOCK = 1
 ROLLBACKS = 0  # index into ``counters``
-
-
-def first_bad_line(sku, qty, n_skus, n_threads):
-    """Return the first ``l`` whose ``sku`` is outside ``[0, n_skus)`` or whose
-    ``qty <= 0``; ``-1`` when every line is valid."""
-    for line in range(len(sku)):
-        if not 0 <= sku[line] < n_skus or qty[line] <= 0:
-            return line
-    return -1
 
 
 def reserve_single(stock, sku, qty, status, n_threads):
@@ -76,6 +69,36 @@ def take_exactly(stock, offer, units):
         return False
     stock[offer] -= units
     return True
+
+
+def take_cart(stock, line_start, sku, qty, counters, order):
+    """One-offer-per-SKU twin of :func:`take_order`: every line takes exactly
+    its ``qty`` from offer ``sku[line]``, all or nothing."""
+    lines = range(line_start[order], line_start[order + 1])
+    for line in lines:  # read-only pre-check, as in take_order
+        if stock[sku[line]] < qty[line]:
+            return OUT_OF_STOCK
+    for line in lines:
+        if not take_exactly(stock, sku[line], qty[line]):
+            for earlier in range(line_start[order], line):
+                stock[sku[earlier]] += qty[earlier]
+            counters[ROLLBACKS] += 1
+            return OUT_OF_STOCK
+    return ACCEPTED
+
+
+def reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads):
+    """Concurrent multi-line path for one offer per SKU (see
+    :func:`reserve_general` for the rollback and re-run rule)."""
+    reserve_carts_ordered(stock, line_start, sku, qty, order_index, status, counters, 1)
+
+
+def reserve_carts_ordered(stock, line_start, sku, qty, order_index, status, counters, n_threads):
+    """Multi-line path for one offer per SKU whose outcome equals arrival
+    order.  Runs serially whatever ``n_threads`` says: orders with lines on
+    several SKUs cannot be split by SKU without changing the outcome."""
+    for order in order_index:
+        status[order] = take_cart(stock, line_start, sku, qty, counters, order)
 
 
 def take_up_to(stock, offer, units):

@@ -11,8 +11,7 @@ CAS / fetch-add (``atomics.h``), so orders may run on ``n_threads`` OpenMP
 threads without locks.  ``n_threads <= 1`` never enters an OpenMP region.
 """
 
-from libc.stdint cimport int64_t, int8_t, uint64_t, INT64_MAX
-from libc.stdlib cimport malloc, free
+from libc.stdint cimport int64_t, int8_t
 from libc.string cimport memset
 
 from .atomics cimport atomic_load_i64, atomic_cas_i64, atomic_add_i64, prefetch_rw
@@ -26,6 +25,8 @@ cdef enum:
     CHUNK = 16384
     # How many orders ahead to prefetch the stock word (see atomics.h).
     PREFETCH_AHEAD = 16
+    # Carts have ~3 lines each, so fewer orders ahead cover as many misses.
+    CART_PREFETCH_AHEAD = 6
     K_ACCEPTED = 0
     K_OUT_OF_STOCK = 1
     K_ROLLBACKS = 0
@@ -38,54 +39,6 @@ ROLLBACKS = K_ROLLBACKS
 def openmp_enabled():
     """True iff this module was compiled with OpenMP (else prange is serial)."""
     return bool(KERNEL_HAVE_OPENMP)
-
-
-# --------------------------------------------------------------------------
-# first_bad_line
-
-cdef inline Py_ssize_t _first_bad_in(const int64_t *sku, const int64_t *qty, int64_t n_skus,
-                                     Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    cdef Py_ssize_t line
-    for line in range(start, stop):
-        # One unsigned compare covers both 0 <= sku and sku < n_skus.
-        if <uint64_t>sku[line] >= <uint64_t>n_skus or qty[line] <= 0:
-            return line
-    return -1
-
-
-def first_bad_line(const int64_t[::1] sku, const int64_t[::1] qty, int64_t n_skus, int n_threads):
-    """Return the first line whose sku is outside [0, n_skus) or qty <= 0; -1 if none."""
-    cdef Py_ssize_t n = sku.shape[0]
-    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
-    cdef Py_ssize_t c, bad = -1
-    cdef Py_ssize_t *first
-    if n == 0:
-        return -1
-    cdef const int64_t *psku = &sku[0]
-    cdef const int64_t *pqty = &qty[0]
-    if n_threads <= 1:
-        with nogil:
-            # Serial: stop at the first bad chunk, it holds the answer.
-            for c in range(n_chunks):
-                bad = _first_bad_in(psku, pqty, n_skus, c * CHUNK, min((c + 1) * CHUNK, n))
-                if bad >= 0:
-                    break
-        return bad
-    # Parallel: each chunk records its own first bad line; the answer is the
-    # first chunk that found one (prange has no min-reduction).
-    first = <Py_ssize_t *>malloc(n_chunks * sizeof(Py_ssize_t))
-    if first == NULL:
-        raise MemoryError()
-    try:
-        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
-            first[c] = _first_bad_in(psku, pqty, n_skus, c * CHUNK, min((c + 1) * CHUNK, n))
-        for c in range(n_chunks):
-            if first[c] >= 0:
-                bad = first[c]
-                break
-    finally:
-        free(first)
-    return bad
 
 
 # --------------------------------------------------------------------------
@@ -317,6 +270,91 @@ def reserve_single_ordered(int64_t[::1] stock, const int64_t[::1] sku, const int
             memset(pstatus, K_ACCEPTED, n * sizeof(int8_t))  # see _single_part
         for t in prange(n_threads, nogil=True, num_threads=n_threads, schedule='static'):
             _single_part(pstock, psku, pqty, pstatus, n, t, n_threads)
+
+
+# --------------------------------------------------------------------------
+# Single-offer carts
+
+cdef inline int8_t take_cart(int64_t *stock, const int64_t *line_start, const int64_t *sku, const int64_t *qty,
+                             int64_t *counters, Py_ssize_t order) noexcept nogil:
+    """One-offer-per-SKU twin of take_order: each line takes exactly qty[line], all or nothing."""
+    cdef int64_t first_line = line_start[order], end_line = line_start[order + 1]
+    cdef int64_t line, earlier
+    # Pre-check with reads only, as in take_order: a cart that cannot fit
+    # costs loads, and never makes a rollback others could trip over.
+    for line in range(first_line, end_line):
+        if atomic_load_i64(&stock[sku[line]]) < qty[line]:
+            return K_OUT_OF_STOCK
+    for line in range(first_line, end_line):
+        if not take_exactly(stock, sku[line], qty[line]):
+            # Lost a race after the pre-check: hand back the earlier lines
+            # (fetch-add: other threads may be CAS-ing the same words).
+            for earlier in range(first_line, line):
+                atomic_add_i64(&stock[sku[earlier]], qty[earlier])
+            atomic_add_i64(&counters[K_ROLLBACKS], 1)
+            return K_OUT_OF_STOCK
+    return K_ACCEPTED
+
+
+cdef inline void _carts_chunk(int64_t *stock, const int64_t *line_start, const int64_t *sku, const int64_t *qty,
+                              const int64_t *order_index, int8_t *status, int64_t *counters,
+                              Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t k, j
+    cdef int64_t order, line
+    for k in range(start, stop):
+        if k + CART_PREFETCH_AHEAD < stop:
+            # Prefetch the stock words of a cart a few orders ahead: each line
+            # is a random cache miss, and overlapping them is most of the speed.
+            j = order_index[k + CART_PREFETCH_AHEAD]
+            for line in range(line_start[j], line_start[j + 1]):
+                prefetch_rw(&stock[sku[line]])
+        order = order_index[k]
+        status[order] = take_cart(stock, line_start, sku, qty, counters, order)
+
+
+def reserve_carts(int64_t[::1] stock, const int64_t[::1] line_start, const int64_t[::1] sku,
+                  const int64_t[::1] qty, const int64_t[::1] order_index, int8_t[::1] status,
+                  int64_t[::1] counters, int n_threads):
+    """Concurrent multi-line path for one offer per SKU."""
+    cdef Py_ssize_t n = order_index.shape[0]
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t c
+    if n == 0:
+        return
+    cdef int64_t *pstock = &stock[0]
+    cdef const int64_t *pls = &line_start[0]
+    cdef const int64_t *psku = &sku[0]
+    cdef const int64_t *pqty = &qty[0]
+    cdef const int64_t *poi = &order_index[0]
+    cdef int8_t *pstatus = &status[0]
+    cdef int64_t *pcnt = &counters[0]
+    if n_threads <= 1:
+        with nogil:
+            for c in range(n_chunks):
+                _carts_chunk(pstock, pls, psku, pqty, poi, pstatus, pcnt, c * CHUNK, min((c + 1) * CHUNK, n))
+    else:
+        # dynamic: see reserve_single.
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
+            _carts_chunk(pstock, pls, psku, pqty, poi, pstatus, pcnt, c * CHUNK, min((c + 1) * CHUNK, n))
+
+
+def reserve_carts_ordered(int64_t[::1] stock, const int64_t[::1] line_start, const int64_t[::1] sku,
+                          const int64_t[::1] qty, const int64_t[::1] order_index, int8_t[::1] status,
+                          int64_t[::1] counters, int n_threads):
+    """Multi-line path for one offer per SKU, outcome equal to arrival order
+    (serial whatever n_threads says: carts span SKUs, so they cannot be split by SKU)."""
+    cdef Py_ssize_t n = order_index.shape[0]
+    if n == 0:
+        return
+    cdef int64_t *pstock = &stock[0]
+    cdef const int64_t *pls = &line_start[0]
+    cdef const int64_t *psku = &sku[0]
+    cdef const int64_t *pqty = &qty[0]
+    cdef const int64_t *poi = &order_index[0]
+    cdef int8_t *pstatus = &status[0]
+    cdef int64_t *pcnt = &counters[0]
+    with nogil:
+        _carts_chunk(pstock, pls, psku, pqty, poi, pstatus, pcnt, 0, n)
 
 
 # --------------------------------------------------------------------------

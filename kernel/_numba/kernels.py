@@ -45,7 +45,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .atomics import atomic_add, atomic_cas, atomic_load
+from .atomics import atomic_add, atomic_cas, atomic_load, prefetch_write
 
 __all__ = [
     "ACCEPTED", "OUT_OF_STOCK", "ROLLBACKS",
@@ -62,13 +62,23 @@ ROLLBACKS = 0  # index into ``counters``
 # run-coalescing boundary effects vanish, small enough to balance 2..8 threads
 # on batches of ~100k orders and up.
 _CHUNK = 16384
+# How many orders ahead to prefetch the stock word (kernels.pyx: PREFETCH_AHEAD).
+_PREFETCH_AHEAD = 16
 # The general path does far more work per order, so smaller chunks balance better.
 _GENERAL_CHUNK = 1024
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "threadsafe"
 
-_jit = dict(cache=True, nogil=True)
+# error_model="numpy": no ZeroDivisionError checks around ``%`` / ``//`` in
+# the hot loops (no divisor here can be zero).  boundscheck=False explicitly, so
+# NUMBA_BOUNDSCHECK cannot slow the kernels down; the atomics check their own
+# index regardless (atomics.py).
+_jit = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+# Helpers called once per order are inlined at the Numba IR level: a call to
+# a compiled njit function increfs/decrefs every array argument (out-of-line
+# NRT calls with a locked add each), which LLVM inlining does not remove.
+_inline = dict(_jit, inline="always")
 
 # --------------------------------------------------------------- thread control
 
@@ -148,7 +158,7 @@ def _dispatchers(fn):
 # ----------------------------------------------------------- per-unit helpers
 
 
-@njit(**_jit)
+@njit(**_inline)
 def take_exactly(stock, offer, units):
     """Take exactly ``units`` from ``stock[offer]`` or nothing; CAS loop that
     gives up, without writing, once the stock is too small."""
@@ -161,7 +171,7 @@ def take_exactly(stock, offer, units):
     return False
 
 
-@njit(**_jit)
+@njit(**_inline)
 def take_up_to(stock, offer, units):
     """Take ``min(stock[offer], units)`` and return it (CAS loop)."""
     seen = atomic_load(stock, offer)
@@ -235,7 +245,7 @@ def take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qt
     return ACCEPTED
 
 
-@njit(**_jit)
+@njit(**_inline)
 def _take_run(stock, s, qty, status, lo, hi):
     """Orders ``lo:hi`` all want SKU ``s``: decide them greedily in arrival
     order against one snapshot, then commit the run's total with ONE CAS.
@@ -279,37 +289,84 @@ def _first_bad_line(sku, qty, n_skus, n_threads):
     return -1
 
 
+@njit(**_jit)
+def _single_chunk(stock, sku, qty, status, start, stop):
+    """Decide orders ``start:stop`` (kernels.pyx ``_single_chunk``)."""
+    # Random stock words miss cache and a locked CAS stalls until its line
+    # arrives, so consecutive misses would not overlap: prefetch (write
+    # intent) the word PREFETCH_AHEAD orders ahead.  First the window itself.
+    for j in range(start, min(start + _PREFETCH_AHEAD, stop)):
+        prefetch_write(stock, sku[j])
+    i = start
+    while i < stop:
+        if i + _PREFETCH_AHEAD < stop:
+            prefetch_write(stock, sku[i + _PREFETCH_AHEAD])
+        s = sku[i]
+        j = i + 1
+        while j < stop and sku[j] == s:
+            j += 1
+        if j == i + 1:
+            # Lone order: the common case on a wide catalogue, kept cheap.
+            status[i] = ACCEPTED if take_exactly(stock, s, qty[i]) else OUT_OF_STOCK
+        else:
+            # A run on one SKU (hot item): one CAS for the run instead of
+            # one contended CAS per order.
+            _take_run(stock, s, qty, status, i, j)
+        i = j
+
+
+@njit(**_inline)
+def _part_of(s, n_parts):
+    """``s % n_parts`` for s >= 0; a mask when n_parts is a power of two,
+    because a 64-bit division per order dominates the ordered scans."""
+    if (n_parts & (n_parts - 1)) == 0:
+        return s & (n_parts - 1)
+    return s % n_parts
+
+
+@njit(**_jit)
+def _single_part(stock, sku, qty, status, n, t, n_parts):
+    """Serve, in arrival order, the orders whose SKU belongs to part ``t``."""
+    # Every thread scans all orders but only touches its own SKUs, so each
+    # SKU sees its orders in arrival order: the result is the serial one.
+    for i in range(n):
+        if i + _PREFETCH_AHEAD < n:
+            # Prefetch only our own SKUs: a write-intent prefetch of another
+            # thread's word would steal its cache line.
+            ahead = sku[i + _PREFETCH_AHEAD]
+            if _part_of(ahead, n_parts) == t:
+                prefetch_write(stock, ahead)
+        s = sku[i]
+        if _part_of(s, n_parts) == t:
+            # status was pre-filled with ACCEPTED: only rejections are
+            # written, because neighbouring status bytes belong to the other
+            # threads and every write would bounce the shared cache line.
+            if not take_exactly(stock, s, qty[i]):
+                status[i] = OUT_OF_STOCK
+
+
 def _reserve_single(stock, sku, qty, status, n_threads):
     n = sku.size
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     for c in prange(n_chunks):
-        hi = min(n, (c + 1) * _CHUNK)
-        i = c * _CHUNK
-        while i < hi:
-            s = sku[i]
-            j = i + 1
-            while j < hi and sku[j] == s:
-                j += 1
-            if j == i + 1:
-                # Lone order: the common case on a wide catalogue, kept cheap.
-                status[i] = ACCEPTED if take_exactly(stock, s, qty[i]) else OUT_OF_STOCK
-            else:
-                # A run on one SKU (hot item): one CAS for the run instead of
-                # one contended CAS per order.
-                _take_run(stock, s, qty, status, i, j)
-            i = j
+        _single_chunk(stock, sku, qty, status, c * _CHUNK, min((c + 1) * _CHUNK, n))
 
 
 def _reserve_single_ordered(stock, sku, qty, status, n_threads):
-    # Thread t serves SKUs with sku % n_threads == t in arrival order: orders
-    # of different SKUs never interact, so the outcome is the serial one.
-    # Scanning the whole batch per thread is cheap next to the CAS traffic.
     n = sku.size
-    for t in prange(n_threads):
-        for i in range(n):
-            s = sku[i]
-            if s % n_threads == t:
-                status[i] = ACCEPTED if take_exactly(stock, s, qty[i]) else OUT_OF_STOCK
+    if n_threads <= 1:
+        # Serially, coalesced runs decide exactly as arrival order does.
+        n_chunks = (n + _CHUNK - 1) // _CHUNK
+        for c in range(n_chunks):
+            _single_chunk(stock, sku, qty, status, c * _CHUNK, min((c + 1) * _CHUNK, n))
+    else:
+        # Thread t serves SKUs with sku % n_threads == t in arrival order:
+        # orders of different SKUs never interact, so the outcome is the
+        # serial one.  Scanning the whole batch per thread is cheap next to
+        # the CAS traffic.
+        status[:] = ACCEPTED  # see _single_part
+        for t in prange(n_threads):
+            _single_part(stock, sku, qty, status, n, t, n_threads)
 
 
 def _reserve_general(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
