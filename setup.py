@@ -13,6 +13,7 @@ import sys
 import tempfile
 
 import numpy as np
+import Cython
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -84,7 +85,10 @@ extensions = [
         "kernel._cython.kernels",
         ["kernel/_cython/kernels.pyx"],
         include_dirs=[np.get_include(), "kernel/_cython"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        # The Cython that generated the C, for kernels.build_info(): the
+        # performance gate only compares counts made by the same toolchain.
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("KERNEL_CYTHON_VERSION", f'"{Cython.__version__}"')],
     )
 ]
 

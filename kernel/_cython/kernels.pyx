@@ -36,6 +36,20 @@ OUT_OF_STOCK = K_OUT_OF_STOCK
 ROLLBACKS = K_ROLLBACKS
 
 
+cdef extern from *:
+    """
+    #ifndef KERNEL_CYTHON_VERSION
+    #define KERNEL_CYTHON_VERSION "unknown"
+    #endif
+    """
+    const char *KERNEL_CYTHON_VERSION
+
+
+def build_info():
+    """How this module was built: the Cython version and whether OpenMP is in."""
+    return {"cython": KERNEL_CYTHON_VERSION.decode(), "openmp": bool(KERNEL_HAVE_OPENMP)}
+
+
 def openmp_enabled():
     """True iff this module was compiled with OpenMP (else prange is serial)."""
     return bool(KERNEL_HAVE_OPENMP)
