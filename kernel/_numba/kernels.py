@@ -34,8 +34,8 @@ Errors
     caused by it, which the wrappers turn back into the ``IndexError``); one
     raised on a pool worker is lost (numba#9673, numba#6976), though memory is
     still never touched out of bounds.  Kernels do not validate: the facade
-    passes only checked indices (:func:`first_bad_line`), so an
-    out-of-bounds index is a bug, not an input error.
+    passes only checked indices (batches are validated once, at
+    construction), so an out-of-bounds index is a bug, not an input error.
 """
 
 import os
@@ -49,7 +49,8 @@ from .atomics import atomic_add, atomic_cas, atomic_load, prefetch_write
 
 __all__ = [
     "ACCEPTED", "OUT_OF_STOCK", "ROLLBACKS",
-    "first_bad_line", "reserve_single", "reserve_single_ordered", "take_exactly", "take_up_to",
+    "reserve_single", "reserve_single_ordered", "take_exactly", "take_cart", "reserve_carts",
+    "reserve_carts_ordered", "take_up_to",
     "line_available", "roll_back_order", "take_order", "reserve_general", "reserve_general_ordered",
     "give_back", "parallel_enabled", "set_parallel", "threading_layer",
 ]
@@ -64,6 +65,8 @@ ROLLBACKS = 0  # index into ``counters``
 _CHUNK = 16384
 # How many orders ahead to prefetch the stock word (kernels.pyx: PREFETCH_AHEAD).
 _PREFETCH_AHEAD = 16
+# Carts have ~3 lines each, so fewer orders ahead cover as many misses.
+_CART_PREFETCH_AHEAD = 6
 # The general path does far more work per order, so smaller chunks balance better.
 _GENERAL_CHUNK = 1024
 
@@ -124,13 +127,27 @@ def _threads(n_threads):
     return 1
 
 
-def _run(par, ser, nt, args):
+def _run(par, ser, nt, args, dynamic=False):
+    """Run ``par`` on ``nt`` threads, or ``ser`` when ``nt == 1``.
+
+    ``dynamic``: hand the prange iterations (chunks of orders) out one at a
+    time, like kernels.pyx's ``schedule='dynamic'``, instead of Numba's
+    default static split into one block per thread: chunk cost varies (runs,
+    sold-out SKUs), and on a shared machine a descheduled thread must not
+    hold back half the batch.  The chunk size is per calling thread, so it is
+    restored afterwards."""
     global _parallel_used
     try:
         if nt > 1:
             _parallel_used = True
             numba.set_num_threads(nt)
-            return par(*args)
+            if not dynamic:
+                return par(*args)
+            old = numba.set_parallel_chunksize(1)
+            try:
+                return par(*args)
+            finally:
+                numba.set_parallel_chunksize(old)
         return ser(*args)
     except SystemError as exc:  # an IndexError raised inside a prange body
         if isinstance(exc.__cause__, IndexError):
@@ -172,6 +189,28 @@ def take_exactly(stock, offer, units):
 
 
 @njit(**_inline)
+def take_cart(stock, line_start, sku, qty, counters, order):
+    """One-offer-per-SKU twin of :func:`take_order`: every line takes exactly
+    its ``qty`` from offer ``sku[line]``, all or nothing."""
+    first = line_start[order]
+    last = line_start[order + 1]
+    # Pre-check with reads only, as in take_order: a cart that cannot fit
+    # costs loads, and never makes a rollback others could trip over.
+    for line in range(first, last):
+        if atomic_load(stock, sku[line]) < qty[line]:
+            return OUT_OF_STOCK
+    for line in range(first, last):
+        if not take_exactly(stock, sku[line], qty[line]):
+            # Lost a race after the pre-check: hand back the earlier lines
+            # (fetch-add: other threads may be CAS-ing the same words).
+            for earlier in range(first, line):
+                atomic_add(stock, sku[earlier], qty[earlier])
+            atomic_add(counters, ROLLBACKS, 1)
+            return OUT_OF_STOCK
+    return ACCEPTED
+
+
+@njit(**_inline)
 def take_up_to(stock, offer, units):
     """Take ``min(stock[offer], units)`` and return it (CAS loop)."""
     seen = atomic_load(stock, offer)
@@ -184,7 +223,7 @@ def take_up_to(stock, offer, units):
     return 0
 
 
-@njit(**_jit)
+@njit(**_inline)
 def line_available(stock, price, offer_start, offer_by_priority, sku, max_price, line, enough):
     """Units the line could take now from its eligible offers, counted only
     until ``enough`` (read-only: relaxed loads, no writes)."""
@@ -214,7 +253,7 @@ def roll_back_order(stock, offer_start, offer_by_priority, line_start, sku, slot
     atomic_add(counters, ROLLBACKS, 1)
 
 
-@njit(**_jit)
+@njit(**_inline)
 def take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start, taken,
                counters, order):
     """Fill every line of one order from its SKU's eligible offers in priority
@@ -271,22 +310,6 @@ def _take_run(stock, s, qty, status, lo, hi):
 
 
 # ------------------------------------------------------------------- kernels
-
-
-def _first_bad_line(sku, qty, n_skus, n_threads):
-    n = sku.size
-    n_chunks = (n + _CHUNK - 1) // _CHUNK
-    bad = np.full(n_chunks, -1, np.int64)  # first bad line of each chunk
-    for c in prange(n_chunks):
-        hi = min(n, (c + 1) * _CHUNK)
-        for line in range(c * _CHUNK, hi):
-            if sku[line] < 0 or sku[line] >= n_skus or qty[line] <= 0:
-                bad[c] = line
-                break
-    for c in range(n_chunks):  # chunks are in line order: the first hit is the min
-        if bad[c] >= 0:
-            return bad[c]
-    return -1
 
 
 @njit(**_jit)
@@ -366,7 +389,31 @@ def _reserve_single_ordered(stock, sku, qty, status, n_threads):
         # the CAS traffic.
         status[:] = ACCEPTED  # see _single_part
         for t in prange(n_threads):
-            _single_part(stock, sku, qty, status, n, t, n_threads)
+            # prange's index is unsigned; comparing it with a signed part
+            # number would be done in float64 (Numba's int64/uint64 rule).
+            _single_part(stock, sku, qty, status, n, np.int64(t), n_threads)
+
+
+@njit(**_jit)
+def _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop):
+    """Decide orders ``order_index[start:stop]`` (kernels.pyx ``_carts_chunk``)."""
+    for k in range(start, stop):
+        if k + _CART_PREFETCH_AHEAD < stop:
+            # Prefetch the stock words of a cart a few orders ahead: each line
+            # is a random cache miss, and overlapping them is most of the speed.
+            j = order_index[k + _CART_PREFETCH_AHEAD]
+            for line in range(line_start[j], line_start[j + 1]):
+                prefetch_write(stock, sku[line])
+        order = order_index[k]
+        status[order] = take_cart(stock, line_start, sku, qty, counters, order)
+
+
+def _reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads):
+    n = order_index.size
+    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    for c in prange(n_chunks):
+        _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, c * _CHUNK,
+                     min((c + 1) * _CHUNK, n))
 
 
 def _reserve_general(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
@@ -386,16 +433,26 @@ def _reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_
     # Bucket by the SKU of the order's first line; the serial outcome only
     # when orders have one line (the facade passes n_threads=1 otherwise).
     n = order_index.size
-    for t in prange(n_threads):
+    if n_threads <= 1:
         for k in range(n):
             order = order_index[k]
-            first = line_start[order]
-            bucket = 0
-            if first < line_start[order + 1]:  # an order with no lines goes to bucket 0
-                bucket = sku[first] % n_threads
-            if bucket == t:
-                status[order] = take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
-                                           max_price, slot_start, taken, counters, order)
+            status[order] = take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
+                                       max_price, slot_start, taken, counters, order)
+    else:
+        for k in range(n):
+            status[order_index[k]] = ACCEPTED  # see _single_part
+        for t in prange(n_threads):
+            part_t = np.int64(t)  # signed, see _reserve_single_ordered
+            for k in range(n):
+                order = order_index[k]
+                first = line_start[order]
+                part = 0
+                if first < line_start[order + 1]:  # an order with no lines goes to part 0
+                    part = _part_of(sku[first], n_threads)
+                if part == part_t and take_order(stock, price, offer_start, offer_by_priority, line_start, sku,
+                                                 qty, max_price, slot_start, taken, counters,
+                                                 order) != ACCEPTED:
+                    status[order] = OUT_OF_STOCK  # pre-filled with ACCEPTED (false sharing)
 
 
 def _give_back(stock, offer, qty, n_threads):
@@ -403,9 +460,9 @@ def _give_back(stock, offer, qty, n_threads):
         atomic_add(stock, offer[k], qty[k])  # fetch-add: takes may be running concurrently
 
 
-_first_bad_line_par, _first_bad_line_ser = _dispatchers(_first_bad_line)
 _reserve_single_par, _reserve_single_ser = _dispatchers(_reserve_single)
 _reserve_single_ordered_par, _reserve_single_ordered_ser = _dispatchers(_reserve_single_ordered)
+_reserve_carts_par, _reserve_carts_ser = _dispatchers(_reserve_carts)
 _reserve_general_par, _reserve_general_ser = _dispatchers(_reserve_general)
 _reserve_general_ordered_par, _reserve_general_ordered_ser = _dispatchers(_reserve_general_ordered)
 _give_back_par, _give_back_ser = _dispatchers(_give_back)
@@ -414,17 +471,10 @@ _give_back_par, _give_back_ser = _dispatchers(_give_back)
 # ---------------------------------------------------------- public wrappers
 
 
-def first_bad_line(sku, qty, n_skus, n_threads):
-    """Return the first ``l`` whose ``sku`` is outside ``[0, n_skus)`` or whose
-    ``qty <= 0``; ``-1`` when every line is valid."""
-    nt = _threads(n_threads)
-    return int(_run(_first_bad_line_par, _first_bad_line_ser, nt, (sku, qty, n_skus, nt)))
-
-
 def reserve_single(stock, sku, qty, status, n_threads):
     """Concurrent flash-sale path (see :func:`kernel.reference.reserve_single`)."""
     nt = _threads(n_threads)
-    _run(_reserve_single_par, _reserve_single_ser, nt, (stock, sku, qty, status, nt))
+    _run(_reserve_single_par, _reserve_single_ser, nt, (stock, sku, qty, status, nt), dynamic=True)
 
 
 def reserve_single_ordered(stock, sku, qty, status, n_threads):
@@ -433,13 +483,28 @@ def reserve_single_ordered(stock, sku, qty, status, n_threads):
     _run(_reserve_single_ordered_par, _reserve_single_ordered_ser, nt, (stock, sku, qty, status, nt))
 
 
+def reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads):
+    """Concurrent multi-line path for one offer per SKU (see
+    :func:`kernel.reference.reserve_carts`)."""
+    nt = _threads(n_threads)
+    _run(_reserve_carts_par, _reserve_carts_ser, nt, (stock, line_start, sku, qty, order_index, status, counters, nt),
+         dynamic=True)
+
+
+def reserve_carts_ordered(stock, line_start, sku, qty, order_index, status, counters, n_threads):
+    """Multi-line path for one offer per SKU whose outcome equals arrival order
+    (serial whatever ``n_threads`` says: carts span SKUs, so they cannot be
+    split by SKU)."""
+    _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, 0, order_index.size)
+
+
 def reserve_general(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
                     order_index, taken, status, counters, n_threads):
     """Concurrent general path (see :func:`kernel.reference.reserve_general`)."""
     nt = _threads(n_threads)
     _run(_reserve_general_par, _reserve_general_ser, nt,
          (stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
-          order_index, taken, status, counters, nt))
+          order_index, taken, status, counters, nt), dynamic=True)
 
 
 def reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
