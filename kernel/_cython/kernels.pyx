@@ -27,6 +27,11 @@ cdef enum:
     PREFETCH_AHEAD = 16
     # Carts have ~3 lines each, so fewer orders ahead cover as many misses.
     CART_PREFETCH_AHEAD = 6
+    # Orders an ordered-path thread sifts at a time: its gathered indices and
+    # SKUs (16 KiB each, on its stack) stay in L1 while it serves them.
+    PART_BLOCK = 2048
+    # Orders sampled to tell whether one part would get (nearly) everything.
+    SAMPLE = 1024
     K_ACCEPTED = 0
     K_OUT_OF_STOCK = 1
     K_ROLLBACKS = 0
@@ -239,26 +244,101 @@ cdef inline int64_t _part_of(int64_t s, int64_t n_parts) noexcept nogil:
     return s % n_parts
 
 
+cdef inline Py_ssize_t _gather_part(const int64_t *sku, Py_ssize_t start, Py_ssize_t stop, int64_t t,
+                                    int64_t n_parts, int64_t *mine, int64_t *mine_sku) noexcept nogil:
+    """Copy, in order, the indices (and SKUs) of orders start..stop-1 whose SKU
+    is in part ``t`` into mine / mine_sku; return how many."""
+    # Branchless: always store, advance only on a match.  ``if part == t``
+    # is a coin flip per order on uniform SKUs (2 parts) and its
+    # mispredictions cost more than the whole compaction.
+    cdef Py_ssize_t i, m = 0
+    cdef int64_t s
+    for i in range(start, stop):
+        s = sku[i]
+        mine[m] = i
+        mine_sku[m] = s
+        m += _part_of(s, n_parts) == t
+    return m
+
+
+cdef inline bint _take_gathered_run(int64_t *stock, int64_t s, const int64_t *qty, int8_t *status,
+                                    const int64_t *mine, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """_take_run for the gathered orders mine[lo..hi-1] (all on offer ``s``),
+    writing only rejections (status is pre-filled with ACCEPTED)."""
+    cdef int64_t cur = atomic_load_i64(&stock[s])
+    cdef int64_t remaining, q
+    cdef Py_ssize_t k
+    while True:
+        remaining = cur
+        for k in range(lo, hi):
+            q = qty[mine[k]]
+            if q <= remaining:
+                remaining -= q
+            else:
+                status[mine[k]] = K_OUT_OF_STOCK
+        if remaining == cur or atomic_cas_i64(&stock[s], &cur, remaining):
+            return True
+        # Lost to a concurrent batch (no other thread of this call owns
+        # ``s``): undo our rejections and re-decide against the fresh value.
+        for k in range(lo, hi):
+            status[mine[k]] = K_ACCEPTED
+
+
+cdef inline void _serve_gathered(int64_t *stock, const int64_t *qty, int8_t *status, const int64_t *mine,
+                                 const int64_t *mine_sku, Py_ssize_t m) noexcept nogil:
+    """_single_chunk over the gathered orders: same prefetch, same run coalescing."""
+    cdef Py_ssize_t k = 0, j
+    cdef int64_t s
+    for j in range(min(PREFETCH_AHEAD, m)):
+        prefetch_rw(&stock[mine_sku[j]])
+    while k < m:
+        if k + PREFETCH_AHEAD < m:
+            prefetch_rw(&stock[mine_sku[k + PREFETCH_AHEAD]])
+        s = mine_sku[k]
+        j = k + 1
+        while j < m and mine_sku[j] == s:
+            j += 1
+        if j == k + 1:
+            # Only rejections are written: neighbouring status bytes belong
+            # to the other threads and every write bounces the cache line.
+            if not take_exactly(stock, s, qty[mine[k]]):
+                status[mine[k]] = K_OUT_OF_STOCK
+        else:
+            _take_gathered_run(stock, s, qty, status, mine, k, j)
+        k = j
+
+
 cdef inline void _single_part(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status,
                               Py_ssize_t n, int64_t t, int64_t n_parts) noexcept nogil:
     """Serve, in arrival order, the orders whose SKU belongs to part ``t``."""
     # Every thread scans all orders but only touches its own SKUs, so each
     # SKU sees its orders in arrival order: the result is the serial one.
-    cdef Py_ssize_t i
-    cdef int64_t ahead
-    for i in range(n):
-        if i + PREFETCH_AHEAD < n:
-            # Prefetch only our own SKUs: a write-intent prefetch of another
-            # thread's word would steal its cache line.
-            ahead = sku[i + PREFETCH_AHEAD]
-            if _part_of(ahead, n_parts) == t:
-                prefetch_rw(&stock[ahead])
-        if _part_of(sku[i], n_parts) == t:
-            # status was pre-filled with ACCEPTED: only rejections are
-            # written, because neighbouring status bytes belong to the other
-            # threads and every write would bounce the shared cache line.
-            if not take_exactly(stock, sku[i], qty[i]):
-                status[i] = K_OUT_OF_STOCK
+    # Per block: gather our orders (branch-free), then serve them like the
+    # serial path does (prefetch ahead, one CAS per same-SKU run).
+    cdef int64_t mine[PART_BLOCK]
+    cdef int64_t mine_sku[PART_BLOCK]
+    cdef Py_ssize_t b, m
+    for b in range((n + PART_BLOCK - 1) // PART_BLOCK):
+        m = _gather_part(sku, b * PART_BLOCK, min((b + 1) * PART_BLOCK, n), t, n_parts, mine, mine_sku)
+        _serve_gathered(stock, qty, status, mine, mine_sku, m)
+
+
+cdef inline bint _mostly_one_part(const int64_t *sku, Py_ssize_t n, int64_t n_parts) noexcept nogil:
+    """True when over 3/4 of a strided sample of orders fall in one part."""
+    # Then one thread would do (nearly) all the work and the others only
+    # the gathering, which costs more than it saves (flash sale: 1 SKU):
+    # the serial path is faster.  Majority vote, then a count: no table.
+    cdef Py_ssize_t k, step = n // SAMPLE if n > SAMPLE else 1
+    cdef Py_ssize_t n_sample = (n + step - 1) // step, votes = 0, count = 0
+    cdef int64_t p, candidate = 0
+    for k in range(n_sample):
+        p = _part_of(sku[k * step], n_parts)
+        if votes == 0:
+            candidate = p
+        votes += 1 if p == candidate else -1
+    for k in range(n_sample):
+        count += _part_of(sku[k * step], n_parts) == candidate
+    return 4 * count > 3 * n_sample
 
 
 def reserve_single_ordered(int64_t[::1] stock, const int64_t[::1] sku, const int64_t[::1] qty,
@@ -274,14 +354,14 @@ def reserve_single_ordered(int64_t[::1] stock, const int64_t[::1] sku, const int
     cdef const int64_t *psku = &sku[0]
     cdef const int64_t *pqty = &qty[0]
     cdef int8_t *pstatus = &status[0]
-    if n_threads <= 1:
+    if n_threads <= 1 or _mostly_one_part(psku, n, n_threads):
         with nogil:
             # Serially, coalesced runs decide exactly as arrival order does.
             for c in range(n_chunks):
                 _single_chunk(pstock, psku, pqty, pstatus, c * CHUNK, min((c + 1) * CHUNK, n))
     else:
         with nogil:
-            memset(pstatus, K_ACCEPTED, n * sizeof(int8_t))  # see _single_part
+            memset(pstatus, K_ACCEPTED, n * sizeof(int8_t))  # see _serve_gathered
         for t in prange(n_threads, nogil=True, num_threads=n_threads, schedule='static'):
             _single_part(pstock, psku, pqty, pstatus, n, t, n_threads)
 
@@ -425,6 +505,22 @@ def reserve_general(int64_t[::1] stock, const int64_t[::1] price, const int64_t[
                            pcnt, c * CHUNK, min((c + 1) * CHUNK, n))
 
 
+cdef inline Py_ssize_t _gather_general_part(const int64_t *line_start, const int64_t *sku,
+                                            const int64_t *order_index, Py_ssize_t start, Py_ssize_t stop,
+                                            int64_t t, int64_t n_parts, int64_t *mine) noexcept nogil:
+    """_gather_part for order_index[start..stop-1]: the orders whose first
+    line's SKU is in part ``t`` (a line-less order goes to part 0)."""
+    cdef Py_ssize_t k, m = 0
+    cdef int64_t order, first, part
+    for k in range(start, stop):
+        order = order_index[k]
+        first = line_start[order]
+        part = _part_of(sku[first], n_parts) if first < line_start[order + 1] else 0
+        mine[m] = order
+        m += part == t  # branch-free, see _gather_part
+    return m
+
+
 cdef inline void _general_part(int64_t *stock, const int64_t *price, const int64_t *offer_start,
                                const int64_t *offer_by_priority, const int64_t *line_start, const int64_t *sku,
                                const int64_t *qty, const int64_t *max_price, const int64_t *slot_start,
@@ -432,19 +528,17 @@ cdef inline void _general_part(int64_t *stock, const int64_t *price, const int64
                                Py_ssize_t n, int64_t t, int64_t n_parts) noexcept nogil:
     """Serve, in arrival order, the orders whose first line's SKU is in part ``t``."""
     # Only serial-equivalent when each order has one line (the facade ensures
-    # that before passing n_threads > 1); a line-less order goes to part 0.
-    cdef Py_ssize_t k
-    cdef int64_t order, part
-    for k in range(n):
-        order = order_index[k]
-        if line_start[order] < line_start[order + 1]:
-            part = _part_of(sku[line_start[order]], n_parts)
-        else:
-            part = 0
-        if part == t and take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
-                                       max_price, slot_start, taken, counters, order) != K_ACCEPTED:
-            # status pre-filled with ACCEPTED (false sharing, see _single_part)
-            status[order] = K_OUT_OF_STOCK
+    # that before passing n_threads > 1).  Gathered per block as in _single_part.
+    cdef int64_t mine[PART_BLOCK]
+    cdef Py_ssize_t b, m, k
+    for b in range((n + PART_BLOCK - 1) // PART_BLOCK):
+        m = _gather_general_part(line_start, sku, order_index, b * PART_BLOCK, min((b + 1) * PART_BLOCK, n),
+                                 t, n_parts, mine)
+        for k in range(m):
+            if take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
+                          slot_start, taken, counters, mine[k]) != K_ACCEPTED:
+                # status pre-filled with ACCEPTED (false sharing, see _serve_gathered)
+                status[mine[k]] = K_OUT_OF_STOCK
 
 
 def reserve_general_ordered(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
@@ -478,7 +572,7 @@ def reserve_general_ordered(int64_t[::1] stock, const int64_t[::1] price, const 
     else:
         with nogil:
             for k in range(n):
-                pstatus[poi[k]] = K_ACCEPTED  # see _general_part
+                pstatus[poi[k]] = K_ACCEPTED  # see _serve_gathered
         for t in prange(n_threads, nogil=True, num_threads=n_threads, schedule='static'):
             _general_part(pstock, pprice, pos, pobp, pls, psku, pqty, pmax, pslot, poi, ptaken, pstatus,
                           pcnt, n, t, n_threads)
