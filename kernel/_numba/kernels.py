@@ -21,11 +21,10 @@ Threading layer
     kernels release the GIL).  :func:`threading_layer` reports what loaded.
 
 Fork safety
-    GNU OpenMP's thread pool does not survive ``fork()``: a child that enters
-    a parallel region the parent already used can hang.  An
-    ``os.register_at_fork`` hook therefore forces serial execution in a
-    child whose parent had run a parallel kernel.  :func:`set_parallel` lets
-    the facade force serial (or re-allow parallel) explicitly.
+    GNU OpenMP's thread pool does not survive ``fork()`` (Numba aborts the
+    child).  The facade handles it for every backend: in a child forked after
+    a parallel kernel ran, :func:`kernel.backends.resolve_threads` passes
+    ``n_threads=1``, so only the serial dispatchers run there.
 
 Errors
     The atomics check bounds before touching memory and raise
@@ -52,7 +51,7 @@ __all__ = [
     "reserve_single", "reserve_single_ordered", "take_exactly", "take_cart", "reserve_carts",
     "reserve_carts_ordered", "take_up_to",
     "line_available", "roll_back_order", "take_order", "reserve_general", "reserve_general_ordered",
-    "give_back", "parallel_enabled", "set_parallel", "threading_layer",
+    "give_back", "threading_layer",
 ]
 
 ACCEPTED = 0
@@ -90,33 +89,6 @@ _inline = dict(_jit, inline="always")
 
 # --------------------------------------------------------------- thread control
 
-_force_serial = False
-_parallel_used = False  # a parallel kernel has run in this process
-
-
-def parallel_enabled():
-    """Whether ``n_threads > 1`` may use the thread pool in this process."""
-    return not _force_serial
-
-
-def set_parallel(enabled):
-    """Allow (``True``) or forbid (``False``) parallel execution process-wide."""
-    global _force_serial
-    _force_serial = not enabled
-
-
-def _after_fork_in_child():
-    # GNU OpenMP (and TBB) pools are not fork-safe: if the parent already
-    # started the pool, the child must not touch it.
-    global _force_serial
-    if _parallel_used:
-        _force_serial = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def threading_layer():
     """The Numba threading layer in use (``None`` until a parallel kernel ran)."""
     try:
@@ -127,7 +99,7 @@ def threading_layer():
 
 def _threads(n_threads):
     """Threads to run on: 1 means use the serial dispatcher."""
-    if n_threads > 1 and not _force_serial:
+    if n_threads > 1:
         return min(int(n_threads), numba.config.NUMBA_NUM_THREADS)
     return 1
 
@@ -141,10 +113,8 @@ def _run(par, ser, nt, args, dynamic=False):
     sold-out SKUs), and on a shared machine a descheduled thread must not
     hold back half the batch.  The chunk size is per calling thread, so it is
     restored afterwards."""
-    global _parallel_used
     try:
         if nt > 1:
-            _parallel_used = True
             numba.set_num_threads(nt)
             if not dynamic:
                 return par(*args)
