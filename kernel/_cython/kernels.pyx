@@ -176,6 +176,11 @@ cdef inline void _take_run(int64_t *stock, int64_t s, const int64_t *qty, int8_t
     while True:
         remaining = cur
         for k in range(start, stop):
+            if remaining == 0:
+                # Sold out (every qty is > 0): the rest of the run is refused
+                # in one memset instead of one decision per order.
+                memset(&status[k], K_OUT_OF_STOCK, stop - k)
+                break
             q = qty[k]
             if q <= remaining:
                 remaining -= q
