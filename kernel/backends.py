@@ -16,6 +16,12 @@ BACKENDS = {
     "reference": "kernel.reference",
 }
 
+# Lines of work a thread must get to be worth waking.  Below this the
+# fork-join of a parallel region (tens of microseconds, far more when the
+# machine is busy) costs more than the work itself, and 2 threads would be
+# slower than 1; so small batches run on fewer threads.  (~0.5 ms of work.)
+PARALLEL_GRAIN = 50_000
+
 _loaded = {}
 _errors = {}
 
@@ -94,12 +100,18 @@ def default_threads():
         return os.cpu_count() or 1
 
 
-def resolve_threads(module, threads):
-    """The thread count a kernel call actually uses."""
+def resolve_threads(module, threads, work):
+    """The thread count a kernel call actually uses for ``work`` lines.
+
+    At most ``threads`` (``None``: every core), at most one per
+    ``PARALLEL_GRAIN`` lines, and 1 for the reference or in a child forked
+    after this process ran a parallel kernel.
+    """
     global _parallel_used
     n = default_threads() if threads is None else threads
     if module.__name__ == BACKENDS["reference"] or _forked_after_parallel:
         return 1
+    n = min(n, max(1, work // PARALLEL_GRAIN))
     if n > 1:
         _parallel_used = True
     return n

@@ -257,7 +257,7 @@ class Inventory:
         if not isinstance(orders, OrderBatch):
             raise TypeError(f"orders must be an OrderBatch, got {type(orders).__name__}")
         kernels = self._kernels
-        n_threads = backends.resolve_threads(kernels, check_threads(threads) or self.threads)
+        n_threads = backends.resolve_threads(kernels, check_threads(threads) or self.threads, orders.n_lines)
         if orders.max_sku >= self.n_skus:
             pos = int((orders.sku >= self.n_skus).argmax())
             raise ValueError(f"sku[{pos}] = {orders.sku[pos]} is out of range [0, {self.n_skus})")
@@ -339,8 +339,8 @@ class Inventory:
             raise ValueError("result: comes from another inventory")
         if result._orders is not orders:
             raise ValueError("orders: is not the batch this result was computed for")
-        n_threads = backends.resolve_threads(self._kernels, check_threads(threads) or self.threads)
         fills = result.fills
+        n_threads = backends.resolve_threads(self._kernels, check_threads(threads) or self.threads, len(fills))
         with self._release_lock:
             if result._released:
                 raise ValueError("result: was already released")

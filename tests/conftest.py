@@ -16,6 +16,13 @@ COMPILED_BACKENDS = [name for name in ALL_BACKENDS if name != "reference"]
 THREAD_COUNTS = [1, 2, 8]
 
 
+@pytest.fixture(autouse=True)
+def parallel_even_for_tiny_batches(monkeypatch):
+    """Tests use small batches: let them run on every thread they ask for
+    (the production grain would run them serially)."""
+    monkeypatch.setattr(kernel.backends, "PARALLEL_GRAIN", 1)
+
+
 @pytest.fixture(params=ALL_BACKENDS)
 def backend(request):
     return request.param

@@ -1,0 +1,25 @@
+"""How many threads a call really uses (kernel.backends.resolve_threads)."""
+
+import pytest
+
+from kernel import backends
+
+
+@pytest.fixture
+def cython():
+    return backends.load("cython")
+
+
+def test_small_batches_run_on_fewer_threads(cython, monkeypatch):
+    monkeypatch.setattr(backends, "PARALLEL_GRAIN", 1000)
+    assert backends.resolve_threads(cython, 8, 500) == 1
+    assert backends.resolve_threads(cython, 8, 2500) == 2
+    assert backends.resolve_threads(cython, 8, 10**9) == 8
+    assert backends.resolve_threads(cython, None, 10**9) == backends.default_threads()
+
+
+def test_reference_and_forked_children_run_serially(cython, monkeypatch):
+    monkeypatch.setattr(backends, "PARALLEL_GRAIN", 1)
+    assert backends.resolve_threads(backends.load("reference"), 8, 10**6) == 1
+    monkeypatch.setattr(backends, "_forked_after_parallel", True)
+    assert backends.resolve_threads(cython, 8, 10**6) == 1
