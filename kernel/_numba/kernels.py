@@ -41,6 +41,7 @@ import os
 import types as _pytypes
 
 import numba
+import numba.core.cpu
 import numpy as np
 from numba import njit, prange
 
@@ -81,10 +82,24 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 # the hot loops (no divisor here can be zero).  boundscheck=False explicitly, so
 # NUMBA_BOUNDSCHECK cannot slow the kernels down; the atomics check their own
 # index regardless (atomics.py).
-_jit = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-# Helpers called once per order are inlined at the Numba IR level: a call to
-# a compiled njit function increfs/decrefs every array argument (out-of-line
-# NRT calls with a locked add each), which LLVM inlining does not remove.
+#
+# _nrt=False: no Numba runtime, so no reference counting at all.  With it,
+# every array a helper takes is increfed/decrefed around the helper's body
+# (out-of-line NRT_incref / NRT_decref calls, a locked add each, on refcount
+# words every thread shares), and Numba's refcount pruning gives up on
+# helpers whose loops exit early (line_available's ``break``s, take_order's
+# ``return``s): take_order paid ~11 such calls per order, line_available 4
+# per line, inlined or not.  Cython has no refcounts here; now neither do
+# we.  The kernels only read and write caller-owned arrays (the ordered
+# paths' gather buffers come from the wrapper, see _scratch), so they need
+# no runtime.
+# ``_nrt`` is an underscored (undocumented) Numba option: where a Numba
+# release drops it, the kernels still compile, with the runtime, and only
+# lose the speed described above.
+_NO_RUNTIME = {"_nrt": False} if hasattr(numba.core.cpu.CPUTargetOptions, "_nrt") else {}
+_jit = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False, **_NO_RUNTIME)
+# Helpers called once per order are also inlined at the Numba IR level,
+# so the per-order loop is one function, as in kernels.pyx.
 _inline = dict(_jit, inline="always")
 
 # --------------------------------------------------------------- thread control
@@ -128,6 +143,13 @@ def _run(par, ser, nt, args, dynamic=False):
         if isinstance(exc.__cause__, IndexError):
             raise exc.__cause__ from None
         raise
+
+
+def _scratch(nt):
+    """Per-thread gather buffers for the ordered paths (rows ``[t, 0]`` and
+    ``[t, 1]``, ``_PART_BLOCK`` int64 each): allocated here rather than with
+    ``np.empty`` in the kernel, so the kernels need no NRT at all (see _jit)."""
+    return np.empty((nt, 2, _PART_BLOCK), np.int64)
 
 
 def _clone(fn, suffix):
@@ -270,6 +292,11 @@ def _take_run(stock, s, qty, status, lo, hi):
     while True:
         left = seen
         for k in range(lo, hi):
+            if left == 0:
+                # Sold out (every qty is > 0): refuse the rest of the run in
+                # one fill instead of one decision per order.
+                status[k:hi] = OUT_OF_STOCK
+                break
             q = qty[k]
             if q <= left:
                 left -= q
@@ -388,17 +415,16 @@ def _serve_gathered(stock, qty, status, mine, mine_sku, m):
 
 
 @njit(**_inline)
-def _single_part(stock, sku, qty, status, n, t, n_parts):
+def _single_part(stock, sku, qty, status, n, t, n_parts, mine, mine_sku):
     """Serve, in arrival order, the orders whose SKU belongs to part ``t``."""
     # Every thread scans all orders but only touches its own SKUs, so each
     # SKU sees its orders in arrival order: the result is the serial one.
     # Per block: gather our orders (branch-free), then serve them like the
     # serial path does (prefetch ahead, one CAS per same-SKU run).  The
-    # buffers are allocated once per thread, not per block.  Inlined into the
-    # prange body: as a separate njit function the general twin ran ~2x
-    # slower (refcount calls around its out-of-line helpers).
-    mine = np.empty(_PART_BLOCK, np.int64)
-    mine_sku = np.empty(_PART_BLOCK, np.int64)
+    # buffers (``_PART_BLOCK`` each) are this thread's rows of the caller's
+    # scratch array, kernels.pyx's stack arrays.  Inlined into the prange body:
+    # as a separate njit function the general twin ran ~2x slower (refcount
+    # calls around its out-of-line helpers).
     for b in range((n + _PART_BLOCK - 1) // _PART_BLOCK):
         m = _gather_part(sku, b * _PART_BLOCK, min((b + 1) * _PART_BLOCK, n), t, n_parts, mine, mine_sku)
         _serve_gathered(stock, qty, status, mine, mine_sku, m)
@@ -432,7 +458,7 @@ def _reserve_single(stock, sku, qty, status, n_threads):
         _single_chunk(stock, sku, qty, status, c * _CHUNK, min((c + 1) * _CHUNK, n))
 
 
-def _reserve_single_ordered(stock, sku, qty, status, n_threads):
+def _reserve_single_ordered(stock, sku, qty, status, scratch, n_threads):
     n = sku.size
     if n_threads <= 1 or _mostly_one_part(sku, n, n_threads):
         # Serially, coalesced runs decide exactly as arrival order does.
@@ -448,7 +474,7 @@ def _reserve_single_ordered(stock, sku, qty, status, n_threads):
         for t in prange(n_threads):
             # prange's index is unsigned; comparing it with a signed part
             # number would be done in float64 (Numba's int64/uint64 rule).
-            _single_part(stock, sku, qty, status, n, np.int64(t), n_threads)
+            _single_part(stock, sku, qty, status, n, np.int64(t), n_threads, scratch[t, 0], scratch[t, 1])
 
 
 @njit(**_jit)
@@ -501,11 +527,11 @@ def _gather_general_part(line_start, sku, order_index, start, stop, t, n_parts, 
 
 @njit(**_inline)
 def _general_part(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
-                  order_index, taken, status, counters, n, t, n_parts):
+                  order_index, taken, status, counters, n, t, n_parts, mine):
     """Serve, in arrival order, the orders whose first line's SKU is in part ``t``."""
     # Only serial-equivalent when each order has one line (the facade passes
-    # n_threads=1 otherwise).  Gathered per block as in _single_part.
-    mine = np.empty(_PART_BLOCK, np.int64)
+    # n_threads=1 otherwise).  Gathered per block (into ``mine``, this
+    # thread's scratch row) as in _single_part.
     for b in range((n + _PART_BLOCK - 1) // _PART_BLOCK):
         m = _gather_general_part(line_start, sku, order_index, b * _PART_BLOCK, min((b + 1) * _PART_BLOCK, n),
                                  t, n_parts, mine)
@@ -516,7 +542,7 @@ def _general_part(stock, price, offer_start, offer_by_priority, line_start, sku,
 
 
 def _reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
-                             slot_start, order_index, taken, status, counters, n_threads):
+                             slot_start, order_index, taken, status, counters, scratch, n_threads):
     # Bucket by the SKU of the order's first line; the serial outcome only
     # when orders have one line (the facade passes n_threads=1 otherwise).
     n = order_index.size
@@ -531,7 +557,8 @@ def _reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_
         for t in prange(n_threads):
             # signed part number, see _reserve_single_ordered
             _general_part(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
-                          slot_start, order_index, taken, status, counters, n, np.int64(t), n_threads)
+                          slot_start, order_index, taken, status, counters, n, np.int64(t), n_threads,
+                          scratch[t, 0])
 
 
 def _give_back(stock, offer, qty, n_threads):
@@ -559,7 +586,7 @@ def reserve_single(stock, sku, qty, status, n_threads):
 def reserve_single_ordered(stock, sku, qty, status, n_threads):
     """Flash-sale path whose outcome equals arrival order."""
     nt = _threads(n_threads)
-    _run(_reserve_single_ordered_par, _reserve_single_ordered_ser, nt, (stock, sku, qty, status, nt))
+    _run(_reserve_single_ordered_par, _reserve_single_ordered_ser, nt, (stock, sku, qty, status, _scratch(nt), nt))
 
 
 def reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads):
@@ -592,7 +619,7 @@ def reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_s
     nt = _threads(n_threads)
     _run(_reserve_general_ordered_par, _reserve_general_ordered_ser, nt,
          (stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
-          order_index, taken, status, counters, nt))
+          order_index, taken, status, counters, _scratch(nt), nt))
 
 
 def give_back(stock, offer, qty, n_threads):
