@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 import kernel
+from kernel.bench.runner import timed_round
 from kernel.bench.workloads import make_case
-from kernel.invariants import check_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,15 +69,7 @@ def c_runner(lib, case, name, threads):
 
 
 def kernel_runner(case, backend, ordered, threads):
-    def run():
-        inv = case.inventory(backend, threads)
-        initial = inv.stock.copy()
-        t0 = time.perf_counter()
-        result = inv.reserve(case.orders, ordered=ordered)
-        elapsed = time.perf_counter() - t0
-        check_run(inv, case.orders, result, initial)
-        return elapsed
-    return run
+    return lambda: timed_round(case, backend, ordered, threads)[0]
 
 
 def main(argv=None):

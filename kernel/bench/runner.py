@@ -25,7 +25,8 @@ from . import peaks
 from .machine import machine_info
 from .workloads import make_case
 
-__all__ = ["Measurement", "measure", "numba_warmup_seconds", "run_matrix", "REFERENCE_MAX_ORDERS"]
+__all__ = ["Measurement", "measure", "timed_round", "numba_warmup_seconds", "run_matrix",
+           "REFERENCE_MAX_ORDERS"]
 
 MODES = ("concurrent", "ordered")
 
@@ -100,7 +101,7 @@ class Measurement:
         return out
 
 
-def _timed_round(case, backend, ordered, threads):
+def timed_round(case, backend, ordered, threads):
     """One checked round: (seconds, accepted count)."""
     inv = case.inventory(backend, threads)
     initial = inv.stock.copy()
@@ -125,10 +126,10 @@ def measure(case, backend, mode, threads, rounds, warmup=1, threads_label=""):
         raise ValueError(f"rounds must be >= 1, got {rounds!r}")
     ordered = mode == "ordered"
     for _ in range(warmup):
-        _timed_round(case, backend, ordered, threads)
+        timed_round(case, backend, ordered, threads)
     seconds, accepted = [], []
     for _ in range(rounds):
-        elapsed, n_accepted = _timed_round(case, backend, ordered, threads)
+        elapsed, n_accepted = timed_round(case, backend, ordered, threads)
         seconds.append(elapsed)
         accepted.append(n_accepted)
     if ordered:  # arrival order fixes the outcome
@@ -144,7 +145,7 @@ def numba_warmup_seconds(case, mode="concurrent", threads=1):
     times JIT compilation or the load from Numba's on-disk cache, which the
     timed rounds of :func:`measure` must not include.
     """
-    return _timed_round(case, "numba", mode == "ordered", threads)[0]
+    return timed_round(case, "numba", mode == "ordered", threads)[0]
 
 
 def resolve_thread_counts(thread_counts):
