@@ -4,13 +4,13 @@
 # re-load the stock word 8 extra times, builds the copy, and runs the gate
 # against the committed baseline.  Expected: REGRESSION rows and exit 1.
 #
-#   bash bench/gate_selftest.sh          (from the repo root, in the project venv)
+#   PYTHON=.venv/bin/python bash bench/gate_selftest.sh   (python with the project installed)
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git -C "$root" archive HEAD | tar -x -C "$work"
-python - "$work" <<'PY'
+"${PYTHON:-python}" - "$work" <<'PY'
 import sys
 from pathlib import Path
 root = Path(sys.argv[1])
@@ -31,9 +31,9 @@ assert old in text, "numba take_exactly changed: update the self-test patch"
 nb.write_text(text.replace(old, new, 1))
 print("patched take_exactly in both backends")
 PY
-(cd "$work" && python setup.py -q build_ext --inplace >/dev/null)
+(cd "$work" && "${PYTHON:-python}" setup.py -q build_ext --inplace >/dev/null)
 set +e
-(cd "$work" && PYTHONPATH="$work" NUMBA_CACHE_DIR="$work/.numba-cache" python -m kernel.bench.gate --out "$work/report")
+(cd "$work" && PYTHONPATH="$work" NUMBA_CACHE_DIR="$work/.numba-cache" "${PYTHON:-python}" -m kernel.bench.gate --out "$work/report")
 status=$?
 set -e
 if [ "$status" -eq 1 ] && grep -q REGRESSION "$work/report/gate.md"; then
