@@ -18,9 +18,10 @@ THREAD_COUNTS = [1, 2, 8]
 
 @pytest.fixture(autouse=True)
 def parallel_even_for_tiny_batches(monkeypatch):
-    """Tests use small batches: let them run on every thread they ask for
-    (the production grain would run them serially)."""
+    """Tests use small batches on few SKUs: let them run on every thread
+    they ask for (the production policy would run them serially)."""
     monkeypatch.setattr(kernel.backends, "PARALLEL_GRAIN", 1)
+    monkeypatch.setattr(kernel.inventory, "CONTENDED_SKUS", 0)
 
 
 @pytest.fixture(params=ALL_BACKENDS)

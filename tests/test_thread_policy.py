@@ -23,3 +23,17 @@ def test_reference_and_forked_children_run_serially(cython, monkeypatch):
     assert backends.resolve_threads(backends.load("reference"), 8, 10**6) == 1
     monkeypatch.setattr(backends, "_forked_after_parallel", True)
     assert backends.resolve_threads(cython, 8, 10**6) == 1
+
+
+def test_few_skus_with_short_runs_run_on_one_thread(monkeypatch):
+    import numpy as np
+
+    import kernel
+    from kernel import inventory
+
+    monkeypatch.setattr(inventory, "CONTENDED_SKUS", 4096)
+    mixed = kernel.OrderBatch(np.arange(10_000) % 64, np.ones(10_000))
+    runs = kernel.OrderBatch(np.zeros(10_000), np.ones(10_000))
+    assert kernel.Inventory(np.ones(64))._contended(mixed)
+    assert not kernel.Inventory(np.ones(64))._contended(runs)  # coalesced: one CAS per run
+    assert not kernel.Inventory(np.ones(5000))._contended(mixed)
