@@ -17,6 +17,24 @@ single LLVM atomic instruction built with llvmlite in a
                                           locality=3, data cache); no-op when
                                           ``i`` is out of range, never raises
 
+Plus two plain (non-atomic) accessors for the hot loops, *unchecked*:
+
+``load(a, i)``                            ``a[i]``
+``store(a, i, v)``                        ``a[i] = v``
+
+Why unchecked accessors
+-----------------------
+``a[i]`` with a signed index makes Numba emit the negative-index wraparound
+(``i < 0 ? i + size : i``: sar/and/add, plus the array's shape kept live in a
+register or reloaded from the stack) on every access, even with
+``boundscheck=False``; in the cart loop that is several extra instructions
+and spills per line.  Cython indexes raw pointers.  ``load``/``store`` form
+``data + i`` directly, as kernels.pyx does.  They are only safe for indices
+already known to be in ``[0, a.size)``: the kernels use them only on
+indices the facade validated once at construction (SKUs, line offsets,
+order indices) or on loop counters bounded by the array sizes.  Stock
+words keep going through the bounds-checked atomics above.
+
 Why these memory orders
 -----------------------
 * Every stock word is an independent counter: no kernel infers anything about
@@ -42,7 +60,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["atomic_load", "atomic_cas", "atomic_add", "prefetch_write"]
+__all__ = ["atomic_load", "atomic_cas", "atomic_add", "prefetch_write", "load", "store"]
 
 # Why intrinsics and not small njit functions wrapping them
 # ---------------------------------------------------------
@@ -172,3 +190,38 @@ def prefetch_write(typingctx, a, i):
         return context.get_dummy_value()
 
     return types.none(a, i), codegen
+
+
+def _unchecked_pointer(context, builder, aryty, ary, idxty, idx):
+    """Pointer to ``ary[idx]`` with no wraparound and no bounds check."""
+    arr = context.make_array(aryty)(context, builder, ary)
+    return builder.gep(arr.data, [_index(context, builder, idxty, idx)], inbounds=True)
+
+
+@intrinsic
+def load(typingctx, a, i):
+    """Plain ``a[i]``, UNCHECKED: ``i`` must be in ``[0, a.size)`` (see module doc)."""
+    _check_array(a)
+    _check_index(i)
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_unchecked_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1]))
+
+    return a.dtype(a, i), codegen
+
+
+@intrinsic
+def store(typingctx, a, i, v):
+    """Plain ``a[i] = v``, UNCHECKED: ``i`` must be in ``[0, a.size)`` (see module doc)."""
+    _check_array(a)
+    _check_index(i)
+    if not a.mutable:
+        raise numba.core.errors.TypingError("store needs a writable array, got %s" % (a,))
+
+    def codegen(context, builder, sig, args):
+        aryty, idxty, vty = sig.args
+        ptr = _unchecked_pointer(context, builder, aryty, args[0], idxty, args[1])
+        builder.store(context.cast(builder, args[2], vty, aryty.dtype), ptr)
+        return context.get_dummy_value()
+
+    return types.none(a, i, v), codegen

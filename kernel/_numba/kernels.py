@@ -45,7 +45,7 @@ import numba.core.cpu
 import numpy as np
 from numba import njit, prange
 
-from .atomics import atomic_add, atomic_cas, atomic_load, prefetch_write
+from .atomics import atomic_add, atomic_cas, atomic_load, load, prefetch_write, store
 
 __all__ = [
     "ACCEPTED", "OUT_OF_STOCK", "ROLLBACKS",
@@ -189,19 +189,21 @@ def take_exactly(stock, offer, units):
 def take_cart(stock, line_start, sku, qty, counters, order):
     """One-offer-per-SKU twin of :func:`take_order`: every line takes exactly
     its ``qty`` from offer ``sku[line]``, all or nothing."""
-    first = line_start[order]
-    last = line_start[order + 1]
+    # load(a, i) is a[i] without Numba's negative-index fix-up (atomics.py):
+    # ``order`` and every line are valid, the facade checked the batch.
+    first = load(line_start, order)
+    last = load(line_start, order + 1)
     # Pre-check with reads only, as in take_order: a cart that cannot fit
     # costs loads, and never makes a rollback others could trip over.
     for line in range(first, last):
-        if atomic_load(stock, sku[line]) < qty[line]:
+        if atomic_load(stock, load(sku, line)) < load(qty, line):
             return OUT_OF_STOCK
     for line in range(first, last):
-        if not take_exactly(stock, sku[line], qty[line]):
+        if not take_exactly(stock, load(sku, line), load(qty, line)):
             # Lost a race after the pre-check: hand back the earlier lines
             # (fetch-add: other threads may be CAS-ing the same words).
             for earlier in range(first, line):
-                atomic_add(stock, sku[earlier], qty[earlier])
+                atomic_add(stock, load(sku, earlier), load(qty, earlier))
             atomic_add(counters, ROLLBACKS, 1)
             return OUT_OF_STOCK
     return ACCEPTED
@@ -297,12 +299,13 @@ def _take_run(stock, s, qty, status, lo, hi):
                 # one fill instead of one decision per order.
                 status[k:hi] = OUT_OF_STOCK
                 break
-            q = qty[k]
+            # Unchecked load/store (atomics.py): lo <= k < hi <= qty.size.
+            q = load(qty, k)
             if q <= left:
                 left -= q
-                status[k] = ACCEPTED
+                store(status, k, ACCEPTED)
             else:
-                status[k] = OUT_OF_STOCK
+                store(status, k, OUT_OF_STOCK)
         if left == seen:
             return  # nothing taken: no write (sold-out SKUs cost a load)
         old = atomic_cas(stock, s, seen, left)
@@ -320,19 +323,21 @@ def _single_chunk(stock, sku, qty, status, start, stop):
     # Random stock words miss cache and a locked CAS stalls until its line
     # arrives, so consecutive misses would not overlap: prefetch (write
     # intent) the word PREFETCH_AHEAD orders ahead.  First the window itself.
+    # Unchecked load/store (atomics.py): every index is in start:stop, a
+    # slice of the batch; the SKUs themselves go to the checked atomics.
     for j in range(start, min(start + _PREFETCH_AHEAD, stop)):
-        prefetch_write(stock, sku[j])
+        prefetch_write(stock, load(sku, j))
     i = start
     while i < stop:
         if i + _PREFETCH_AHEAD < stop:
-            prefetch_write(stock, sku[i + _PREFETCH_AHEAD])
-        s = sku[i]
+            prefetch_write(stock, load(sku, i + _PREFETCH_AHEAD))
+        s = load(sku, i)
         j = i + 1
-        while j < stop and sku[j] == s:
+        while j < stop and load(sku, j) == s:
             j += 1
         if j == i + 1:
             # Lone order: the common case on a wide catalogue, kept cheap.
-            status[i] = ACCEPTED if take_exactly(stock, s, qty[i]) else OUT_OF_STOCK
+            store(status, i, ACCEPTED if take_exactly(stock, s, load(qty, i)) else OUT_OF_STOCK)
         else:
             # A run on one SKU (hot item): one CAS for the run instead of
             # one contended CAS per order.
@@ -356,11 +361,12 @@ def _gather_part(sku, start, stop, t, n_parts, mine, mine_sku):
     # Branchless: always store, advance only on a match.  ``if part == t``
     # is a coin flip per order on uniform SKUs (2 parts) and its
     # mispredictions cost more than the whole compaction.
+    # Unchecked load/store (atomics.py): m <= i - start < _PART_BLOCK.
     m = 0
     for i in range(start, stop):
-        s = sku[i]
-        mine[m] = i
-        mine_sku[m] = s
+        s = load(sku, i)
+        store(mine, m, i)
+        store(mine_sku, m, s)
         m += _part_of(s, n_parts) == t
     return m
 
@@ -373,11 +379,13 @@ def _take_gathered_run(stock, s, qty, status, mine, lo, hi):
     while True:
         left = seen
         for k in range(lo, hi):
-            q = qty[mine[k]]
+            # Unchecked (atomics.py): k < m and mine[k] is a batch index.
+            order = load(mine, k)
+            q = load(qty, order)
             if q <= left:
                 left -= q
             else:
-                status[mine[k]] = OUT_OF_STOCK
+                store(status, order, OUT_OF_STOCK)
         if left == seen:
             return
         old = atomic_cas(stock, s, seen, left)
@@ -386,7 +394,7 @@ def _take_gathered_run(stock, s, qty, status, mine, lo, hi):
         # Lost to a concurrent batch (no other thread of this call owns
         # ``s``): undo our rejections and re-decide against the fresh value.
         for k in range(lo, hi):
-            status[mine[k]] = ACCEPTED
+            store(status, load(mine, k), ACCEPTED)
         seen = old
 
 
@@ -394,21 +402,24 @@ def _take_gathered_run(stock, s, qty, status, mine, lo, hi):
 def _serve_gathered(stock, qty, status, mine, mine_sku, m):
     """:func:`_single_chunk` over the gathered orders: same prefetch, same
     run coalescing."""
+    # Unchecked load/store (atomics.py): indices below m were gathered
+    # from the batch by _gather_part.
     for j in range(min(_PREFETCH_AHEAD, m)):
-        prefetch_write(stock, mine_sku[j])
+        prefetch_write(stock, load(mine_sku, j))
     k = 0
     while k < m:
         if k + _PREFETCH_AHEAD < m:
-            prefetch_write(stock, mine_sku[k + _PREFETCH_AHEAD])
-        s = mine_sku[k]
+            prefetch_write(stock, load(mine_sku, k + _PREFETCH_AHEAD))
+        s = load(mine_sku, k)
         j = k + 1
-        while j < m and mine_sku[j] == s:
+        while j < m and load(mine_sku, j) == s:
             j += 1
         if j == k + 1:
             # Only rejections are written: neighbouring status bytes belong
             # to the other threads and every write bounces the cache line.
-            if not take_exactly(stock, s, qty[mine[k]]):
-                status[mine[k]] = OUT_OF_STOCK
+            order = load(mine, k)
+            if not take_exactly(stock, s, load(qty, order)):
+                store(status, order, OUT_OF_STOCK)
         else:
             _take_gathered_run(stock, s, qty, status, mine, k, j)
         k = j
@@ -480,15 +491,17 @@ def _reserve_single_ordered(stock, sku, qty, status, scratch, n_threads):
 @njit(**_jit)
 def _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop):
     """Decide orders ``order_index[start:stop]`` (kernels.pyx ``_carts_chunk``)."""
+    # Unchecked load/store (atomics.py): k < stop <= order_index.size, and
+    # orders and lines were validated by the facade.
     for k in range(start, stop):
         if k + _CART_PREFETCH_AHEAD < stop:
             # Prefetch the stock words of a cart a few orders ahead: each line
             # is a random cache miss, and overlapping them is most of the speed.
-            j = order_index[k + _CART_PREFETCH_AHEAD]
-            for line in range(line_start[j], line_start[j + 1]):
-                prefetch_write(stock, sku[line])
-        order = order_index[k]
-        status[order] = take_cart(stock, line_start, sku, qty, counters, order)
+            j = load(order_index, k + _CART_PREFETCH_AHEAD)
+            for line in range(load(line_start, j), load(line_start, j + 1)):
+                prefetch_write(stock, load(sku, line))
+        order = load(order_index, k)
+        store(status, order, take_cart(stock, line_start, sku, qty, counters, order))
 
 
 def _reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads):
