@@ -63,8 +63,9 @@ ROLLBACKS = 0  # index into ``counters``
 # run-coalescing boundary effects vanish, small enough to balance 2..8 threads
 # on batches of ~100k orders and up.
 _CHUNK = 16384
-# How many orders ahead to prefetch the stock word (kernels.pyx: PREFETCH_AHEAD).
-_PREFETCH_AHEAD = 16
+# How many orders ahead to prefetch the stock word (kernels.pyx: PREFETCH_AHEAD,
+# where the choice of 64 is explained).
+_PREFETCH_AHEAD = 64
 # Carts have ~3 lines each, so fewer orders ahead cover as many misses.
 _CART_PREFETCH_AHEAD = 6
 # The general path does far more work per order, so smaller chunks balance better.
