@@ -63,9 +63,13 @@ class Result:
     ----------
     status : numpy.ndarray of int8
         One :class:`Status` code per order (read-only).
+    threads : int
+        Threads the kernel actually ran on (the thread policy may use fewer
+        than asked for: small batches, few contended SKUs, forked children).
     """
 
-    def __init__(self, inventory, orders, status, taken, slot_start):
+    def __init__(self, inventory, orders, status, taken, slot_start, threads):
+        self.threads = threads
         self._inventory = inventory
         self._orders = orders
         self._taken = taken  # None on the single-offer fast path
@@ -267,7 +271,7 @@ class Inventory:
         status = np.empty(orders.n_orders, dtype=np.int8)
         if orders.n_orders == 0:
             return Result(self, orders, status, None if self._single_offer else np.zeros(0, np.int64),
-                          np.zeros(1, np.int64))
+                          np.zeros(1, np.int64), n_threads)
         # A rollback hands units back after other orders may have been refused
         # for lack of them.  So when one happened while the batch ran (in it,
         # or in another batch on this inventory), its refused orders are run
@@ -289,7 +293,7 @@ class Inventory:
                 kernels.reserve_carts(*carts, everyone, status, self._counters, n_threads)
             if not ordered and self._counters[_ROLLBACKS] != rollbacks_before:
                 kernels.reserve_carts_ordered(*carts, self._refused(status), status, self._counters, 1)
-            return Result(self, orders, status, None, None)
+            return Result(self, orders, status, None, None, n_threads)
 
         slot_start = self._slot_start(orders)
         taken = np.zeros(slot_start[-1], dtype=np.int64)
@@ -303,7 +307,7 @@ class Inventory:
             kernels.reserve_general(*general, everyone, taken, status, self._counters, n_threads)
             if self._counters[_ROLLBACKS] != rollbacks_before:
                 kernels.reserve_general_ordered(*general, self._refused(status), taken, status, self._counters, 1)
-        return Result(self, orders, status, taken, slot_start)
+        return Result(self, orders, status, taken, slot_start, n_threads)
 
     def _contended(self, orders):
         """Would threads mostly fight over the same stock cache lines?

@@ -89,7 +89,7 @@ def test_measure_raises_on_a_wrong_result(monkeypatch):
         result = real(self, orders, **kw)
         status = np.array(result.status)
         status[np.flatnonzero(status == Status.ACCEPTED)[0]] = Status.OUT_OF_STOCK
-        return Result(self, orders, status, result._taken, result._slot_start)
+        return Result(self, orders, status, result._taken, result._slot_start, result.threads)
 
     monkeypatch.setattr(Inventory, "reserve", broken)
     case = make_case("uniform", TINY)

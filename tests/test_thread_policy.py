@@ -37,3 +37,16 @@ def test_few_skus_with_short_runs_run_on_one_thread(monkeypatch):
     assert kernel.Inventory(np.ones(64))._contended(mixed)
     assert not kernel.Inventory(np.ones(64))._contended(runs)  # coalesced: one CAS per run
     assert not kernel.Inventory(np.ones(5000))._contended(mixed)
+
+
+def test_result_reports_the_threads_really_used(compiled_backend, monkeypatch):
+    import numpy as np
+
+    import kernel
+
+    monkeypatch.setattr(backends, "PARALLEL_GRAIN", 1000)
+    inv = kernel.Inventory(np.full(10_000, 5), backend=compiled_backend, threads=2)
+    small = kernel.OrderBatch(np.arange(500), np.ones(500))
+    large = kernel.OrderBatch(np.arange(5000), np.ones(5000))
+    assert inv.reserve(small).threads == 1
+    assert inv.reserve(large).threads == 2

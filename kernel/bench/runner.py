@@ -102,14 +102,14 @@ class Measurement:
 
 
 def timed_round(case, backend, ordered, threads):
-    """One checked round: (seconds, accepted count)."""
+    """One checked round: (seconds, accepted count, threads the kernel ran on)."""
     inv = case.inventory(backend, threads)
     initial = inv.stock.copy()
     t0 = time.perf_counter()
     result = inv.reserve(case.orders, ordered=ordered, threads=threads)
     elapsed = time.perf_counter() - t0
     check_run(inv, case.orders, result, initial)
-    return elapsed, result.n_accepted
+    return elapsed, result.n_accepted, result.threads
 
 
 def measure(case, backend, mode, threads, rounds, warmup=1, threads_label=""):
@@ -127,11 +127,15 @@ def measure(case, backend, mode, threads, rounds, warmup=1, threads_label=""):
     ordered = mode == "ordered"
     for _ in range(warmup):
         timed_round(case, backend, ordered, threads)
-    seconds, accepted = [], []
+    seconds, accepted, used = [], [], set()
     for _ in range(rounds):
-        elapsed, n_accepted = timed_round(case, backend, ordered, threads)
+        elapsed, n_accepted, ran_on = timed_round(case, backend, ordered, threads)
         seconds.append(elapsed)
         accepted.append(n_accepted)
+        used.add(ran_on)
+    if used != {threads} and backend != "reference":
+        # The thread policy chose fewer threads (small batch, few SKUs): say so.
+        threads_label = f"{threads_label or threads} (ran on {'/'.join(map(str, sorted(used)))})"
     if ordered:  # arrival order fixes the outcome
         assert len(set(accepted)) == 1, f"ordered mode accepted different counts per round: {accepted}"
     return Measurement(case.name, backend, mode, int(threads), case.n_orders,
