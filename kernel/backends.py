@@ -100,16 +100,17 @@ def default_threads():
         return os.cpu_count() or 1
 
 
-def resolve_threads(module, threads, work):
+def resolve_threads(module, threads, work, contended=False):
     """The thread count a kernel call actually uses for ``work`` lines.
 
     At most ``threads`` (``None``: every core), at most one per
-    ``PARALLEL_GRAIN`` lines, and 1 for the reference or in a child forked
-    after this process ran a parallel kernel.
+    ``PARALLEL_GRAIN`` lines, and 1 for the reference, for ``contended``
+    work (threads would fight over a few cache lines; the facade judges
+    that) or in a child forked after this process ran a parallel kernel.
     """
     global _parallel_used
     n = default_threads() if threads is None else threads
-    if module.__name__ == BACKENDS["reference"] or _forked_after_parallel:
+    if module.__name__ == BACKENDS["reference"] or _forked_after_parallel or contended:
         return 1
     n = min(n, max(1, work // PARALLEL_GRAIN))
     if n > 1:

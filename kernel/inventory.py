@@ -261,17 +261,15 @@ class Inventory:
         """
         if not isinstance(orders, OrderBatch):
             raise TypeError(f"orders must be an OrderBatch, got {type(orders).__name__}")
-        kernels = self._kernels
-        n_threads = backends.resolve_threads(kernels, check_threads(threads) or self.threads, orders.n_lines)
-        if n_threads > 1 and self._contended(orders):
-            n_threads = 1
         if orders.max_sku >= self.n_skus:
             pos = int((orders.sku >= self.n_skus).argmax())
             raise ValueError(f"sku[{pos}] = {orders.sku[pos]} is out of range [0, {self.n_skus})")
+        kernels = self._kernels
+        n_threads = backends.resolve_threads(kernels, check_threads(threads) or self.threads, orders.n_lines,
+                                             contended=self._contended(orders))
         status = np.empty(orders.n_orders, dtype=np.int8)
         if orders.n_orders == 0:
-            return Result(self, orders, status, None if self._single_offer else np.zeros(0, np.int64),
-                          np.zeros(1, np.int64), n_threads)
+            return Result(self, orders, status, None, None, n_threads)  # no lines: no fills either way
         # A rollback hands units back after other orders may have been refused
         # for lack of them.  So when one happened while the batch ran (in it,
         # or in another batch on this inventory), its refused orders are run

@@ -21,6 +21,7 @@ def test_small_batches_run_on_fewer_threads(cython, monkeypatch):
 def test_reference_and_forked_children_run_serially(cython, monkeypatch):
     monkeypatch.setattr(backends, "PARALLEL_GRAIN", 1)
     assert backends.resolve_threads(backends.load("reference"), 8, 10**6) == 1
+    assert backends.resolve_threads(cython, 8, 10**6, contended=True) == 1
     monkeypatch.setattr(backends, "_forked_after_parallel", True)
     assert backends.resolve_threads(cython, 8, 10**6) == 1
 
