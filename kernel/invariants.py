@@ -65,10 +65,12 @@ def check_run(inv, orders, result, initial_stock, *, under_selling=False):
         refused = np.flatnonzero(status == Status.OUT_OF_STOCK)
         if inv._single_offer and orders.max_price is None:
             fits = _fits_alone_single_offer(orders, stock)
-            _require(not fits[refused].any(), lambda: f"G4: refused order {refused[fits[refused]][0]} fits the final stock")
+            _require(not fits[refused].any(),
+                     lambda: f"G4: refused order {refused[fits[refused]][0]} fits the final stock")
         else:
             for order in refused:
-                _require(not accepted_alone(inv, orders, order, stock), f"G4: refused order {order} fits the final stock")
+                _require(not accepted_alone(inv, orders, order, stock),
+                         f"G4: refused order {order} fits the final stock")
 
 
 def _fits_alone_single_offer(orders, stock):
