@@ -234,7 +234,9 @@ def give_back(stock, offer, qty, n_threads):
 # Budgets in ``counters`` (taken with :func:`take_budget` before anything
 # changes, so a full table is an error that changes nothing): ids the order
 # table may still take, pairs the limit table may still take, fill-log
-# entries left (the next free entry is ``fill_qty.size - counters[FILLS_LEFT]``).
+# entries not yet promised; and ``counters[FILL_CURSOR]``, the next free
+# fill-log entry, which only ever grows (a range, once handed out, is never
+# handed out again; budgets that turn out unneeded are given back).
 #
 # Batch arrays beyond the untracked ones: ``order_id``, ``user_id``,
 # ``deadline`` per order; ``order_slot`` per order (from :func:`claim_orders`);
@@ -274,6 +276,7 @@ REMEMBERED = 7
 ORDERS_LEFT = 1
 PAIRS_LEFT = 2
 FILLS_LEFT = 3
+FILL_CURSOR = 4
 
 # take_limit's answer bits.
 TOOK = 1
@@ -301,6 +304,19 @@ def take_budget(counters, index, amount):
         return -1
     counters[index] = old - amount
     return old
+
+
+def take_budgets(counters, index, amount, old):
+    """:func:`take_budget` for each ``k`` in turn, all or nothing: ``old[k]``
+    gets the old value; on the first refusal the earlier ones are given back
+    and its ``k`` is returned, else -1.  (The facade's entry to the budgets.)"""
+    for k in range(len(index)):
+        old[k] = take_budget(counters, index[k], amount[k])
+        if old[k] < 0:
+            for earlier in range(k):
+                take_budget(counters, index[earlier], -amount[earlier])
+            return k
+    return -1
 
 
 def claim_order(order_word, order_id, state):
@@ -542,19 +558,21 @@ def reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, 
     if capped and take_budget(counters, PAIRS_LEFT, 1) < 0:
         take_budget(counters, ORDERS_LEFT, -1)
         return LIMIT_TABLE_FULL
-    fills_left = take_budget(counters, FILLS_LEFT, n_fills)
-    if fills_left < 0:
+    if take_budget(counters, FILLS_LEFT, n_fills) < 0:
         take_budget(counters, ORDERS_LEFT, -1)
         if capped:
             take_budget(counters, PAIRS_LEFT, -1)
         return FILL_LOG_FULL
-    first_fill = fill_qty.size - fills_left
     slot = claim_order(order_word, order_id, PENDING)
     if slot < 0:
         take_budget(counters, ORDERS_LEFT, -1)
+        take_budget(counters, FILLS_LEFT, -n_fills)
         if capped:
             take_budget(counters, PAIRS_LEFT, -1)
         return CANCELLED if order_word[-1 - slot] >> STATE_SHIFT == CANCELLED_EARLY else DUPLICATE
+    # The budget promised these entries, so the cursor stays in the log
+    # (take_budget with a negative amount is a fetch-add returning the old value).
+    first_fill = take_budget(counters, FILL_CURSOR, -n_fills)
     order_user[slot] = user
     order_deadline[slot] = deadline
     order_fill_start[slot] = first_fill
