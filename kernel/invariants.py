@@ -3,14 +3,15 @@ every benchmark round (a number from a wrong result is a bug, not a figure).
 
 G1 no negative stock, G2 conservation, G3 all-or-nothing with fills only from
 eligible offers, G4 no under-selling (optional: it re-runs each refused order
-through the reference, so it is for test-sized batches).
+through the reference, so it is for test-sized batches).  For tracked
+inventories, :func:`check_tracked` checks the whole state at once.
 """
 
 import numpy as np
 
 from .status import Status
 
-__all__ = ["InvariantViolation", "check_run", "accepted_alone"]
+__all__ = ["InvariantViolation", "check_run", "accepted_alone", "check_tracked"]
 
 
 class InvariantViolation(AssertionError):
@@ -95,3 +96,69 @@ def accepted_alone(inv, orders, order, stock):
     batch = OrderBatch(orders.sku[lines], orders.qty[lines], [0, lines.stop - lines.start],
                        max_price=None if orders.max_price is None else orders.max_price[lines])
     return bool(alone.reserve(batch).accepted[0])
+
+
+def check_tracked(inv, initial_stock, *, restocked=None, may_have_lost=0):
+    """Raise :class:`InvariantViolation` unless a tracked inventory's whole
+    state is consistent (call it when no call is running on it).
+
+    Checks: no negative stock; no id in two slots; no order left unfinished
+    (PENDING / CANCEL_REQUESTED); conservation per offer: ``initial_stock +
+    restocked == stock + units that HELD and CONFIRMED orders took`` (or up
+    to ``may_have_lost`` units fewer in stock, for processes killed
+    mid-order, see :meth:`Inventory.recover`); orders that hold nothing
+    logged nothing; and every (user, SKU) cap count equals what that user's
+    HELD and CONFIRMED orders took of the SKU, and is within the cap.
+    """
+    from . import reference as spec
+
+    stock = inv.stock.copy()
+    words = inv._order_word.copy()
+    _require(stock.min(initial=0) >= 0, lambda: f"G1: negative stock at offer {int(stock.argmin())}")
+    used = np.flatnonzero(words)
+    ids, states = words[used] & spec.ID_MASK, words[used] >> spec.STATE_SHIFT
+    _require(np.unique(ids).size == ids.size, "an order id sits in two slots")
+    unfinished = np.isin(states, (spec.PENDING, spec.CANCEL_REQUESTED))
+    _require(not unfinished.any(), lambda: f"order {ids[unfinished.argmax()]} is unfinished")
+    holding = used[np.isin(states, (spec.HELD, spec.CONFIRMED))]
+    entry, owner = _log_entries(inv, holding)
+    qty, offer = inv._fill_qty[entry], inv._fill_offer[entry]
+    moved = qty > 0
+    qty, offer, owner = qty[moved], offer[moved], owner[moved]
+    held = _sum_by(offer, qty, stock.size)
+    expected = np.asarray(initial_stock, dtype=np.int64) + (0 if restocked is None else restocked)
+    gap = expected - stock - held
+    _require(gap.min(initial=0) >= 0, lambda: f"G2: offer {int(gap.argmin())} has more units than it should")
+    _require(gap.sum() <= may_have_lost, lambda: f"G2: {int(gap.sum())} units went missing "
+                                                  f"(at most {may_have_lost} may)")
+    idle_entry, _ = _log_entries(inv, used[~np.isin(states, (spec.HELD, spec.CONFIRMED))])
+    _require(not inv._fill_qty[idle_entry].any(), "an order that holds nothing still logs fills")
+    if inv.has_limits and may_have_lost == 0:
+        sku = inv.offer_sku[offer]
+        capped = inv._limit[sku] != spec.NO_LIMIT
+        key = inv._order_user[holding][owner[capped]] * inv.n_skus + sku[capped] + 1
+        held_keys, where = np.unique(key, return_inverse=True)
+        held_units = _sum_by(where, qty[capped], held_keys.size)
+        counted = inv._limit_key != 0
+        keys, counts = inv._limit_key[counted], inv._limit_count[counted]
+        order = np.argsort(keys)
+        keys, counts = keys[order], counts[order]
+        # Every pair that holds units is in the table, with exactly that count.
+        _require(np.isin(held_keys, keys).all(), "an order holds capped units its user's pair does not count")
+        expected_counts = np.zeros(keys.size, dtype=np.int64)
+        expected_counts[np.searchsorted(keys, held_keys)] = held_units
+        bad = np.flatnonzero(counts != expected_counts)
+        _require(bad.size == 0, lambda: f"cap count of pair key {keys[bad[0]]} is {counts[bad[0]]}, its orders "
+                                        f"hold {expected_counts[bad[0]]}")
+        over = counts > inv._limit[(keys - 1) % inv.n_skus]
+        _require(not over.any(), lambda: f"pair key {keys[over.argmax()]} is over its cap")
+
+
+def _log_entries(inv, slots):
+    """The fill-log entries of the orders in ``slots`` and, per entry, the
+    position in ``slots`` of its order."""
+    starts, ends = inv._order_fill_start[slots], inv._order_fill_end[slots]
+    lengths = ends - starts
+    owner = np.repeat(np.arange(slots.size), lengths)
+    within = np.arange(owner.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + within, owner

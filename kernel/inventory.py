@@ -11,13 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import backends
-from .inputs import INT64_MAX, as_int64, check_at_least, check_sum_fits, check_threads
+from . import reference as spec
+from .inputs import as_int64, check_at_least, check_sum_fits, check_threads
+from .lifecycle import OrderLifecycle
 from .orders import OrderBatch
+from .state import ARRAYS, Block, Layout
 from .status import Status
 
 __all__ = ["Inventory", "Result", "Fills"]
 
-_ROLLBACKS = 0  # index of the rollback counter in Inventory._counters
+_ROLLBACKS = spec.ROLLBACKS  # index of the rollback counter in Inventory._counters
+NO_LIMIT = spec.NO_LIMIT
 CONTENDED_SKUS = 4096  # fewer SKUs than this: see Inventory._contended
 
 
@@ -25,6 +29,89 @@ def _readonly(arr):
     view = arr.view()
     view.flags.writeable = False
     return view
+
+
+def _one_offer_per_sku(stock):
+    stock = as_int64("stock", stock)
+    check_at_least("stock", stock, 0, ">= 0")
+    check_sum_fits("stock", stock)
+    n = stock.size
+    return stock, np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64), n
+
+
+def _offers(sku, qty, price, n_skus):
+    sku = as_int64("sku", sku)
+    qty = as_int64("qty", qty)
+    price = as_int64("price", price)
+    for name, arr in (("qty", qty), ("price", price)):
+        if arr.size != sku.size:
+            raise ValueError(f"{name}: has {arr.size} entries but sku has {sku.size}")
+    if n_skus is None:
+        n_skus = int(sku.max()) + 1 if sku.size else 0
+    elif isinstance(n_skus, bool) or not isinstance(n_skus, (int, np.integer)) or n_skus < 0:
+        raise ValueError(f"n_skus must be a non-negative integer, got {n_skus!r}")
+    check_at_least("sku", sku, 0, "a SKU id >= 0")
+    if sku.size and sku.max() >= n_skus:
+        pos = int((sku >= n_skus).argmax())
+        raise ValueError(f"sku[{pos}] = {sku[pos]} is out of range [0, {n_skus})")
+    check_at_least("qty", qty, 0, ">= 0")
+    check_at_least("price", price, 0, ">= 0")
+    check_sum_fits("qty", qty)
+    return qty, price, sku, int(n_skus)
+
+
+def _max_offers_per_sku(offer_sku, n_skus):
+    return int(np.bincount(offer_sku, minlength=n_skus).max()) if offer_sku.size else 0
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _power_of_two_at_least(n):
+    return 1 << max(1, (int(n) - 1).bit_length())
+
+
+class _Tracking:
+    """The tracking options of a new inventory, checked."""
+
+    def __init__(self, max_orders, limit_per_user, max_user_skus, max_fills):
+        self.limit_per_user = limit_per_user
+        if max_orders is None:
+            for name, value in (("limit_per_user", limit_per_user), ("max_user_skus", max_user_skus),
+                                ("max_fills", max_fills)):
+                if value is not None:
+                    raise ValueError(f"{name}: needs max_orders (caps, holds and the fill log belong to "
+                                     f"tracked orders)")
+            self.max_orders = self.max_user_skus = 0
+            self.max_fills = None
+            return
+        self.max_orders = _positive("max_orders", max_orders)
+        self.max_user_skus = _positive("max_user_skus", max_user_skus if max_user_skus is not None else max_orders)
+        self.max_fills = None if max_fills is None else _positive("max_fills", max_fills)
+
+    def limits(self, n_skus):
+        if self.limit_per_user is None:
+            return np.full(n_skus, NO_LIMIT, dtype=np.int64)
+        if np.ndim(self.limit_per_user) == 0:
+            limit = as_int64("limit_per_user", [self.limit_per_user])
+            check_at_least("limit_per_user", limit, 0, ">= 0")
+            return np.full(n_skus, limit[0], dtype=np.int64)
+        limit = as_int64("limit_per_user", self.limit_per_user)
+        if limit.size != n_skus:
+            raise ValueError(f"limit_per_user: has {limit.size} entries but the inventory has {n_skus} SKUs")
+        check_at_least("limit_per_user", limit, 0, ">= 0")
+        return limit
+
+    def capacities(self, n_offers_max):
+        tracked = self.max_orders > 0
+        max_fills = self.max_fills or 4 * self.max_orders * max(1, n_offers_max)
+        # Open addressing at most half full: probes stay short and always end.
+        return dict(order_capacity=_power_of_two_at_least(2 * self.max_orders) if tracked else 2,
+                    limit_capacity=_power_of_two_at_least(2 * self.max_user_skus) if tracked else 2,
+                    fill_capacity=max_fills if tracked else 1, tracked=tracked)
 
 
 @dataclass(frozen=True)
@@ -117,7 +204,7 @@ class Result:
         return f"Result(n_orders={self.status.size}, n_accepted={self.n_accepted})"
 
 
-class Inventory:
+class Inventory(OrderLifecycle):
     """Stock of every offer, reserved lock-free by batches of orders.
 
     Parameters
@@ -130,25 +217,40 @@ class Inventory:
         order (see :func:`kernel.available_backends`).
     threads : int, optional
         Threads per call; ``None`` means every core this process may use.
+    max_orders : int, optional
+        Track orders by id (idempotency, holds, confirm / cancel / expire),
+        for up to this many distinct ids over the inventory's life.  Sized
+        here, once: a call that could pass it raises
+        :class:`kernel.CapacityError` and changes nothing.  ``None``: orders
+        are not tracked (plain reserve / release, the fastest paths).
+    limit_per_user : int or array_like of int, optional
+        Units of each SKU one user may hold or buy (one number for every
+        SKU, or one per SKU; :data:`kernel.NO_LIMIT` for none).  Needs
+        ``max_orders``.
+    max_user_skus : int, optional
+        Distinct (user, capped SKU) pairs the limit table holds; default
+        ``max_orders``.
+    max_fills : int, optional
+        Fill-log entries: a tracked order's line takes one per offer of its
+        SKU; default ``4 * max_orders * (most offers of one SKU)``.
 
     Notes
     -----
     An ``Inventory`` may be shared by any number of Python threads calling
     :meth:`reserve` and :meth:`release` at once: the kernels release the GIL
     and change stock only through atomic compare-and-swap and fetch-add.
+    :meth:`create_shared` and :meth:`create_mapped` put the same state in
+    shared memory or a file, for many processes.
     """
 
-    def __init__(self, stock, *, backend="auto", threads=None):
-        stock = as_int64("stock", stock)
-        check_at_least("stock", stock, 0, ">= 0")
-        check_sum_fits("stock", stock)
-        n = stock.size
-        ids = np.arange(n, dtype=np.int64)
-        self._setup(stock.copy(), price=np.zeros(n, dtype=np.int64), offer_sku=ids, n_skus=n,
-                    backend=backend, threads=threads)
+    def __init__(self, stock, *, backend="auto", threads=None, max_orders=None, limit_per_user=None,
+                 max_user_skus=None, max_fills=None):
+        self._build(_one_offer_per_sku(stock), backend, threads,
+                    _Tracking(max_orders, limit_per_user, max_user_skus, max_fills), Block.private)
 
     @classmethod
-    def from_offers(cls, sku, qty, price, n_skus=None, *, backend="auto", threads=None):
+    def from_offers(cls, sku, qty, price, n_skus=None, *, backend="auto", threads=None, max_orders=None,
+                    limit_per_user=None, max_user_skus=None, max_fills=None):
         """An inventory with any number of offers per SKU.
 
         Parameters
@@ -159,7 +261,7 @@ class Inventory:
         n_skus : int, optional
             Number of SKUs (ids ``0..n_skus-1``); default ``max(sku) + 1``.
             SKUs without offers are valid and always out of stock.
-        backend, threads
+        backend, threads, max_orders, limit_per_user, max_user_skus, max_fills
             As for :class:`Inventory`.
 
         Notes
@@ -167,43 +269,184 @@ class Inventory:
         Within a SKU, offers are matched by price ascending, then in the
         order given here.
         """
-        sku = as_int64("sku", sku)
-        qty = as_int64("qty", qty)
-        price = as_int64("price", price)
-        for name, arr in (("qty", qty), ("price", price)):
-            if arr.size != sku.size:
-                raise ValueError(f"{name}: has {arr.size} entries but sku has {sku.size}")
-        if n_skus is None:
-            n_skus = int(sku.max()) + 1 if sku.size else 0
-        elif isinstance(n_skus, bool) or not isinstance(n_skus, (int, np.integer)) or n_skus < 0:
-            raise ValueError(f"n_skus must be a non-negative integer, got {n_skus!r}")
-        check_at_least("sku", sku, 0, "a SKU id >= 0")
-        if sku.size and sku.max() >= n_skus:
-            pos = int((sku >= n_skus).argmax())
-            raise ValueError(f"sku[{pos}] = {sku[pos]} is out of range [0, {n_skus})")
-        check_at_least("qty", qty, 0, ">= 0")
-        check_at_least("price", price, 0, ">= 0")
-        check_sum_fits("qty", qty)
         self = cls.__new__(cls)
-        self._setup(qty.copy(), price=price.copy(), offer_sku=sku.copy(), n_skus=int(n_skus),
-                    backend=backend, threads=threads)
+        self._build(_offers(sku, qty, price, n_skus), backend, threads,
+                    _Tracking(max_orders, limit_per_user, max_user_skus, max_fills), Block.private)
         return self
 
-    def _setup(self, stock, price, offer_sku, n_skus, backend, threads):
-        self._kernels = backends.load(backend)
+    # ------------------------------------------------- shared and file-backed
+    @classmethod
+    def create_shared(cls, name, stock=None, *, offers=None, n_skus=None, backend="auto", threads=None,
+                      max_orders=None, limit_per_user=None, max_user_skus=None, max_fills=None):
+        """A new inventory in POSIX shared memory, for many processes.
+
+        Parameters
+        ----------
+        name : str
+            Segment name (1-200 characters from ``A-Z a-z 0-9 _ . -``);
+            other processes pass it to :meth:`attach`.
+        stock : array_like of int, optional
+            Units per SKU, as for :class:`Inventory`.
+        offers : tuple of array_like, optional
+            ``(sku, qty, price)`` as for :meth:`from_offers` (give this or
+            ``stock``); ``n_skus`` as there.
+        backend, threads, max_orders, limit_per_user, max_user_skus, max_fills
+            As for :class:`Inventory` (backend and threads are this
+            process's choice; each attaching process makes its own).
+
+        Returns
+        -------
+        Inventory
+            Attached to the new segment.  The segment outlives every process
+            until :meth:`unlink` removes its name.
+
+        Raises
+        ------
+        FileExistsError
+            A segment of that name exists; nothing changes.
+
+        Notes
+        -----
+        Every process reserves from the segment lock-free, with the same
+        atomic operations threads use; no server or lock sits in between.
+        What a process killed mid-call can and cannot leave behind is
+        described under :meth:`recover`.
+        """
+        return cls._create(lambda layout: Block.create_shared(name, layout), stock, offers, n_skus, backend, threads,
+                           _Tracking(max_orders, limit_per_user, max_user_skus, max_fills))
+
+    @classmethod
+    def create_mapped(cls, path, stock=None, *, offers=None, n_skus=None, backend="auto", threads=None,
+                      max_orders=None, limit_per_user=None, max_user_skus=None, max_fills=None):
+        """Like :meth:`create_shared`, in a memory-mapped file at ``path``:
+        the state survives every process (reopen it with :meth:`open_mapped`;
+        :meth:`flush` forces it to disk)."""
+        return cls._create(lambda layout: Block.create_file(path, layout), stock, offers, n_skus, backend, threads,
+                           _Tracking(max_orders, limit_per_user, max_user_skus, max_fills))
+
+    @classmethod
+    def attach(cls, name, *, backend="auto", threads=None):
+        """Attach to the shared inventory ``name`` made by :meth:`create_shared`.
+
+        Raises
+        ------
+        FileNotFoundError
+            No segment has that name.
+        ValueError
+            The segment is not a kernel inventory, or one of another layout
+            version.
+        """
+        self = cls.__new__(cls)
+        self._bind(Block.attach_shared(name), backend, threads)
+        return self
+
+    @classmethod
+    def open_mapped(cls, path, *, backend="auto", threads=None):
+        """Open the file-backed inventory at ``path`` (see :meth:`attach`)."""
+        self = cls.__new__(cls)
+        self._bind(Block.open_file(path), backend, threads)
+        return self
+
+    @classmethod
+    def _create(cls, make_block, stock, offers, n_skus, backend, threads, tracking):
+        if (stock is None) == (offers is None):
+            raise TypeError("give exactly one of stock or offers=(sku, qty, price)")
+        if stock is not None:
+            if n_skus is not None:
+                raise TypeError("n_skus: only with offers= (stock has one entry per SKU)")
+            market = _one_offer_per_sku(stock)
+        else:
+            if not isinstance(offers, (tuple, list)) or len(offers) != 3:
+                raise TypeError("offers: must be a tuple (sku, qty, price)")
+            market = _offers(*offers, n_skus)
+        self = cls.__new__(cls)
+        self._build(market, backend, threads, tracking, make_block)
+        return self
+
+    @property
+    def kind(self):
+        """Where the state lives: ``"private"``, ``"shared"`` or ``"file"``."""
+        return self._block.kind
+
+    @property
+    def name(self):
+        """The shared segment's name or the file's path (``None`` if private)."""
+        return self._block.where
+
+    def flush(self):
+        """Force a file-backed inventory's state to disk (``msync``)."""
+        self._check_open()
+        self._block.flush()
+
+    def close(self):
+        """Detach this process from the state; the inventory is unusable
+        afterwards.  Other processes, and the segment or file, are unaffected."""
+        if self._block.words is None:
+            return
+        for name, _ in ARRAYS:
+            setattr(self, "_" + name, None)
+        self._block.close()
+
+    def unlink(self):
+        """Remove the shared segment's name (or the mapped file).  Processes
+        attached keep working on it until they close; nobody new can attach."""
+        self._block.unlink()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_open(self):
+        if self._block.words is None:
+            raise ValueError("inventory: is closed")
+
+    # --------------------------------------------------------------- building
+    def _build(self, market, backend, threads, tracking, make_block):
+        stock, price, offer_sku, n_skus = market
+        kernels = backends.load(backend)  # before anything is created: a bad name changes nothing
+        check_threads(threads)
+        limit = tracking.limits(n_skus)
+        layout = Layout(n_skus, stock.size, **tracking.capacities(n_offers_max=_max_offers_per_sku(offer_sku, n_skus)))
+        block = make_block(layout)
+        try:
+            arrays = block.arrays()
+            arrays["stock"][:] = stock
+            arrays["price"][:] = price
+            arrays["offer_sku"][:] = offer_sku
+            # Priority order: by SKU, then price ascending, then as given (stable).
+            arrays["offer_by_priority"][:] = np.lexsort((np.arange(stock.size), price, offer_sku))
+            np.cumsum(np.bincount(offer_sku, minlength=n_skus), out=arrays["offer_start"][1:])
+            arrays["limit"][:] = limit
+            counters = arrays["counters"]
+            counters[spec.ORDERS_LEFT] = tracking.max_orders
+            counters[spec.PAIRS_LEFT] = tracking.max_user_skus
+            counters[spec.FILLS_LEFT] = layout.sizes["fill_capacity"]
+            del arrays, counters
+            block.publish()
+        except BaseException:
+            block.close()
+            block.unlink()
+            raise
+        self._bind(block, kernels, threads)
+
+    def _bind(self, block, backend, threads):
+        self._kernels = backend if not isinstance(backend, str) else backends.load(backend)
         self.backend = backends.backend_name(self._kernels)
         self.threads = check_threads(threads)
-        self.n_skus = n_skus
-        self._stock = stock
-        self._price = price
-        self._offer_sku = offer_sku
-        # Priority order: by SKU, then price ascending, then as given (stable).
-        self._offer_by_priority = np.lexsort((np.arange(stock.size), price, offer_sku)).astype(np.int64)
-        counts = np.bincount(offer_sku, minlength=n_skus)
-        self._offer_start = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        self._block = block
+        for name, view in block.arrays().items():
+            setattr(self, "_" + name, view)
+        sizes = block.layout.sizes
+        self.n_skus = sizes["n_skus"]
+        self.tracks_orders = bool(sizes["tracked"])
+        self._capped = self._limit != NO_LIMIT
+        self.has_limits = bool(self._capped.any())
         # One offer per SKU whose id is the SKU id: the flash-sale fast path.
-        self._single_offer = stock.size == n_skus and bool(np.all(offer_sku == np.arange(n_skus)))
-        self._counters = np.zeros(8, dtype=np.int64)
+        self._single_offer = (self._stock.size == self.n_skus
+                              and bool(np.all(self._offer_sku == np.arange(self.n_skus))))
+        self._offers_per_sku = np.diff(self._offer_start)
         self._release_lock = threading.Lock()  # guards Result._released; never held in a kernel
 
     # ------------------------------------------------------------------ views
@@ -232,7 +475,7 @@ class Inventory:
                 f"threads={self.threads})")
 
     # -------------------------------------------------------------- reserving
-    def reserve(self, orders, *, ordered=False, threads=None):
+    def reserve(self, orders, *, ordered=False, threads=None, hold_until=None):
         """Reserve stock for a batch, each order all-or-nothing.
 
         Parameters
@@ -246,6 +489,10 @@ class Inventory:
             for one-line orders).
         threads : int, optional
             Overrides the inventory's thread count for this call.
+        hold_until : int or array_like of int, optional
+            Tracked inventories only: the deadline of each accepted order's
+            hold (one for all, or one per order), in the clock :meth:`expire`
+            is called with.  ``None``: held until confirmed or cancelled.
 
         Returns
         -------
@@ -257,16 +504,36 @@ class Inventory:
             ``orders`` is not an :class:`OrderBatch`.
         ValueError
             A line names a SKU this inventory does not have, naming the
-            first such line; nothing changes.
+            first such line; a tracked inventory got orders without
+            ``order_id`` (or without ``user_id`` where it has per-user
+            limits), an untracked one got ``order_id``; nothing changes.
+        CapacityError
+            Tracked inventories: the batch could overflow a table sized at
+            creation; nothing changes.
+
+        Notes
+        -----
+        On a tracked inventory (``max_orders``) each order also gets
+        ``Status.DUPLICATE`` when its ``order_id`` was seen before (in this
+        batch or any earlier call, in any process), ``Status.LIMIT_EXCEEDED``
+        when it would take its user past a per-user limit, and
+        ``Status.CANCELLED`` when its id was cancelled first; accepted orders
+        are held until :meth:`confirm`, :meth:`cancel` or :meth:`expire`.
         """
         if not isinstance(orders, OrderBatch):
             raise TypeError(f"orders must be an OrderBatch, got {type(orders).__name__}")
+        self._check_open()
         if orders.max_sku >= self.n_skus:
             pos = int((orders.sku >= self.n_skus).argmax())
             raise ValueError(f"sku[{pos}] = {orders.sku[pos]} is out of range [0, {self.n_skus})")
         kernels = self._kernels
         n_threads = backends.resolve_threads(kernels, check_threads(threads) or self.threads, orders.n_lines,
                                              contended=self._contended(orders))
+        if self.tracks_orders:
+            return self._reserve_tracked(orders, ordered, n_threads, hold_until)
+        for name, value in (("order_id", orders.order_id), ("hold_until", hold_until)):
+            if value is not None:
+                raise ValueError(f"{name}: this inventory does not track orders (create it with max_orders=...)")
         status = np.empty(orders.n_orders, dtype=np.int8)
         if orders.n_orders == 0:
             return Result(self, orders, status, None, None, n_threads)  # no lines: no fills either way
@@ -358,6 +625,8 @@ class Inventory:
             raise ValueError("result: comes from another inventory")
         if result._orders is not orders:
             raise ValueError("orders: is not the batch this result was computed for")
+        if self.tracks_orders:
+            raise ValueError("release: tracked orders are given back with cancel(order_ids)")
         fills = result.fills
         n_threads = backends.resolve_threads(self._kernels, check_threads(threads) or self.threads, len(fills))
         with self._release_lock:

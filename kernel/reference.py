@@ -292,7 +292,7 @@ def hash_slot(key, mask):
     """Home slot of ``key`` in a table of ``mask + 1`` slots: bits 32 and up
     of ``key * HASH_MULTIPLIER mod 2**64``.  Every backend computes it the
     same way, so every backend lays a table out identically."""
-    return (((key * HASH_MULTIPLIER) & UINT64_MASK) >> 32) & mask
+    return (((int(key) * HASH_MULTIPLIER) & UINT64_MASK) >> 32) & mask
 
 
 def take_budget(counters, index, amount):
@@ -551,23 +551,27 @@ def reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, 
     """One order of one line, start to finish: budgets, claim, take,
     publish.  Returns its status, or a negative ``*_FULL`` code when a
     budget is spent (then nothing changed)."""
+    seen = find_order(order_word, order_id)
+    if seen >= 0:  # ids never leave the table: a duplicate for sure, and it needs no budget
+        return CANCELLED if order_word[seen] >> STATE_SHIFT == CANCELLED_EARLY else DUPLICATE
     n_fills = offer_start[s + 1] - offer_start[s]
-    capped = limit[s] != NO_LIMIT
+    # Only a (user, SKU) pair not in the table yet needs room there.
+    new_pair = limit[s] != NO_LIMIT and limit_slot(limit_key, user * limit.size + s + 1, False) == -1
     if take_budget(counters, ORDERS_LEFT, 1) < 0:
         return ORDER_TABLE_FULL
-    if capped and take_budget(counters, PAIRS_LEFT, 1) < 0:
+    if new_pair and take_budget(counters, PAIRS_LEFT, 1) < 0:
         take_budget(counters, ORDERS_LEFT, -1)
         return LIMIT_TABLE_FULL
     if take_budget(counters, FILLS_LEFT, n_fills) < 0:
         take_budget(counters, ORDERS_LEFT, -1)
-        if capped:
+        if new_pair:
             take_budget(counters, PAIRS_LEFT, -1)
         return FILL_LOG_FULL
     slot = claim_order(order_word, order_id, PENDING)
     if slot < 0:
         take_budget(counters, ORDERS_LEFT, -1)
         take_budget(counters, FILLS_LEFT, -n_fills)
-        if capped:
+        if new_pair:
             take_budget(counters, PAIRS_LEFT, -1)
         return CANCELLED if order_word[-1 - slot] >> STATE_SHIFT == CANCELLED_EARLY else DUPLICATE
     # The budget promised these entries, so the cursor stays in the log
@@ -599,8 +603,8 @@ def reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, 
             else:
                 status = publish_or_undo(stock, offer_sku, limit, limit_key, limit_count, order_word, fill_offer,
                                          fill_qty, counters, slot, user, first_fill, first_fill + n_fills)
-    if capped and not took & NEW_PAIR:
-        take_budget(counters, PAIRS_LEFT, -1)  # no new pair: give its budget back
+    if new_pair and not took & NEW_PAIR:
+        take_budget(counters, PAIRS_LEFT, -1)  # someone else added the pair (or it was not reached)
     if status != ACCEPTED and status != CANCELLED:
         settle_refused_slot(order_word, slot)
     return status

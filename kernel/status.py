@@ -16,12 +16,18 @@ class Status(IntEnum):
         At least one line could not be filled from the eligible offers of its
         SKU (price <= the line's ``max_price``); the order left no trace.
     DUPLICATE
-        Reserved for idempotent order ids (the id was seen before).
+        Tracked inventories: the order id was seen before (in this batch or
+        an earlier call, in any process); nothing changed.
     LIMIT_EXCEEDED
-        Reserved for per-user purchase limits.
+        Tracked inventories: the order would take its user past the
+        per-user limit of one of its SKUs; the order left no trace.
+    CANCELLED
+        Tracked inventories: the order id was cancelled before its reserve
+        arrived, or while it ran; it holds nothing.
     """
 
     ACCEPTED = 0
     OUT_OF_STOCK = 1
     DUPLICATE = 2
     LIMIT_EXCEEDED = 3
+    CANCELLED = 4

@@ -1,0 +1,190 @@
+"""Tracked orders, case by case (worked out by hand), on every backend:
+idempotent ids, per-user limits, hold -> confirm / cancel / expire, cancel
+before reserve, restock, reserve_one, capacity errors."""
+
+import numpy as np
+import pytest
+
+import kernel
+from kernel import CapacityError, OrderBatch, OrderState, Outcome, Status
+from kernel.invariants import check_tracked
+
+S, O, ST = Status, Outcome, OrderState
+
+
+def names(codes, enum):
+    return [enum(int(c)).name for c in codes]
+
+
+@pytest.fixture
+def shop(backend, threads):
+    """Three SKUs (5, 3, 2 units), every user may buy at most 2 of each."""
+    return kernel.Inventory([5, 3, 2], backend=backend, threads=threads, max_orders=64, limit_per_user=2)
+
+
+def reserve(inv, sku, qty, ids, users, **kw):
+    return inv.reserve(OrderBatch(sku=sku, qty=qty, order_id=ids, user_id=users), **kw)
+
+
+def test_ids_seen_before_are_duplicates_in_and_across_batches(shop):
+    first = reserve(shop, [0, 1, 0], [1, 1, 1], ids=[10, 11, 10], users=[1, 2, 3])
+    # Concurrent mode: either order with id 10 may be the original, never both.
+    assert sorted(names(first.status, S)) == ["ACCEPTED", "ACCEPTED", "DUPLICATE"]
+    assert shop.stock.tolist() == [4, 2, 2]
+    again = reserve(shop, [2, 2], [1, 1], ids=[11, 12], users=[4, 4])
+    assert names(again.status, S) == ["DUPLICATE", "ACCEPTED"]
+    assert shop.stock.tolist() == [4, 2, 1]
+    check_tracked(shop, [5, 3, 2])
+
+
+def test_refused_ids_are_remembered_too(shop):
+    r = reserve(shop, [2, 2], [2, 1], ids=[6, 7], users=[1, 2], ordered=True)
+    assert names(r.status, S) == ["ACCEPTED", "OUT_OF_STOCK"]
+    assert names(shop.state_of([7]), ST) == ["REFUSED"]
+    shop.cancel([6])
+    assert names(reserve(shop, [2], [1], ids=[7], users=[2]).status, S) == ["DUPLICATE"]
+    assert shop.stock.tolist() == [5, 3, 2]
+
+
+def test_per_user_limit_counts_across_calls_and_is_all_or_nothing(shop):
+    ordered = dict(ordered=True)
+    r = reserve(shop, [0, 0, 0], [1, 1, 1], ids=[1, 2, 3], users=[9, 9, 9], **ordered)
+    assert names(r.status, S) == ["ACCEPTED", "ACCEPTED", "LIMIT_EXCEEDED"]
+    # A cart whose second line breaks the cap takes nothing from its first.
+    cart = shop.reserve(OrderBatch(sku=[1, 0], qty=[1, 1], offsets=[0, 2], order_id=[4], user_id=[9]), **ordered)
+    assert names(cart.status, S) == ["LIMIT_EXCEEDED"]
+    assert shop.stock.tolist() == [3, 3, 2]
+    assert shop.limit_used([9, 9], [0, 1]).tolist() == [2, 0]
+    # Another user is not affected.
+    assert names(reserve(shop, [0], [2], ids=[5], users=[8]).status, S) == ["ACCEPTED"]
+    check_tracked(shop, [5, 3, 2])
+
+
+def test_per_sku_limits_and_uncapped_skus(backend):
+    inv = kernel.Inventory([9, 9], backend=backend, max_orders=8, limit_per_user=[1, kernel.NO_LIMIT])
+    r = reserve(inv, [0, 0, 1, 1], [1, 1, 4, 4], ids=[1, 2, 3, 4], users=[5, 5, 5, 5], ordered=True)
+    assert names(r.status, S) == ["ACCEPTED", "LIMIT_EXCEEDED", "ACCEPTED", "ACCEPTED"]
+    assert inv.limit_used([5, 5], [0, 1]).tolist() == [1, 0]
+
+
+def test_hold_confirm_cancel_expire_outcomes(shop):
+    reserve(shop, [0, 0, 1, 2], [1, 1, 1, 1], ids=[1, 2, 3, 4], users=[1, 2, 3, 4], hold_until=[10, 20, 10, 10])
+    assert shop.stock.tolist() == [3, 2, 1]
+    assert names(shop.confirm([1, 99]), O) == ["DONE", "UNKNOWN"]
+    assert names(shop.cancel([2]), O) == ["DONE"]
+    assert shop.stock.tolist() == [4, 2, 1]  # the cancel gave its unit back
+    # Expiry at t=10 ends the two holds due then that are still held (3, 4),
+    # not the confirmed 1, nor 2 (cancelled, and due at 20).
+    assert shop.expire(9).tolist() == []
+    assert shop.expire(10).tolist() == [3, 4]
+    assert shop.stock.tolist() == [4, 3, 2]
+    assert shop.expire(100).tolist() == []  # nothing is held any more
+    assert names(shop.state_of([1, 2, 3, 4, 5]), ST) == ["CONFIRMED", "CANCELLED", "EXPIRED", "EXPIRED", "UNKNOWN"]
+    # Every later call answers what already happened, and changes nothing.
+    assert names(shop.confirm([1, 2, 3]), O) == ["ALREADY_CONFIRMED", "ALREADY_CANCELLED", "ALREADY_EXPIRED"]
+    assert names(shop.cancel([1, 2, 3]), O) == ["ALREADY_CONFIRMED", "ALREADY_CANCELLED", "ALREADY_EXPIRED"]
+    assert shop.stock.tolist() == [4, 3, 2]
+    check_tracked(shop, [5, 3, 2])
+
+
+def test_cancel_and_expiry_give_the_limit_back(shop):
+    reserve(shop, [0], [2], ids=[1], users=[7], hold_until=5)
+    assert names(reserve(shop, [0], [1], ids=[2], users=[7]).status, S) == ["LIMIT_EXCEEDED"]
+    shop.expire(5)
+    assert shop.limit_used([7], [0]).tolist() == [0]
+    assert names(reserve(shop, [0], [2], ids=[3], users=[7]).status, S) == ["ACCEPTED"]
+    shop.cancel([3])
+    assert names(reserve(shop, [0], [2], ids=[4], users=[7]).status, S) == ["ACCEPTED"]
+    check_tracked(shop, [5, 3, 2])
+
+
+def test_refused_orders_answer_was_refused(shop):
+    reserve(shop, [2], [5], ids=[1], users=[1])
+    assert names(shop.confirm([1]), O) == ["WAS_REFUSED"]
+    assert names(shop.cancel([1]), O) == ["WAS_REFUSED"]
+
+
+def test_cancel_before_reserve_is_remembered(shop):
+    assert names(shop.cancel([42]), O) == ["REMEMBERED"]
+    assert names(shop.cancel([42]), O) == ["ALREADY_CANCELLED"]
+    late = reserve(shop, [0, 0], [1, 1], ids=[42, 43], users=[1, 2])
+    assert names(late.status, S) == ["CANCELLED", "ACCEPTED"]
+    assert shop.reserve_one(0, 1, order_id=42, user_id=1) == Status.CANCELLED
+    assert shop.stock.tolist() == [4, 3, 2]
+    assert names(shop.state_of([42]), ST) == ["CANCELLED_EARLY"]
+
+
+def test_reserve_one_matches_the_batch_semantics(shop):
+    assert shop.reserve_one(1, 2, order_id=1, user_id=3, hold_until=50) == Status.ACCEPTED
+    assert shop.reserve_one(1, 1, order_id=1, user_id=4) == Status.DUPLICATE
+    assert shop.reserve_one(1, 1, order_id=2, user_id=3) == Status.LIMIT_EXCEEDED
+    assert shop.reserve_one(1, 2, order_id=3, user_id=4) == Status.OUT_OF_STOCK
+    assert shop.reserve_one(1, 1, order_id=4, user_id=4) == Status.ACCEPTED
+    assert shop.stock.tolist() == [5, 0, 2]
+    assert shop.expire(50).tolist() == [1]
+    assert shop.stock.tolist() == [5, 2, 2]
+    check_tracked(shop, [5, 3, 2])
+
+
+def test_reserve_one_takes_offers_by_price_and_respects_max_price(backend):
+    inv = kernel.Inventory.from_offers(sku=[0, 0, 0], qty=[1, 2, 5], price=[300, 100, 200], backend=backend,
+                                       max_orders=8)
+    assert inv.reserve_one(0, 4, order_id=1, max_price=200) == Status.ACCEPTED
+    assert inv.stock.tolist() == [1, 0, 3]  # 2 at 100, then 2 at 200
+    assert inv.reserve_one(0, 4, order_id=2, max_price=200) == Status.OUT_OF_STOCK  # 3 left at <= 200
+    assert inv.reserve_one(0, 4, order_id=3) == Status.ACCEPTED
+    assert inv.stock.tolist() == [0, 0, 0]
+    inv.cancel([1])
+    assert inv.stock.tolist() == [0, 2, 2]
+    check_tracked(inv, [1, 2, 5])
+
+
+def test_tracked_fills_report_what_each_line_took(backend):
+    inv = kernel.Inventory.from_offers(sku=[0, 0, 1], qty=[2, 5, 3], price=[100, 200, 50], backend=backend,
+                                       max_orders=8)
+    r = inv.reserve(OrderBatch(sku=[0, 1, 0], qty=[4, 1, 9], offsets=[0, 2, 3], order_id=[1, 2]), ordered=True)
+    assert names(r.status, S) == ["ACCEPTED", "OUT_OF_STOCK"]
+    f = r.fills
+    assert (f.order.tolist(), f.line.tolist(), f.offer.tolist(), f.qty.tolist()) == ([0, 0, 0], [0, 0, 1],
+                                                                                     [0, 1, 2], [2, 2, 1])
+
+
+def test_restock_during_a_sale(shop):
+    reserve(shop, [2, 2], [1, 1], ids=[1, 2], users=[1, 2])
+    assert names(reserve(shop, [2], [1], ids=[3], users=[3]).status, S) == ["OUT_OF_STOCK"]
+    shop.restock([2, 0], [3, 1])
+    assert shop.stock.tolist() == [6, 3, 3]
+    assert names(reserve(shop, [2], [1], ids=[4], users=[3]).status, S) == ["ACCEPTED"]
+    check_tracked(shop, [5, 3, 2], restocked=np.array([1, 0, 3]))
+
+
+def test_a_full_order_table_raises_and_changes_nothing(backend):
+    inv = kernel.Inventory([10], backend=backend, max_orders=3)
+    reserve(inv, [0, 0], [1, 1], ids=[1, 2], users=[0, 0])
+    before = [a.copy() for a in inv.state_arrays()]
+    with pytest.raises(CapacityError, match="order table"):
+        reserve(inv, [0, 0], [1, 1], ids=[3, 4], users=[0, 0])
+    with pytest.raises(CapacityError, match="order table"):
+        inv.cancel([5, 6])
+    for a, b in zip(before, inv.state_arrays()):
+        np.testing.assert_array_equal(a, b)
+    # Duplicates need no room: their budget comes back.
+    assert names(reserve(inv, [0, 0], [1, 1], ids=[1, 3], users=[0, 0]).status, S) == ["DUPLICATE", "ACCEPTED"]
+    with pytest.raises(CapacityError, match="order table"):
+        inv.reserve_one(0, 1, order_id=4)
+    assert inv.reserve_one(0, 1, order_id=3) == Status.DUPLICATE
+
+
+def test_full_limit_table_and_fill_log_raise_and_change_nothing(backend):
+    inv = kernel.Inventory([10, 10], backend=backend, max_orders=100, limit_per_user=5, max_user_skus=2,
+                           max_fills=3)
+    reserve(inv, [0, 1], [1, 1], ids=[1, 2], users=[1, 1])
+    before = [a.copy() for a in inv.state_arrays()]
+    with pytest.raises(CapacityError, match="limit table"):
+        reserve(inv, [0, 0, 0], [1, 1, 1], ids=[3, 4, 5], users=[2, 3, 4])
+    for a, b in zip(before, inv.state_arrays()):
+        np.testing.assert_array_equal(a, b)
+    # Pairs already in the table need no room.
+    assert inv.reserve_one(0, 1, order_id=6, user_id=1) == Status.ACCEPTED
+    with pytest.raises(CapacityError, match="fill log"):
+        reserve(inv, [0, 1], [1, 1], ids=[7, 8], users=[1, 1])
