@@ -28,6 +28,10 @@ def as_int64(name, values, *, copy=False):
         Wrong shape, or integers outside the int64 range.
     """
     arr = np.asarray(values)
+    if arr.dtype.kind in "USV" and not isinstance(values, np.ndarray):
+        # A list mixing numbers and text becomes all text: look at the items
+        # as given, so the error names the first one that is not an integer.
+        arr = np.asarray(values, dtype=object)
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D sequence, got shape {arr.shape}")
     kind = arr.dtype.kind
