@@ -68,8 +68,8 @@ def c_runner(lib, case, name, threads):
     return run
 
 
-def kernel_runner(case, backend, ordered, threads):
-    return lambda: timed_round(case, backend, ordered, threads)[0]
+def kernel_runner(case, backend, mode, threads):
+    return lambda: timed_round(case, backend, mode, threads)[0]
 
 
 def main(argv=None):
@@ -94,10 +94,9 @@ def main(argv=None):
             for t in thread_counts:
                 runners[("C CAS loop", t)] = c_runner(lib, case, "cas", t)
         for backend in args.backends.split(","):
-            for ordered in (False, True):
+            for mode in ("concurrent", "ordered"):
                 for t in thread_counts:
-                    label = f"{backend} {'ordered' if ordered else 'concurrent'}"
-                    runners[(label, t)] = kernel_runner(case, backend, ordered, t)
+                    runners[(f"{backend} {mode}", t)] = kernel_runner(case, backend, mode, t)
         for run in runners.values():
             run()  # warm-up: page faults, Numba compilation
         times = {key: [] for key in runners}

@@ -15,11 +15,12 @@ import functools
 import pytest
 
 from kernel.backends import BACKENDS, default_threads
+from kernel.bench import single
 from kernel.bench.peaks import peak_ratios
 from kernel.bench.pytest_plugin import record
-from kernel.bench.runner import REFERENCE_MAX_ORDERS
+from kernel.bench.runner import MODES, REFERENCE_MAX_ORDERS
 from kernel.bench.workloads import WORKLOADS, make_case
-from kernel.invariants import check_run
+from kernel.invariants import check_run, check_tracked
 
 THREADS = sorted({1, *range(2, default_threads() + 1)})
 
@@ -30,7 +31,7 @@ def cached_case(workload, scale):
 
 
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}thr")
-@pytest.mark.parametrize("mode", ["concurrent", "ordered"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.parametrize("workload", list(WORKLOADS))
 def test_reserve(benchmark, bench_settings, workload, backend, mode, threads):
@@ -39,21 +40,24 @@ def test_reserve(benchmark, bench_settings, workload, backend, mode, threads):
     if backend == "reference" and (case.n_orders > REFERENCE_MAX_ORDERS or threads > 1):
         pytest.skip("the pure-Python reference is the oracle, not a contender, at this size")
     benchmark.group = workload
-    ordered = mode == "ordered"
+    ordered, tracked = mode == "ordered", mode == "tracked"
+    orders = case.tracked_orders() if tracked else case.orders
     runs = []
 
     def check_previous():
         if runs:
             check_run(*runs[-1])
+            if tracked:
+                check_tracked(runs[-1][0], runs[-1][3])
 
     def setup():
         check_previous()
-        inv = case.inventory(backend, threads)
-        runs.append([inv, case.orders, None, inv.stock.copy()])
+        inv = case.inventory(backend, threads, tracked=tracked)
+        runs.append([inv, orders, None, inv.stock.copy()])
         return (inv,), {}
 
     def reserve(inv):
-        runs[-1][2] = inv.reserve(case.orders, ordered=ordered)
+        runs[-1][2] = inv.reserve(orders, ordered=ordered)
 
     benchmark.pedantic(reserve, setup=setup, rounds=rounds, warmup_rounds=1 if real else 0, iterations=1)
     check_previous()
@@ -68,3 +72,25 @@ def test_reserve(benchmark, bench_settings, workload, backend, mode, threads):
     row["x_2020_peak"], row["x_2009_peak"] = peak_ratios(row["accepted_per_s"])
     benchmark.extra_info.update(row)
     record(row)
+
+
+@pytest.mark.parametrize("variant", single.VARIANTS)
+@pytest.mark.parametrize("backend", [name for name in BACKENDS if name != "reference"])
+def test_reserve_one(benchmark, bench_settings, backend, variant):
+    """Nanoseconds per single-order call from Python (see kernel.bench.single)."""
+    scale, rounds, real = bench_settings
+    calls = max(100, int(2_000_000 * scale))  # 200k calls at the default --bench-scale 0.1
+    benchmark.group = "reserve_one"
+    made = []
+
+    def setup():
+        if made:
+            single.check(made[-1], calls)
+        inv, loop = single.prepare(backend, calls, variant)
+        made.append(inv)
+        return (loop,), {}
+
+    benchmark.pedantic(lambda loop: loop(), setup=setup, rounds=rounds, warmup_rounds=1 if real else 0, iterations=1)
+    single.check(made[-1], calls)
+    if benchmark.stats is not None:
+        benchmark.extra_info["ns_per_call"] = benchmark.stats.stats.median / calls * 1e9

@@ -385,6 +385,7 @@ class Inventory(OrderLifecycle):
             return
         for name, _ in ARRAYS:
             setattr(self, "_" + name, None)
+        self._one = None  # it holds the arrays too
         self._block.close()
 
     def unlink(self):

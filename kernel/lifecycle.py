@@ -204,10 +204,7 @@ class OrderLifecycle:
         CapacityError
             A table sized at creation is full; nothing changes.
         """
-        one = self._one
-        if one is None:
-            self._require_tracking("reserve_one")
-            one = self._one = self._kernels.bind_reserve_one(*self.state_arrays())
+        one = self._one or self._bound_reserve_one()
         sku = _checked_int("sku", sku, 0, self.n_skus - 1)
         qty = _checked_int("qty", qty, 1, INT64_MAX)
         order_id = _checked_int("order_id", order_id, 0, MAX_ORDER_ID)
@@ -221,6 +218,15 @@ class OrderLifecycle:
             raise CapacityError(f"{_BUDGET_NAMES[which]} is full ({int(self._counters[which])} left); "
                                 f"nothing changed")
         return _STATUSES[code]
+
+    def _bound_reserve_one(self):
+        """The backend's reserve_one with this inventory's arrays bound once
+        (so a call converts no array): ``(sku, qty, max_price, order_id,
+        user_id, deadline) -> status code``, unchecked."""
+        self._require_tracking("reserve_one")
+        if self._one is None:
+            self._one = self._kernels.bind_reserve_one(*self.state_arrays())
+        return self._one
 
     # ------------------------------------------------------------- lifecycle
     def _ids_and_threads(self, what, order_ids, threads):

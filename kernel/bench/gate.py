@@ -49,7 +49,7 @@ void cg_dump(const char *label) { CALLGRIND_DUMP_STATS_AT(label); }
 class GateCase:
     workload: str
     scale: float
-    mode: str  # "concurrent" or "ordered"
+    mode: str  # one of runner.MODES
 
     @property
     def name(self):
@@ -67,6 +67,9 @@ GATE_CASES = (
     GateCase("carts", 0.002, "ordered"),
     GateCase("marketplace", 0.01, "concurrent"),
     GateCase("marketplace", 0.01, "ordered"),
+    GateCase("flash-sale", 0.002, "tracked"),
+    GateCase("carts", 0.002, "tracked"),
+    GateCase("marketplace", 0.01, "tracked"),
 )
 
 
@@ -106,23 +109,27 @@ class _Probe:
 
 def _run_cases(lib):
     """Body of the process valgrind runs: one dump per (backend, case)."""
-    from ..invariants import check_run
+    from ..invariants import check_run, check_tracked
     from .workloads import make_case
 
     for case in GATE_CASES:
         data = make_case(case.workload, case.scale, seed=0)
+        tracked = case.mode == "tracked"
+        orders = data.tracked_orders() if tracked else data.orders
         for backend in GATE_BACKENDS:
             ordered = case.mode == "ordered"
-            data.inventory(backend, 1).reserve(data.orders, ordered=ordered)  # warm: dispatch, caches
-            inv = data.inventory(backend, 1)
+            data.inventory(backend, 1, tracked).reserve(orders, ordered=ordered)  # warm: dispatch, caches
+            inv = data.inventory(backend, 1, tracked)
             initial = inv.stock.copy()
             inv._kernels = _Probe(inv._kernels, lib) if lib else inv._kernels
             if lib:
                 lib.cg_zero()
-            result = inv.reserve(data.orders, ordered=ordered)
+            result = inv.reserve(orders, ordered=ordered)
             if lib:
                 lib.cg_dump(f"{backend}:{case.name}".encode())
-            check_run(inv, data.orders, result, initial)
+            check_run(inv, orders, result, initial)
+            if tracked:
+                check_tracked(inv, initial)
 
 
 def _build_probe(workdir):

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .. import backends as _backends
-from ..invariants import check_run
+from ..invariants import check_run, check_tracked
 from . import peaks
 from .machine import machine_info
 from .workloads import make_case
@@ -28,7 +28,9 @@ from .workloads import make_case
 __all__ = ["Measurement", "measure", "timed_round", "numba_warmup_seconds", "run_matrix",
            "REFERENCE_MAX_ORDERS"]
 
-MODES = ("concurrent", "ordered")
+# concurrent / ordered: the plain batch paths; tracked: the service path
+# (ids, caps and holds; concurrent).
+MODES = ("concurrent", "ordered", "tracked")
 
 # The reference backend is the pure-Python oracle (a few hundred thousand
 # orders/s at best): it is only timed on workloads of at most this many
@@ -101,14 +103,23 @@ class Measurement:
         return out
 
 
-def timed_round(case, backend, ordered, threads):
-    """One checked round: (seconds, accepted count, threads the kernel ran on)."""
-    inv = case.inventory(backend, threads)
+def timed_round(case, backend, mode, threads):
+    """One checked round: (seconds, accepted count, threads the kernel ran on).
+
+    ``mode="tracked"`` times the service path: every order with an id and a
+    buyer (idempotency table, per-user caps, holds), then checks the whole
+    tracked state too.
+    """
+    tracked = mode == "tracked"
+    inv = case.inventory(backend, threads, tracked=tracked)
+    orders = case.tracked_orders() if tracked else case.orders
     initial = inv.stock.copy()
     t0 = time.perf_counter()
-    result = inv.reserve(case.orders, ordered=ordered, threads=threads)
+    result = inv.reserve(orders, ordered=mode == "ordered", threads=threads)
     elapsed = time.perf_counter() - t0
-    check_run(inv, case.orders, result, initial)
+    check_run(inv, orders, result, initial)
+    if tracked:
+        check_tracked(inv, initial)
     return elapsed, result.n_accepted, result.threads
 
 
@@ -126,10 +137,10 @@ def measure(case, backend, mode, threads, rounds, warmup=1, threads_label=""):
         raise ValueError(f"rounds must be >= 1, got {rounds!r}")
     ordered = mode == "ordered"
     for _ in range(warmup):
-        timed_round(case, backend, ordered, threads)
+        timed_round(case, backend, mode, threads)
     seconds, accepted, used = [], [], set()
     for _ in range(rounds):
-        elapsed, n_accepted, ran_on = timed_round(case, backend, ordered, threads)
+        elapsed, n_accepted, ran_on = timed_round(case, backend, mode, threads)
         seconds.append(elapsed)
         accepted.append(n_accepted)
         used.add(ran_on)
@@ -149,7 +160,7 @@ def numba_warmup_seconds(case, mode="concurrent", threads=1):
     times JIT compilation or the load from Numba's on-disk cache, which the
     timed rounds of :func:`measure` must not include.
     """
-    return timed_round(case, "numba", mode == "ordered", threads)[0]
+    return timed_round(case, "numba", mode, threads)[0]
 
 
 def resolve_thread_counts(thread_counts):

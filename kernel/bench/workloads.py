@@ -14,7 +14,12 @@ import numpy as np
 from ..inventory import Inventory
 from ..orders import OrderBatch
 
-__all__ = ["WORKLOADS", "Workload", "Case", "make_case"]
+__all__ = ["WORKLOADS", "Workload", "Case", "make_case", "TRACKED_LIMIT"]
+
+# Per-user cap of every SKU in tracked rounds (qty is 1-3 per line, so it bites
+# only for buyers who come back).
+TRACKED_LIMIT = 6
+_TRACKED = {}  # id(orders) -> (orders, its tracked twin); the orders are kept alive by the entry
 
 
 @dataclass(frozen=True)
@@ -28,12 +33,34 @@ class Case:
     n_skus: int
     orders: OrderBatch
 
-    def inventory(self, backend="auto", threads=None):
-        """A fresh inventory holding this case's initial stock."""
+    def inventory(self, backend="auto", threads=None, tracked=False):
+        """A fresh inventory holding this case's initial stock.
+
+        ``tracked``: one that tracks orders (room for this case's ids) and
+        caps every user at ``TRACKED_LIMIT`` units per SKU, for
+        :meth:`tracked_orders`.
+        """
+        options = {}
+        if tracked:
+            options = dict(max_orders=max(1, self.n_orders), limit_per_user=TRACKED_LIMIT,
+                           max_user_skus=max(1, self.orders.n_lines))
         if self.offer_sku is None:
-            return Inventory(self.stock, backend=backend, threads=threads)
+            return Inventory(self.stock, backend=backend, threads=threads, **options)
         return Inventory.from_offers(self.offer_sku, self.stock, self.price, self.n_skus,
-                                     backend=backend, threads=threads)
+                                     backend=backend, threads=threads, **options)
+
+    def tracked_orders(self):
+        """This case's orders as a flash-sale service sends them: each with
+        its own id and a buyer from a pool of a quarter as many users (so
+        users come back, and some reach their cap).  Made once, then kept."""
+        batch = _TRACKED.get(id(self.orders))
+        if batch is None or batch[0] is not self.orders:
+            orders = self.orders
+            users = np.random.default_rng(1).integers(0, max(1, orders.n_orders // 4), orders.n_orders)
+            batch = _TRACKED[id(orders)] = (orders, OrderBatch(
+                orders.sku, orders.qty, orders.offsets, orders.max_price,
+                order_id=np.arange(orders.n_orders, dtype=np.int64), user_id=users))
+        return batch[1]
 
     @property
     def n_orders(self):
