@@ -46,7 +46,9 @@ def check_run(inv, orders, result, initial_stock, *, under_selling=False):
     """
     stock = inv.stock.copy()
     status = result.status
-    known = np.isin(status, [Status.ACCEPTED, Status.OUT_OF_STOCK])
+    # Tracked inventories also answer DUPLICATE, LIMIT_EXCEEDED and CANCELLED.
+    decisions = list(Status) if inv.tracks_orders else [Status.ACCEPTED, Status.OUT_OF_STOCK]
+    known = np.isin(status, decisions)
     _require(known.all(), lambda: f"status[{int(np.argmin(known))}] is not a decision")
     _require(stock.size == 0 or stock.min() >= 0, "G1: negative stock")
     fills = result.fills

@@ -76,20 +76,21 @@ class Layout:
         return np.array([values[name] for name in _HEADER], dtype=np.int64)
 
     @classmethod
-    def read(cls, words, where):
-        """The layout a block's header describes; ``ValueError`` naming
+    def read(cls, header, n_words, where):
+        """The layout a block's ``header`` (its first words, as bytes)
+        describes, for a block of ``n_words``; ``ValueError`` naming
         ``where`` when the block is not a kernel inventory of this version."""
-        if words.size < _HEADER_WORDS:
-            raise ValueError(f"{where}: too small to be a kernel inventory ({words.size * 8} bytes)")
-        head = dict(zip(_HEADER, words[:len(_HEADER)].tolist()))
+        if n_words < _HEADER_WORDS:
+            raise ValueError(f"{where}: too small to be a kernel inventory ({n_words * 8} bytes)")
+        head = dict(zip(_HEADER, np.frombuffer(header, dtype=np.int64, count=len(_HEADER)).tolist()))
         if head["magic"] != MAGIC:
             raise ValueError(f"{where}: not a kernel inventory (no magic number; foreign, or still being built)")
         if head["version"] != LAYOUT_VERSION:
             raise ValueError(f"{where}: layout version {head['version']}, this kernel reads {LAYOUT_VERSION}")
         layout = cls(head["n_skus"], head["n_offers"], head["order_capacity"], head["limit_capacity"],
                      head["fill_capacity"], head["tracked"])
-        if layout.total_words != head["total_words"] or words.size < layout.total_words:
-            raise ValueError(f"{where}: header and size disagree ({words.size * 8} bytes for a layout of "
+        if layout.total_words != head["total_words"] or n_words < layout.total_words:
+            raise ValueError(f"{where}: header and size disagree ({n_words * 8} bytes for a layout of "
                              f"{layout.nbytes})")
         return layout
 
@@ -202,14 +203,14 @@ class Block:
             mapping = mmap.mmap(fd, size - size % 8)
         finally:
             os.close(fd)
-        words = np.frombuffer(mapping, dtype=np.int64)
         try:
-            layout = Layout.read(words, what)
+            # A copy of the header: no view of the mapping exists until it is
+            # known good, so a bad one can be unmapped at once.
+            layout = Layout.read(mapping[:_HEADER_WORDS * 8], len(mapping) // 8, what)
         except ValueError:
-            del words
             mapping.close()
             raise
-        return cls(words, layout, kind, where, mapping)
+        return cls(np.frombuffer(mapping, dtype=np.int64), layout, kind, where, mapping)
 
     # ---------------------------------------------------------------- closing
     def flush(self):

@@ -41,7 +41,7 @@ def _hot_sale(name, backend="auto"):
                                           limit_per_user=[2, kernel.NO_LIMIT, kernel.NO_LIMIT])
 
 
-def _buyer(name, backend, worker, n_ids, start):
+def _buyer(name, backend, worker, n_ids, start, results):
     """One worker process: every worker submits every id (so each id races in
     all of them), half one by one, half in batches."""
     inv = kernel.Inventory.attach(name, backend=backend, threads=2)
@@ -60,7 +60,7 @@ def _buyer(name, backend, worker, n_ids, start):
         result = inv.reserve(batch)
         statuses.update(zip(batched[chunk].tolist(), result.status.tolist()))
     inv.close()
-    return statuses
+    results.put(statuses)
 
 
 @pytest.mark.parametrize("mix", ["same", "mixed"], ids=["one-backend", "mixed-backends"])
@@ -68,10 +68,14 @@ def test_four_processes_on_one_hot_sku(name, mix, compiled_backend):
     backends = [compiled_backend] * 4 if mix == "same" else [ALL_BACKENDS[i % 2] for i in range(4)] + ["reference"]
     inv = _hot_sale(name)
     n_ids = 3000
-    start = FORK.Barrier(len(backends))
-    with FORK.Pool(len(backends)) as pool:
-        jobs = [pool.apply_async(_buyer, (name, b, w, n_ids, start)) for w, b in enumerate(backends)]
-        answers = [job.get(timeout=300) for job in jobs]
+    start, results = FORK.Barrier(len(backends)), FORK.Queue()
+    workers = [FORK.Process(target=_buyer, args=(name, b, w, n_ids, start, results)) for w, b in enumerate(backends)]
+    for worker in workers:
+        worker.start()
+    answers = [results.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0
     accepted = [sum(a[i] == Status.ACCEPTED for a in answers) for i in range(n_ids)]
     # Each id is accepted in at most one process; every other process saw a duplicate.
     assert max(accepted) == 1
