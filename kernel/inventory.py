@@ -12,7 +12,7 @@ import numpy as np
 
 from . import backends
 from . import reference as spec
-from .inputs import as_int64, check_at_least, check_sum_fits, check_threads
+from .inputs import INT64_MAX, as_int64, check_at_least, check_sum_fits, check_threads
 from .lifecycle import OrderLifecycle
 from .orders import OrderBatch
 from .state import ARRAYS, Block, Layout
@@ -58,6 +58,16 @@ def _offers(sku, qty, price, n_skus):
     check_at_least("price", price, 0, ">= 0")
     check_sum_fits("qty", qty)
     return qty, price, sku, int(n_skus)
+
+
+def _cross_process_backend(backend):
+    kernels = backends.load(backend)
+    if backends.backend_name(kernels) == "reference":
+        # Its plain read-modify-writes are atomic only under one GIL: two
+        # processes on one segment would oversell.
+        raise ValueError("backend: 'reference' is the single-process spec, not atomic across processes; use a "
+                         "compiled backend for shared or mapped inventories")
+    return kernels
 
 
 def _max_offers_per_sku(offer_sku, n_skus):
@@ -337,14 +347,16 @@ class Inventory(OrderLifecycle):
             version.
         """
         self = cls.__new__(cls)
-        self._bind(Block.attach_shared(name), backend, threads)
+        kernels = _cross_process_backend(backend)
+        self._bind(Block.attach_shared(name), kernels, threads)
         return self
 
     @classmethod
     def open_mapped(cls, path, *, backend="auto", threads=None):
         """Open the file-backed inventory at ``path`` (see :meth:`attach`)."""
         self = cls.__new__(cls)
-        self._bind(Block.open_file(path), backend, threads)
+        kernels = _cross_process_backend(backend)
+        self._bind(Block.open_file(path), kernels, threads)
         return self
 
     @classmethod
@@ -406,10 +418,11 @@ class Inventory(OrderLifecycle):
     # --------------------------------------------------------------- building
     def _build(self, market, backend, threads, tracking, make_block):
         stock, price, offer_sku, n_skus = market
-        kernels = backends.load(backend)  # before anything is created: a bad name changes nothing
+        # Before anything is created: a bad backend changes nothing.
+        kernels = backends.load(backend) if make_block == Block.private else _cross_process_backend(backend)
         check_threads(threads)
         limit = tracking.limits(n_skus)
-        layout = Layout(n_skus, stock.size, **tracking.capacities(n_offers_max=_max_offers_per_sku(offer_sku, n_skus)))
+        layout = Layout(n_skus, stock.size, **tracking.capacities(_max_offers_per_sku(offer_sku, n_skus)))
         block = make_block(layout)
         try:
             arrays = block.arrays()
@@ -441,6 +454,8 @@ class Inventory(OrderLifecycle):
             setattr(self, "_" + name, view)
         sizes = block.layout.sizes
         self.n_skus = sizes["n_skus"]
+        # A (user, SKU) pair is keyed by user * n_skus + sku + 1, which must fit int64.
+        self._max_user = (INT64_MAX - self.n_skus) // max(self.n_skus, 1)
         self.tracks_orders = bool(sizes["tracked"])
         self._capped = self._limit != NO_LIMIT
         self.has_limits = bool(self._capped.any())

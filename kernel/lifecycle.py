@@ -68,10 +68,6 @@ class OrderLifecycle:
         if not self.tracks_orders:
             raise ValueError(f"{what}: this inventory does not track orders (create it with max_orders=...)")
 
-    @property
-    def _max_user(self):
-        # A (user, SKU) pair is keyed by user * n_skus + sku + 1, which must fit int64.
-        return (INT64_MAX - self.n_skus) // max(self.n_skus, 1)
 
     # --------------------------------------------------------------- budgets
     def _take_budgets(self, wants):
@@ -205,14 +201,24 @@ class OrderLifecycle:
             A table sized at creation is full; nothing changes.
         """
         one = self._one or self._bound_reserve_one()
-        sku = _checked_int("sku", sku, 0, self.n_skus - 1)
-        qty = _checked_int("qty", qty, 1, INT64_MAX)
-        order_id = _checked_int("order_id", order_id, 0, MAX_ORDER_ID)
-        user_id = _checked_int("user_id", user_id, 0, self._max_user)
-        max_price = NO_DEADLINE if max_price is None else _checked_int("max_price", max_price, 0, INT64_MAX)
-        deadline = NO_DEADLINE if hold_until is None else _checked_int("hold_until", hold_until, -INT64_MAX - 1,
-                                                                       INT64_MAX)
-        code = one(sku, qty, max_price, order_id, user_id, deadline)
+        if max_price is None:
+            max_price = NO_DEADLINE  # INT64_MAX: any price
+        if hold_until is None:
+            hold_until = NO_DEADLINE
+        # One fused test for the common case (Python ints in range): the six
+        # separate checks below cost more than the kernel itself.
+        if not (type(sku) is int and type(qty) is int and type(order_id) is int and type(user_id) is int
+                and type(max_price) is int and type(hold_until) is int
+                and 0 <= sku < self.n_skus and 0 < qty <= INT64_MAX and 0 <= order_id <= MAX_ORDER_ID
+                and 0 <= user_id <= self._max_user and 0 <= max_price <= INT64_MAX
+                and -INT64_MAX - 1 <= hold_until <= INT64_MAX):
+            sku = _checked_int("sku", sku, 0, self.n_skus - 1)
+            qty = _checked_int("qty", qty, 1, INT64_MAX)
+            order_id = _checked_int("order_id", order_id, 0, MAX_ORDER_ID)
+            user_id = _checked_int("user_id", user_id, 0, self._max_user)
+            max_price = _checked_int("max_price", max_price, 0, INT64_MAX)
+            hold_until = _checked_int("hold_until", hold_until, -INT64_MAX - 1, INT64_MAX)
+        code = one(sku, qty, max_price, order_id, user_id, hold_until)
         if code < 0:
             which = _FULL[code]
             raise CapacityError(f"{_BUDGET_NAMES[which]} is full ({int(self._counters[which])} left); "

@@ -16,7 +16,7 @@ import kernel
 from kernel import OrderBatch, OrderState, Status
 from kernel.invariants import check_tracked
 
-from conftest import ALL_BACKENDS, COMPILED_BACKENDS
+from conftest import COMPILED_BACKENDS
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork() and POSIX shared memory")
 FORK = multiprocessing.get_context("fork") if hasattr(os, "fork") else None
@@ -63,9 +63,12 @@ def _buyer(name, backend, worker, n_ids, start, results):
     results.put(statuses)
 
 
-@pytest.mark.parametrize("mix", ["same", "mixed"], ids=["one-backend", "mixed-backends"])
-def test_four_processes_on_one_hot_sku(name, mix, compiled_backend):
-    backends = [compiled_backend] * 4 if mix == "same" else [ALL_BACKENDS[i % 2] for i in range(4)] + ["reference"]
+WORKER_MIXES = {f"4x{b}": [b] * 4 for b in COMPILED_BACKENDS}
+WORKER_MIXES["mixed"] = [COMPILED_BACKENDS[i % len(COMPILED_BACKENDS)] for i in range(4)]
+
+
+@pytest.mark.parametrize("backends", WORKER_MIXES.values(), ids=WORKER_MIXES.keys())
+def test_four_processes_on_one_hot_sku(name, backends):
     inv = _hot_sale(name)
     n_ids = 3000
     start, results = FORK.Barrier(len(backends)), FORK.Queue()
@@ -162,7 +165,8 @@ def _reserve_in_file(path, backend):
     return status
 
 
-def test_a_mapped_file_survives_a_restart_of_every_worker(tmp_path, backend):
+def test_a_mapped_file_survives_a_restart_of_every_worker(tmp_path, compiled_backend):
+    backend = compiled_backend
     path = tmp_path / "sale.inventory"
     inv = kernel.Inventory.create_mapped(path, [3, 3], backend=backend, max_orders=100)
     assert inv.reserve_one(0, 2, order_id=1) == Status.ACCEPTED
@@ -187,11 +191,15 @@ def test_segment_errors_are_clear(name, tmp_path):
         kernel.Inventory.create_shared("bad/name", [1])
     with pytest.raises(TypeError, match="exactly one of stock or offers"):
         kernel.Inventory.create_shared(name, [1], offers=([0], [1], [1]))
+    with pytest.raises(ValueError, match="'reference' is the single-process spec"):
+        kernel.Inventory.create_shared(name, [1], backend="reference")
     assert not os.path.exists(f"/dev/shm/{name}")  # a refused create leaves nothing behind
     inv = kernel.Inventory.create_shared(name, [1], max_orders=4)
     with pytest.raises(FileExistsError, match="already exists"):
         kernel.Inventory.create_shared(name, [5])
     assert kernel.Inventory.attach(name).stock.tolist() == [1]  # the refused create changed nothing
+    with pytest.raises(ValueError, match="'reference' is the single-process spec"):
+        kernel.Inventory.attach(name, backend="reference")
     inv.close()
     with pytest.raises(ValueError, match="inventory: is closed"):
         inv.reserve(OrderBatch(sku=[0], qty=[1], order_id=[1]))

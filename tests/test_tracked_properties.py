@@ -14,7 +14,7 @@ import kernel
 from kernel import OrderBatch
 from kernel.invariants import check_tracked
 
-from conftest import ALL_BACKENDS
+from conftest import ALL_BACKENDS, COMPILED_BACKENDS
 
 IDS = st.integers(0, 30)  # a small pool, so ids repeat: duplicates, cancels of known ids
 USERS = st.integers(0, 4)
@@ -103,7 +103,7 @@ def test_in_arrival_order_every_backend_leaves_the_reference_state(scenario):
     shop, ops = scenario
     expected, expected_answers, restocked = play(shop, ops, "reference", 1, ordered=True)
     check_tracked(expected, shop["offers"][1], restocked=restocked)
-    for backend in ["reference"]:
+    for backend in COMPILED_BACKENDS:
         inv, answers, _ = play(shop, ops, backend, 1, ordered=True)
         assert answers == expected_answers, backend
         for mine, theirs in zip(inv.state_arrays(), expected.state_arrays()):
@@ -111,7 +111,7 @@ def test_in_arrival_order_every_backend_leaves_the_reference_state(scenario):
 
 
 @SETTINGS
-@given(scenario=scenarios(), threads=st.sampled_from([2, 8]), backend=st.sampled_from(["reference"]))
+@given(scenario=scenarios(), threads=st.sampled_from([2, 8]), backend=st.sampled_from(ALL_BACKENDS))
 def test_concurrently_the_state_stays_consistent(scenario, threads, backend):
     shop, ops = scenario
     inv, _, restocked = play(shop, ops, backend, threads, ordered=False)
