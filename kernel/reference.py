@@ -394,7 +394,9 @@ def take_limit(limit, limit_key, limit_count, user, s, units):
 def give_back_limit(limit, limit_key, limit_count, user, s, units):
     """Undo :func:`take_limit` (compiled: fetch-add)."""
     if limit[s] != NO_LIMIT:
-        limit_count[limit_slot(limit_key, user * limit.size + s + 1, False)] -= units
+        slot = limit_slot(limit_key, user * limit.size + s + 1, False)
+        if slot >= 0:  # always, unless the state was corrupted
+            limit_count[slot] -= units
 
 
 def give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user, first, last):

@@ -8,6 +8,8 @@ single LLVM atomic instruction built with llvmlite in a
 ``numba.extending.intrinsic``:
 
 ``atomic_load(a, i)``                     relaxed (LLVM ``monotonic``) load
+``atomic_load_acquire(a, i)``             acquire load (a plain ``mov`` on x86)
+``atomic_store_release(a, i, v)``         release store (a plain ``mov`` on x86)
 ``atomic_cas(a, i, expected, desired)``   compare-and-swap; returns the value
                                           observed, success iff it equals
                                           ``expected``
@@ -21,6 +23,13 @@ Plus two plain (non-atomic) accessors for the hot loops, *unchecked*:
 
 ``load(a, i)``                            ``a[i]``
 ``store(a, i, v)``                        ``a[i] = v``
+
+and one raw-memory constructor, *unchecked*:
+
+``array_at(address, n)``                  the 1-D C-contiguous int64 array of
+                                          ``n`` words at ``address`` (no owner,
+                                          no refcount: the caller keeps the
+                                          memory alive)
 
 Why unchecked accessors
 -----------------------
@@ -49,6 +58,17 @@ Why these memory orders
   failure path is ``monotonic`` because a failed CAS is just a fresh load.
 * ``atomic_add`` (give-backs, rollbacks, the rollback counter) is ``acq_rel``
   for the same reason.
+* Tracked orders (kernels.py, "Tracked orders") publish a record through one
+  word: plain stores of the record fields, then the CAS that moves the word
+  to HELD (its release half orders the fields before it).  A reader that
+  reads the fields after seeing HELD needs an acquire to pair with it: a
+  successful CAS has one (``acq_rel``), and ``atomic_load_acquire`` is for
+  readers that decide *before* they CAS (expiry reads the deadline of a word
+  it has only loaded).  ``atomic_store_release`` is for a word's last step
+  when no CAS is needed (only one thread may take it) but other threads may
+  be loading the word atomically at the time: a non-atomic store racing an
+  atomic load is undefined in LLVM's model, a release store is not, and it
+  costs the same ``mov``.
 * Publication of the plain outputs (``status``, ``taken``) to the caller does
   not rely on these orders at all: the parallel region's join (the thread
   pool barrier at the end of ``prange``) is a full synchronisation point.
@@ -60,7 +80,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["atomic_load", "atomic_cas", "atomic_add", "prefetch_write", "load", "store"]
+__all__ = ["atomic_load", "atomic_load_acquire", "atomic_store_release", "atomic_cas", "atomic_add",
+           "prefetch_write", "load", "store", "array_at"]
 
 # Why intrinsics and not small njit functions wrapping them
 # ---------------------------------------------------------
@@ -119,6 +140,41 @@ def atomic_load(typingctx, a, i):
         return builder.load_atomic(ptr, "monotonic", _align(context, sig.args[0].dtype))
 
     return a.dtype(a, i), codegen
+
+
+@intrinsic
+def atomic_load_acquire(typingctx, a, i):
+    """Acquire atomic load of ``a[i]`` (LLVM ``load atomic ... acquire``):
+    memory written before the release that stored the value seen is visible
+    after it; ``IndexError`` when out of bounds."""
+    _check_array(a)
+    _check_index(i)
+
+    def codegen(context, builder, sig, args):
+        ptr = _checked_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], "atomic_load_acquire")
+        return builder.load_atomic(ptr, "acquire", _align(context, sig.args[0].dtype))
+
+    return a.dtype(a, i), codegen
+
+
+@intrinsic
+def atomic_store_release(typingctx, a, i, v):
+    """Release atomic store ``a[i] = v`` (LLVM ``store atomic ... release``):
+    memory written before it is visible to an acquire that sees ``v``;
+    ``IndexError`` when out of bounds."""
+    _check_array(a)
+    _check_index(i)
+    if not a.mutable:
+        raise numba.core.errors.TypingError("atomic_store_release needs a writable array, got %s" % (a,))
+
+    def codegen(context, builder, sig, args):
+        aryty, idxty, vty = sig.args
+        ptr = _checked_pointer(context, builder, aryty, args[0], idxty, args[1], "atomic_store_release")
+        builder.store_atomic(context.cast(builder, args[2], vty, aryty.dtype), ptr, "release",
+                             _align(context, aryty.dtype))
+        return context.get_dummy_value()
+
+    return types.none(a, i, v), codegen
 
 
 @intrinsic
@@ -225,3 +281,31 @@ def store(typingctx, a, i, v):
         return context.get_dummy_value()
 
     return types.none(a, i, v), codegen
+
+
+@intrinsic
+def array_at(typingctx, address, n):
+    """The 1-D C-contiguous int64 array of ``n`` words at the integer
+    ``address``, UNCHECKED: the memory must be live, int64-aligned and
+    writable for as long as the array is used.  The array has no owner
+    (no meminfo, no parent), so it costs nothing to make and nothing to drop.
+
+    What it is for: :func:`kernels.bind_reserve_one` passes the state's
+    addresses as plain integers, which Numba's dispatcher converts far faster
+    than arrays (see there)."""
+    _check_index(address)
+    _check_index(n)
+    aryty = types.Array(types.int64, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        addrty, nty = sig.args
+        ary = context.make_array(aryty)(context, builder)
+        addr = context.cast(builder, args[0], addrty, types.intp)
+        data = builder.inttoptr(addr, context.get_data_type(types.int64).as_pointer())
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(types.int64)))
+        shape = cgutils.pack_array(builder, [context.cast(builder, args[1], nty, types.intp)])
+        strides = cgutils.pack_array(builder, [itemsize])
+        context.populate_array(ary, data=data, shape=shape, strides=strides, itemsize=itemsize, meminfo=None)
+        return ary._getvalue()
+
+    return aryty(address, n), codegen
