@@ -28,7 +28,7 @@ from ..tracking import NO_DEADLINE, OrderState
 
 NO_LIMIT = NO_DEADLINE  # both are INT64_MAX: "any price", "no deadline"
 
-__all__ = ["measure_reserve_one", "prepare", "check", "VARIANTS", "main"]
+__all__ = ["measure_reserve_one", "measure_side_by_side", "prepare", "check", "VARIANTS", "main"]
 
 VARIANTS = ("reserve_one", "kernel only", "duplicate")
 
@@ -76,10 +76,22 @@ def _round(backend, calls, variant):
 
 def measure_reserve_one(backend, calls=200_000, rounds=5, variant="reserve_one"):
     """Median nanoseconds per call over ``rounds`` checked rounds (after one
-    untimed warm-up round that also compiles Numba's kernel)."""
-    _round(backend, min(calls, 1000), variant)
-    times = [_round(backend, calls, variant) for _ in range(rounds)]
-    return statistics.median(times) / calls * 1e9, [t / calls * 1e9 for t in times]
+    untimed warm-up round that also compiles Numba's kernel), and every
+    round's figure."""
+    return measure_side_by_side([(backend, variant)], calls, rounds)[(backend, variant)]
+
+
+def measure_side_by_side(cells, calls=200_000, rounds=5):
+    """``{(backend, variant): (median ns/call, [ns/call per round])}``, the
+    cells interleaved round by round so that a noisy neighbour slows them
+    all alike."""
+    for backend, variant in cells:
+        _round(backend, min(calls, 1000), variant)  # warm-up: imports, Numba's compile or cache load
+    times = {cell: [] for cell in cells}
+    for _ in range(rounds):
+        for cell in cells:
+            times[cell].append(_round(cell[0], calls, cell[1]) / calls * 1e9)
+    return {cell: (statistics.median(ns), ns) for cell, ns in times.items()}
 
 
 def main(argv=None):
@@ -88,12 +100,12 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backends", default=",".join(name for name in BACKENDS if name != "reference"))
     args = parser.parse_args(argv)
+    cells = [(backend, variant) for backend in args.backends.split(",") for variant in VARIANTS]
+    results = measure_side_by_side(cells, args.calls, args.rounds)
     print(f"{'backend':<10} {'call':<12} {'ns/call (median)':>17} {'spread':>16} {'calls/s':>12}")
-    for backend in args.backends.split(","):
-        for variant in VARIANTS:
-            median, all_rounds = measure_reserve_one(backend, args.calls, args.rounds, variant)
-            spread = f"{min(all_rounds):.0f}-{max(all_rounds):.0f}"
-            print(f"{backend:<10} {variant:<12} {median:>17.0f} {spread:>16} {1e9 / median:>12,.0f}")
+    for (backend, variant), (median, all_rounds) in results.items():
+        spread = f"{min(all_rounds):.0f}-{max(all_rounds):.0f}"
+        print(f"{backend:<10} {variant:<12} {median:>17.0f} {spread:>16} {1e9 / median:>12,.0f}")
 
 
 if __name__ == "__main__":
