@@ -241,8 +241,9 @@ class Inventory(OrderLifecycle):
         Distinct (user, capped SKU) pairs the limit table holds; default
         ``max_orders``.
     max_fills : int, optional
-        Fill-log entries: a tracked order's line takes one per offer of its
-        SKU; default ``4 * max_orders * (most offers of one SKU)``.
+        Fill-log entries: each line of a tracked order with a new id takes
+        one per offer of its SKU, accepted or not; default
+        ``4 * max_orders * (most offers of one SKU)``.
 
     Notes
     -----
