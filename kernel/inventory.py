@@ -426,6 +426,7 @@ class Inventory(OrderLifecycle):
         layout = Layout(n_skus, stock.size, **tracking.capacities(_max_offers_per_sku(offer_sku, n_skus)))
         block = make_block(layout)
         try:
+            block.prefault()
             arrays = block.arrays()
             arrays["stock"][:] = stock
             arrays["price"][:] = price

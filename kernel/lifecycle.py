@@ -110,15 +110,23 @@ class OrderLifecycle:
             n_threads = 1  # ids and caps span SKUs: only arrival order is the serial outcome
         sku = orders.sku
         widths = self._offers_per_sku[sku]
-        # Ids already in the table stay there: those orders are duplicates for
-        # sure and need no budget (so retries still get answers when the
-        # table is nearly full).  Every other id might be new.
-        maybe_new = probe(self._order_word, ids, spec.ID_MASK) < 0
-        lines = maybe_new[orders.line_order]
-        budgets = {spec.ORDERS_LEFT: int(np.count_nonzero(maybe_new)),
-                   spec.PAIRS_LEFT: self._new_pairs_at_most(users[orders.line_order], sku, self._capped[sku] & lines),
-                   spec.FILLS_LEFT: int(widths.sum(where=lines))}
-        self._take_budgets(budgets)
+        capped = self._capped[sku]
+        budgets = {spec.ORDERS_LEFT: orders.n_orders, spec.PAIRS_LEFT: int(np.count_nonzero(capped)),
+                   spec.FILLS_LEFT: int(widths.sum())}
+        try:
+            self._take_budgets(budgets)
+        except CapacityError:
+            # Near capacity, count only what could be new: ids and (user,
+            # SKU) pairs already in the tables stay there, so those need no
+            # room (retries are still answered when the table is full).
+            # Every other id might be new.  (Two numpy probes: too slow to
+            # do on every call.)
+            maybe_new = probe(self._order_word, ids, spec.ID_MASK) < 0
+            lines = maybe_new[orders.line_order]
+            budgets = {spec.ORDERS_LEFT: int(np.count_nonzero(maybe_new)),
+                       spec.PAIRS_LEFT: self._new_pairs_at_most(users[orders.line_order], sku, capped & lines),
+                       spec.FILLS_LEFT: int(widths.sum(where=lines))}
+            self._take_budgets(budgets)
 
         status = np.empty(orders.n_orders, dtype=np.int8)
         order_slot = np.empty(orders.n_orders, dtype=np.int64)
@@ -282,8 +290,12 @@ class OrderLifecycle:
         """
         ids, n_threads = self._ids_and_threads("cancel", order_ids, threads)
         outcome = np.empty(ids.size, dtype=np.int8)
-        maybe_new = int(np.count_nonzero(probe(self._order_word, ids, spec.ID_MASK) < 0))  # as in reserve
-        self._take_budgets({spec.ORDERS_LEFT: maybe_new})
+        maybe_new = ids.size
+        try:
+            self._take_budgets({spec.ORDERS_LEFT: maybe_new})
+        except CapacityError:  # as in reserve: known ids need no room
+            maybe_new = int(np.count_nonzero(probe(self._order_word, ids, spec.ID_MASK) < 0))
+            self._take_budgets({spec.ORDERS_LEFT: maybe_new})
         new = self._kernels.cancel_orders(*self._give_back_args(), self._order_fill_start, self._order_fill_end,
                                           self._fill_offer, self._fill_qty, ids, outcome, n_threads)
         self._give_budgets({spec.ORDERS_LEFT: maybe_new - new})

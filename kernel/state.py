@@ -131,6 +131,14 @@ class Block:
         """The named views into the block."""
         return {name: self.words[at:at + n] for name, (at, n) in self.layout.offsets.items()}
 
+    def prefault(self):
+        """Touch every page now.  Fresh memory is mapped lazily: left alone,
+        the first orders of a sale would each stop for a page fault (and
+        the kernel zeroing a page) in the id table, the limit table and the
+        fill log.  Writing zeros at creation moves that cost out of the
+        sale (a memset, ~10 ms per 100 MB)."""
+        self.words.fill(0)
+
     def publish(self):
         """Write the header, magic last: the block is now attachable."""
         header = self.layout.header()

@@ -1,5 +1,6 @@
 """Property tests of tracked orders: random sequences of reserve,
-reserve_one, confirm, cancel, expire and restock.
+reserve_one, confirm, cancel, expire and restock (each batch also checked for
+G1-G4 as it returns).
 
 In arrival order (``ordered=True``, one thread) every backend must leave
 exactly the reference's state, word for word (hash layouts included).
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 import kernel
 from kernel import OrderBatch
-from kernel.invariants import check_tracked
+from kernel.invariants import check_run, check_tracked
 
 from conftest import ALL_BACKENDS, COMPILED_BACKENDS
 
@@ -69,7 +70,12 @@ def play(shop, ops, backend, threads, ordered):
     for op in ops:
         kind = op[0]
         if kind == "reserve":
-            result = inv.reserve(OrderBatch(**op[1]), ordered=ordered, hold_until=op[2])
+            before = inv.stock.copy()
+            batch = OrderBatch(**op[1])
+            result = inv.reserve(batch, ordered=ordered, hold_until=op[2])
+            # G1-G3 for the batch, and G4: no order refused for stock that
+            # would fit what is left.
+            check_run(inv, batch, result, before, under_selling=True)
             answers.append(result.status.tolist())
         elif kind == "one":
             _, sku, qty, order_id, user, max_price, hold = op

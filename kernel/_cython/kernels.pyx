@@ -687,6 +687,8 @@ cdef enum:
     # misses (order table, limit table, stock, fill log), so smaller chunks
     # than CHUNK still amortise the dynamic schedule's one atomic per chunk.
     TRACKED_CHUNK = 1024
+    # Orders ahead whose cache lines _tracked_chunk prefetches.
+    TRACKED_PREFETCH_AHEAD = 8
 
 DUPLICATE = K_DUPLICATE
 LIMIT_EXCEEDED = K_LIMIT_EXCEEDED
@@ -1086,8 +1088,34 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
                                    const int64_t *order_index, int8_t *status, int64_t *counters,
                                    Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t k
-    cdef int64_t order, pairs = 0
+    cdef int64_t order, pairs = 0, ahead, slot, s, pair
     for k in range(start, stop):
+        if k + TRACKED_PREFETCH_AHEAD < stop:
+            # A tracked order touches a dozen random cache lines: its record
+            # (five words in five arrays), its SKU's offer_start / offer /
+            # price / stock / cap words, its (user, SKU) pair's key and count.
+            # On a big sale each is a miss; fetching them for an order a few
+            # ahead overlaps those misses instead of paying them one after
+            # another.  The offer words are guessed at index s (one offer per
+            # SKU: offer id == SKU id); a wrong guess is a useless hint.
+            # (Written out here, not in a helper: GCC finds such a helper
+            # side-effect free and deletes the call.)
+            ahead = order_index[k + TRACKED_PREFETCH_AHEAD]
+            slot = order_slot[ahead]
+            s = sku[line_start[ahead]]
+            pair = hash_slot(user_id[ahead] * n_skus + s + 1, limit_mask)
+            prefetch_rw(&order_word[slot])
+            prefetch_rw(&order_user[slot])
+            prefetch_rw(&order_deadline[slot])
+            prefetch_rw(&order_fill_start[slot])
+            prefetch_rw(&order_fill_end[slot])
+            prefetch_rw(&limit_key[pair])
+            prefetch_rw(&limit_count[pair])
+            prefetch_rw(&stock[s])
+            prefetch_rw(&limit[s])
+            prefetch_rw(&offer_start[s])
+            prefetch_rw(&offer_by_priority[s])
+            prefetch_rw(&price[s])
         order = order_index[k]
         status[order] = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
                                      limit_key, limit_mask, limit_count, order_word, order_user, order_deadline,

@@ -84,6 +84,9 @@ _GENERAL_CHUNK = 1024
 # Orders an ordered-path thread sifts at a time (kernels.pyx PART_BLOCK): its
 # gathered indices and SKUs (16 KiB each) stay in L1 while it serves them.
 _PART_BLOCK = 2048
+# Tracked orders ahead whose cache lines reserve_tracked prefetches
+# (kernels.pyx: TRACKED_PREFETCH_AHEAD).
+_TRACKED_PREFETCH_AHEAD = 8
 # Orders sampled to tell whether one part would get (nearly) everything.
 _SAMPLE = 1024
 
@@ -1183,9 +1186,31 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
                      line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
                      status, counters, per_chunk, n_threads):
     n = order_index.size
+    n_skus = limit.size
+    limit_mask = limit_key.size - 1
     for c in prange(per_chunk.size):
         pairs = 0
-        for k in range(c * _GENERAL_CHUNK, min(n, (c + 1) * _GENERAL_CHUNK)):
+        stop = min(n, (c + 1) * _GENERAL_CHUNK)
+        for k in range(c * _GENERAL_CHUNK, stop):
+            if k + _TRACKED_PREFETCH_AHEAD < stop:
+                # The cache lines of an order a few ahead (kernels.pyx,
+                # _tracked_chunk, says which and why).
+                ahead = order_index[k + _TRACKED_PREFETCH_AHEAD]
+                slot = order_slot[ahead]
+                s = sku[line_start[ahead]]
+                pair = hash_slot(user_id[ahead] * n_skus + s + 1, limit_mask)
+                prefetch_write(order_word, slot)
+                prefetch_write(order_user, slot)
+                prefetch_write(order_deadline, slot)
+                prefetch_write(order_fill_start, slot)
+                prefetch_write(order_fill_end, slot)
+                prefetch_write(limit_key, pair)
+                prefetch_write(limit_count, pair)
+                prefetch_write(stock, s)
+                prefetch_write(limit, s)
+                prefetch_write(offer_start, s)
+                prefetch_write(offer_by_priority, s)
+                prefetch_write(price, s)
             order = order_index[k]
             order_status, order_pairs = take_tracked(
                 stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
