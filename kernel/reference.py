@@ -456,21 +456,24 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     slot = order_slot[order]
     user = user_id[order]
     first_line, last_line = line_start[order], line_start[order + 1]
-    # The record is complete before the first unit is taken, so cancel,
-    # expiry and crash recovery always find the log of what it took.
-    order_user[slot] = user
-    order_deadline[slot] = deadline[order]
-    order_fill_start[slot] = fill_slot[first_line]
-    order_fill_end[slot] = fill_slot[last_line]
     # Read-only pre-checks: an order that cannot fit costs loads, not writes
-    # (and not a rollback another order could trip over).
-    for line in range(first_line, last_line):
-        if limit_room(limit, limit_key, limit_count, user, sku[line]) < qty[line]:
-            return LIMIT_EXCEEDED, 0
+    # (and not a rollback another order could trip over).  Stock first: in a
+    # flash sale most orders meet a sold-out SKU, whose word is hot in cache,
+    # while the user's cap count is a cold lookup.
     for line in range(first_line, last_line):
         if offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
                             qty[line]) < qty[line]:
             return OUT_OF_STOCK, 0
+    for line in range(first_line, last_line):
+        if limit_room(limit, limit_key, limit_count, user, sku[line]) < qty[line]:
+            return LIMIT_EXCEEDED, 0
+    # The record is complete before the first unit is taken, so cancel,
+    # expiry and crash recovery always find the log of what it took.  (An
+    # order refused above takes nothing and needs no record.)
+    order_user[slot] = user
+    order_deadline[slot] = deadline[order]
+    order_fill_start[slot] = fill_slot[first_line]
+    order_fill_end[slot] = fill_slot[last_line]
     new_pairs = 0
     for line in range(first_line, last_line):
         took = take_limit(limit, limit_key, limit_count, user, sku[line], qty[line])
@@ -579,17 +582,17 @@ def reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, 
     # The budget promised these entries, so the cursor stays in the log
     # (take_budget with a negative amount is a fetch-add returning the old value).
     first_fill = take_budget(counters, FILL_CURSOR, -n_fills)
-    order_user[slot] = user
-    order_deadline[slot] = deadline
-    order_fill_start[slot] = first_fill
-    order_fill_end[slot] = first_fill + n_fills
     status = ACCEPTED
     took = 0
-    if limit_room(limit, limit_key, limit_count, user, s) < units:
+    if offers_available(stock, price, offer_start, offer_by_priority, s, max_p, units) < units:
+        status = OUT_OF_STOCK  # the pre-checks of take_tracked, in its order
+    elif limit_room(limit, limit_key, limit_count, user, s) < units:
         status = LIMIT_EXCEEDED
-    elif offers_available(stock, price, offer_start, offer_by_priority, s, max_p, units) < units:
-        status = OUT_OF_STOCK
     else:
+        order_user[slot] = user
+        order_deadline[slot] = deadline
+        order_fill_start[slot] = first_fill
+        order_fill_end[slot] = first_fill + n_fills
         took = take_limit(limit, limit_key, limit_count, user, s, units)
         if not took & TOOK:
             status = LIMIT_EXCEEDED

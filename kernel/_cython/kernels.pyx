@@ -959,20 +959,23 @@ cdef inline int8_t take_tracked(int64_t *stock, const int64_t *price, const int6
     cdef int64_t first_line = line_start[order], last_line = line_start[order + 1]
     cdef int64_t line, took, missing, undo_to = 0
     cdef int8_t status = K_ACCEPTED
-    # The record is complete before the first unit is taken (the CASes that
-    # take are releases), so cancel, expiry and recovery find the log.
-    order_user[slot] = user
-    order_deadline[slot] = deadline[order]
-    order_fill_start[slot] = fill_slot[first_line]
-    order_fill_end[slot] = fill_slot[last_line]
     # Read-only pre-checks: an order that cannot fit costs loads, not writes.
-    for line in range(first_line, last_line):
-        if limit_room(limit, n_skus, limit_key, limit_mask, limit_count, user, sku[line]) < qty[line]:
-            return K_LIMIT_EXCEEDED
+    # Stock first: in a flash sale most orders meet a sold-out SKU, whose
+    # word is hot in cache, while the cap count is a cold lookup.
     for line in range(first_line, last_line):
         if offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
                             qty[line]) < qty[line]:
             return K_OUT_OF_STOCK
+    for line in range(first_line, last_line):
+        if limit_room(limit, n_skus, limit_key, limit_mask, limit_count, user, sku[line]) < qty[line]:
+            return K_LIMIT_EXCEEDED
+    # The record is complete before the first unit is taken (the CASes that
+    # take are releases), so cancel, expiry and recovery find the log.  An
+    # order refused above takes nothing and needs no record.
+    order_user[slot] = user
+    order_deadline[slot] = deadline[order]
+    order_fill_start[slot] = fill_slot[first_line]
+    order_fill_end[slot] = fill_slot[last_line]
     for line in range(first_line, last_line):
         took = take_limit(limit, n_skus, limit_key, limit_mask, limit_count, user, sku[line], qty[line])
         new_pairs[0] += took >> 1
@@ -1039,6 +1042,9 @@ cdef inline int64_t _claim_chunk(int64_t *order_word, int64_t mask, const int64_
     cdef Py_ssize_t i
     cdef int64_t slot, new = 0
     for i in range(start, stop):
+        if i + TRACKED_PREFETCH_AHEAD < stop:
+            # The home slot of an id a few ahead: a random line of a big table.
+            prefetch_rw(&order_word[hash_slot(order_id[i + TRACKED_PREFETCH_AHEAD], mask)])
         slot = claim_order(order_word, mask, order_id[i], K_PENDING)
         if slot >= 0:
             order_slot[i] = slot
@@ -1189,6 +1195,8 @@ cdef inline void _settle_chunk(int64_t *order_word, const int64_t *order_slot, c
                                Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t k
     for k in range(start, stop):
+        if k + TRACKED_PREFETCH_AHEAD < stop:  # as in _claim_chunk
+            prefetch_rw(&order_word[order_slot[order_index[k + TRACKED_PREFETCH_AHEAD]]])
         settle_refused_slot(order_word, order_slot[order_index[k]])
 
 
@@ -1513,17 +1521,18 @@ cdef int64_t reserve_one_c(TrackedState *st, int64_t s, int64_t units, int64_t m
                 else K_DUPLICATE)
     # The budget promised these entries, so the cursor stays in the log.
     first_fill = take_budget(counters, K_FILL_CURSOR, -n_fills)
-    # The record is complete before the first unit is taken (see take_tracked).
-    st.order_user[slot] = user
-    st.order_deadline[slot] = deadline
-    st.order_fill_start[slot] = first_fill
-    st.order_fill_end[slot] = first_fill + n_fills
     status = K_ACCEPTED
-    if limit_room(limit, n_skus, limit_key, limit_mask, limit_count, user, s) < units:
-        status = K_LIMIT_EXCEEDED
-    elif offers_available(stock, price, offer_start, offer_by_priority, s, max_p, units) < units:
+    # take_tracked's pre-checks, in its order.
+    if offers_available(stock, price, offer_start, offer_by_priority, s, max_p, units) < units:
         status = K_OUT_OF_STOCK
+    elif limit_room(limit, n_skus, limit_key, limit_mask, limit_count, user, s) < units:
+        status = K_LIMIT_EXCEEDED
     else:
+        # The record is complete before the first unit is taken (see take_tracked).
+        st.order_user[slot] = user
+        st.order_deadline[slot] = deadline
+        st.order_fill_start[slot] = first_fill
+        st.order_fill_end[slot] = first_fill + n_fills
         took = take_limit(limit, n_skus, limit_key, limit_mask, limit_count, user, s, units)
         if not (took & K_TOOK):
             status = K_LIMIT_EXCEEDED

@@ -944,20 +944,23 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     user = user_id[order]
     first_line = line_start[order]
     last_line = line_start[order + 1]
-    # Plain stores: while the word is PENDING this reserve owns the record;
-    # the CAS to HELD publishes it (cancel / expiry read it after that).
-    order_user[slot] = user
-    order_deadline[slot] = deadline[order]
-    order_fill_start[slot] = fill_slot[first_line]
-    order_fill_end[slot] = fill_slot[last_line]
     # Read-only pre-checks: an order that cannot fit costs loads, not writes.
-    for line in range(first_line, last_line):
-        if limit_room(limit, limit_key, limit_count, user, sku[line]) < qty[line]:
-            return LIMIT_EXCEEDED, 0
+    # Stock first: in a flash sale most orders meet a sold-out SKU, whose
+    # word is hot in cache, while the cap count is a cold lookup.
     for line in range(first_line, last_line):
         if offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
                             qty[line]) < qty[line]:
             return OUT_OF_STOCK, 0
+    for line in range(first_line, last_line):
+        if limit_room(limit, limit_key, limit_count, user, sku[line]) < qty[line]:
+            return LIMIT_EXCEEDED, 0
+    # Plain stores: while the word is PENDING this reserve owns the record;
+    # the CAS to HELD publishes it (cancel / expiry read it after that).  An
+    # order refused above takes nothing and needs no record.
+    order_user[slot] = user
+    order_deadline[slot] = deadline[order]
+    order_fill_start[slot] = fill_slot[first_line]
+    order_fill_end[slot] = fill_slot[last_line]
     new_pairs = 0
     status = ACCEPTED
     undo_to = 0
@@ -1022,7 +1025,11 @@ def outcome_of(state):
 def _claim_chunk(order_word, order_id, order_slot, status, start, stop):
     """:func:`claim_orders` for ids ``start:stop``; returns how many were new."""
     new = 0
+    mask = order_word.size - 1
     for i in range(start, stop):
+        if i + _TRACKED_PREFETCH_AHEAD < stop:
+            # The home slot of an id a few ahead: a random line of a big table.
+            prefetch_write(order_word, hash_slot(order_id[i + _TRACKED_PREFETCH_AHEAD], mask))
         slot = claim_order(order_word, order_id[i], PENDING)
         if slot >= 0:
             order_slot[i] = slot
@@ -1225,7 +1232,10 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
 def _settle_refused(order_word, order_slot, order_index, n_threads):
     n = order_index.size
     for c in prange(_n_chunks(n, _ID_CHUNK)):
-        for k in range(c * _ID_CHUNK, min(n, (c + 1) * _ID_CHUNK)):
+        stop = min(n, (c + 1) * _ID_CHUNK)
+        for k in range(c * _ID_CHUNK, stop):
+            if k + _TRACKED_PREFETCH_AHEAD < stop:  # as in _claim_chunk
+                prefetch_write(order_word, order_slot[order_index[k + _TRACKED_PREFETCH_AHEAD]])
             settle_refused_slot(order_word, order_slot[order_index[k]])
 
 
@@ -1384,18 +1394,19 @@ def reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, 
     # is never negative), so it is done as one: no CAS retries on the word
     # every reserve_one bumps.
     first_fill = atomic_add(counters, FILL_CURSOR, n_fills)
-    # The record, before the first unit is taken (see take_tracked).
-    order_user[slot] = user
-    order_deadline[slot] = deadline
-    order_fill_start[slot] = first_fill
-    order_fill_end[slot] = first_fill + n_fills
     status = ACCEPTED
     took = 0
-    if limit_room(limit, limit_key, limit_count, user, s) < units:
-        status = LIMIT_EXCEEDED
-    elif offers_available(stock, price, offer_start, offer_by_priority, s, max_p, units) < units:
+    # take_tracked's pre-checks, in its order.
+    if offers_available(stock, price, offer_start, offer_by_priority, s, max_p, units) < units:
         status = OUT_OF_STOCK
+    elif limit_room(limit, limit_key, limit_count, user, s) < units:
+        status = LIMIT_EXCEEDED
     else:
+        # The record, before the first unit is taken (see take_tracked).
+        order_user[slot] = user
+        order_deadline[slot] = deadline
+        order_fill_start[slot] = first_fill
+        order_fill_end[slot] = first_fill + n_fills
         took = take_limit(limit, limit_key, limit_count, user, s, units)
         if not took & TOOK:
             status = LIMIT_EXCEEDED
