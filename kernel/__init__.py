@@ -13,9 +13,7 @@ from .backends import available_backends, openmp_enabled
 from .inventory import Fills, Inventory, Result
 from .orders import OrderBatch
 from .status import Status
-from .tracking import NO_DEADLINE, CapacityError, OrderState, Outcome
-
-NO_LIMIT = NO_DEADLINE  # "no per-user limit" in limit_per_user arrays (INT64_MAX, like "no deadline")
+from .tracking import NO_DEADLINE, NO_LIMIT, CapacityError, OrderState, Outcome
 
 __all__ = ["Inventory", "OrderBatch", "Result", "Fills", "Status", "OrderState", "Outcome", "CapacityError",
            "NO_LIMIT", "NO_DEADLINE", "available_backends", "openmp_enabled"]

@@ -9,6 +9,7 @@ inventories, :func:`check_tracked` checks the whole state at once.
 
 import numpy as np
 
+from . import reference as spec
 from .status import Status
 
 __all__ = ["InvariantViolation", "check_run", "accepted_alone", "check_tracked"]
@@ -112,8 +113,6 @@ def check_tracked(inv, initial_stock, *, restocked=None, may_have_lost=0):
     logged nothing; and every (user, SKU) cap count equals what that user's
     HELD and CONFIRMED orders took of the SKU, and is within the cap.
     """
-    from . import reference as spec
-
     stock = inv.stock.copy()
     words = inv._order_word.copy()
     _require(stock.min(initial=0) >= 0, lambda: f"G1: negative stock at offer {int(stock.argmin())}")

@@ -17,11 +17,11 @@ from .lifecycle import OrderLifecycle
 from .orders import OrderBatch
 from .state import ARRAYS, Block, Layout
 from .status import Status
+from .tracking import NO_LIMIT
 
 __all__ = ["Inventory", "Result", "Fills"]
 
 _ROLLBACKS = spec.ROLLBACKS  # index of the rollback counter in Inventory._counters
-NO_LIMIT = spec.NO_LIMIT
 CONTENDED_SKUS = 4096  # fewer SKUs than this: see Inventory._contended
 
 

@@ -15,7 +15,7 @@ from . import backends
 from . import reference as spec
 from .inputs import INT64_MAX, as_int64, check_at_least, check_sum_fits, check_threads
 from .status import Status
-from .tracking import MAX_ORDER_ID, NO_DEADLINE, CapacityError, as_order_ids, probe
+from .tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, CapacityError, as_order_ids, probe
 
 __all__ = ["OrderLifecycle"]
 
@@ -210,7 +210,7 @@ class OrderLifecycle:
         """
         one = self._one or self._bound_reserve_one()
         if max_price is None:
-            max_price = NO_DEADLINE  # INT64_MAX: any price
+            max_price = NO_LIMIT  # any price
         if hold_until is None:
             hold_until = NO_DEADLINE
         # One fused test for the common case (Python ints in range): the six

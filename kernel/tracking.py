@@ -8,9 +8,10 @@ import numpy as np
 from . import reference as spec
 from .inputs import as_int64, check_at_least
 
-__all__ = ["OrderState", "Outcome", "CapacityError", "NO_DEADLINE", "MAX_ORDER_ID"]
+__all__ = ["OrderState", "Outcome", "CapacityError", "NO_LIMIT", "NO_DEADLINE", "MAX_ORDER_ID"]
 
-NO_DEADLINE = spec.NO_LIMIT  # a hold that never expires
+NO_LIMIT = spec.NO_LIMIT  # INT64_MAX: no per-user cap (limit_per_user), any price (max_price)
+NO_DEADLINE = spec.NO_LIMIT  # INT64_MAX too: a hold that never expires
 MAX_ORDER_ID = spec.ID_MASK  # order ids live in the low 56 bits of an order word
 
 

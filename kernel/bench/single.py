@@ -24,9 +24,7 @@ import numpy as np
 from ..backends import BACKENDS
 from ..inventory import Inventory
 from ..invariants import check_tracked
-from ..tracking import NO_DEADLINE, OrderState
-
-NO_LIMIT = NO_DEADLINE  # both are INT64_MAX: "any price", "no deadline"
+from ..tracking import NO_DEADLINE, NO_LIMIT, OrderState
 
 __all__ = ["measure_reserve_one", "measure_side_by_side", "prepare", "check", "VARIANTS", "main"]
 
