@@ -1261,63 +1261,19 @@ def confirm_orders(int64_t[::1] order_word, const int64_t[::1] order_id, int8_t[
             _confirm_chunk(pword, mask, pid, pout, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n))
 
 
-# ---- cancel, expire, recover: ending orders that hold (or may hold) units
+# ---- cancel_orders
 
-cdef struct Holds:
-    # What giving an order's units back touches (give_back_fills' pointers,
-    # and the record that says what to give): unpacked once per call.
-    int64_t *stock
-    const int64_t *offer_sku
-    const int64_t *limit
-    int64_t n_skus
-    int64_t *limit_key
-    int64_t limit_mask
-    int64_t *limit_count
-    int64_t *order_word
-    int64_t order_mask
-    const int64_t *order_user
-    const int64_t *order_fill_start
-    const int64_t *order_fill_end
-    const int64_t *fill_offer
-    int64_t *fill_qty
-
-
-cdef Holds _holds(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_t[::1] limit,
-                  int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
-                  const int64_t[::1] order_user, const int64_t[::1] order_fill_start,
-                  const int64_t[::1] order_fill_end, const int64_t[::1] fill_offer, int64_t[::1] fill_qty):
-    cdef Holds h
-    h.stock = _wp(stock)
-    h.offer_sku = _rp(offer_sku)
-    h.limit = _rp(limit)
-    h.n_skus = limit.shape[0]
-    h.limit_key = _wp(limit_key)
-    h.limit_mask = limit_key.shape[0] - 1
-    h.limit_count = _wp(limit_count)
-    h.order_word = _wp(order_word)
-    h.order_mask = order_word.shape[0] - 1
-    h.order_user = _rp(order_user)
-    h.order_fill_start = _rp(order_fill_start)
-    h.order_fill_end = _rp(order_fill_end)
-    h.fill_offer = _rp(fill_offer)
-    h.fill_qty = _wp(fill_qty)
-    return h
-
-
-cdef inline void _give_back_order(const Holds *h, int64_t slot) noexcept nogil:
-    """give_back_fills for the order in ``slot``, from its record."""
-    give_back_fills(h.stock, h.offer_sku, h.limit, h.n_skus, h.limit_key, h.limit_mask, h.limit_count,
-                    h.fill_offer, h.fill_qty, h.order_user[slot], h.order_fill_start[slot], h.order_fill_end[slot])
-
-
-cdef inline int64_t _cancel_chunk(const Holds *h, const int64_t *order_id, int8_t *outcome, Py_ssize_t start,
+cdef inline int64_t _cancel_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
+                                  int64_t *limit_key, int64_t limit_mask, int64_t *limit_count, int64_t *order_word,
+                                  int64_t mask, const int64_t *order_user, const int64_t *order_fill_start,
+                                  const int64_t *order_fill_end, const int64_t *fill_offer, int64_t *fill_qty,
+                                  const int64_t *order_id, int8_t *outcome, Py_ssize_t start,
                                   Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t i
     cdef int64_t slot, word, state, oid, new = 0
-    cdef int64_t *order_word = h.order_word
     for i in range(start, stop):
         oid = order_id[i]
-        slot = claim_order(order_word, h.order_mask, oid, K_CANCELLED_EARLY)
+        slot = claim_order(order_word, mask, oid, K_CANCELLED_EARLY)
         if slot >= 0:
             outcome[i] = K_REMEMBERED
             new += 1
@@ -1331,7 +1287,9 @@ cdef inline int64_t _cancel_chunk(const Holds *h, const int64_t *order_id, int8_
             if state == K_HELD:
                 # Win the hold first (against confirm / expiry), then give back.
                 if atomic_cas_i64(&order_word[slot], &word, make_word(K_CANCELLED_HOLD, oid)):
-                    _give_back_order(h, slot)
+                    give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count,
+                                    fill_offer, fill_qty, order_user[slot], order_fill_start[slot],
+                                    order_fill_end[slot])
                     outcome[i] = K_DONE
                     break
             elif state == K_PENDING:
@@ -1357,24 +1315,43 @@ def cancel_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_
     cdef int64_t new = 0
     if n == 0:
         return 0
-    cdef Holds h = _holds(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
-                          order_fill_start, order_fill_end, fill_offer, fill_qty)
+    cdef int64_t *pstock = _wp(stock)
+    cdef const int64_t *posku = _rp(offer_sku)
+    cdef const int64_t *plimit = _rp(limit)
+    cdef int64_t n_skus = limit.shape[0]
+    cdef int64_t *plkey = _wp(limit_key)
+    cdef int64_t lmask = limit_key.shape[0] - 1
+    cdef int64_t *plcount = _wp(limit_count)
+    cdef int64_t *pword = _wp(order_word)
+    cdef int64_t mask = order_word.shape[0] - 1
+    cdef const int64_t *puser = _rp(order_user)
+    cdef const int64_t *pfs = _rp(order_fill_start)
+    cdef const int64_t *pfe = _rp(order_fill_end)
+    cdef const int64_t *pfo = _rp(fill_offer)
+    cdef int64_t *pfq = _wp(fill_qty)
     cdef const int64_t *pid = _rp(order_id)
     cdef int8_t *pout = _wp8(outcome)
     if n_threads <= 1:
         with nogil:
-            new = _cancel_chunk(&h, pid, pout, 0, n)
+            new = _cancel_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, mask, puser, pfs,
+                                pfe, pfo, pfq, pid, pout, 0, n)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            new += _cancel_chunk(&h, pid, pout, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n))
+            new += _cancel_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, mask, puser, pfs,
+                                 pfe, pfo, pfq, pid, pout, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n))
     return new
 
 
-cdef inline int64_t _expire_chunk(const Holds *h, const int64_t *order_deadline, int64_t now, int8_t *expired,
+# ---- expire_orders
+
+cdef inline int64_t _expire_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
+                                  int64_t *limit_key, int64_t limit_mask, int64_t *limit_count, int64_t *order_word,
+                                  const int64_t *order_user, const int64_t *order_deadline,
+                                  const int64_t *order_fill_start, const int64_t *order_fill_end,
+                                  const int64_t *fill_offer, int64_t *fill_qty, int64_t now, int8_t *expired,
                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t slot
     cdef int64_t word, count = 0
-    cdef int64_t *order_word = h.order_word
     for slot in range(start, stop):
         # Acquire: the deadline read next is the one published with HELD.
         word = atomic_load_acquire_i64(&order_word[slot])
@@ -1382,7 +1359,8 @@ cdef inline int64_t _expire_chunk(const Holds *h, const int64_t *order_deadline,
             # One CAS decides an expiry racing a confirm or a cancel; on
             # losing, ``word`` is the winner's (no longer HELD): the loop ends.
             if atomic_cas_i64(&order_word[slot], &word, make_word(K_EXPIRED, word & KERNEL_ID_MASK)):
-                _give_back_order(h, slot)
+                give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer,
+                                fill_qty, order_user[slot], order_fill_start[slot], order_fill_end[slot])
                 expired[slot] = 1
                 count += 1
                 break
@@ -1402,24 +1380,42 @@ def expire_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_
     cdef int64_t count = 0
     if n == 0:
         return 0
-    cdef Holds h = _holds(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
-                          order_fill_start, order_fill_end, fill_offer, fill_qty)
+    cdef int64_t *pstock = _wp(stock)
+    cdef const int64_t *posku = _rp(offer_sku)
+    cdef const int64_t *plimit = _rp(limit)
+    cdef int64_t n_skus = limit.shape[0]
+    cdef int64_t *plkey = _wp(limit_key)
+    cdef int64_t lmask = limit_key.shape[0] - 1
+    cdef int64_t *plcount = _wp(limit_count)
+    cdef int64_t *pword = _wp(order_word)
+    cdef const int64_t *puser = _rp(order_user)
     cdef const int64_t *pdl = _rp(order_deadline)
+    cdef const int64_t *pfs = _rp(order_fill_start)
+    cdef const int64_t *pfe = _rp(order_fill_end)
+    cdef const int64_t *pfo = _rp(fill_offer)
+    cdef int64_t *pfq = _wp(fill_qty)
     cdef int8_t *pexp = _wp8(expired)
     if n_threads <= 1:
         with nogil:
-            count = _expire_chunk(&h, pdl, now, pexp, 0, n)
+            count = _expire_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, puser, pdl, pfs,
+                                  pfe, pfo, pfq, now, pexp, 0, n)
     else:
         # static: a slot costs about the same everywhere (a load, rarely a give-back).
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
-            count += _expire_chunk(&h, pdl, now, pexp, c * CHUNK, min((c + 1) * CHUNK, n))
+            count += _expire_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, puser, pdl, pfs,
+                                   pfe, pfo, pfq, now, pexp, c * CHUNK, min((c + 1) * CHUNK, n))
     return count
 
 
-cdef inline int64_t _recover_chunk(const Holds *h, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+# ---- recover_orders
+
+cdef inline int64_t _recover_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
+                                   int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
+                                   int64_t *order_word, const int64_t *order_user, const int64_t *order_fill_start,
+                                   const int64_t *order_fill_end, const int64_t *fill_offer, int64_t *fill_qty,
+                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t slot
     cdef int64_t word, state, count = 0
-    cdef int64_t *order_word = h.order_word
     for slot in range(start, stop):
         # Acquire: the record read below is at least as new as the word.
         word = atomic_load_acquire_i64(&order_word[slot])
@@ -1427,7 +1423,8 @@ cdef inline int64_t _recover_chunk(const Holds *h, Py_ssize_t start, Py_ssize_t 
         if state == K_PENDING or state == K_CANCEL_REQUESTED:
             # Give back first, as the reference does: entries are zeroed as
             # they go, so a recovery killed here and re-run gives nothing twice.
-            _give_back_order(h, slot)
+            give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer,
+                            fill_qty, order_user[slot], order_fill_start[slot], order_fill_end[slot])
             # CAS loop: a cancel may still turn PENDING into CANCEL_REQUESTED.
             while not atomic_cas_i64(&order_word[slot], &word, make_word(
                     K_CANCELLED_HOLD if state_of(word) == K_CANCEL_REQUESTED else K_REFUSED,
@@ -1449,14 +1446,27 @@ def recover_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64
     cdef int64_t count = 0
     if n == 0:
         return 0
-    cdef Holds h = _holds(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
-                          order_fill_start, order_fill_end, fill_offer, fill_qty)
+    cdef int64_t *pstock = _wp(stock)
+    cdef const int64_t *posku = _rp(offer_sku)
+    cdef const int64_t *plimit = _rp(limit)
+    cdef int64_t n_skus = limit.shape[0]
+    cdef int64_t *plkey = _wp(limit_key)
+    cdef int64_t lmask = limit_key.shape[0] - 1
+    cdef int64_t *plcount = _wp(limit_count)
+    cdef int64_t *pword = _wp(order_word)
+    cdef const int64_t *puser = _rp(order_user)
+    cdef const int64_t *pfs = _rp(order_fill_start)
+    cdef const int64_t *pfe = _rp(order_fill_end)
+    cdef const int64_t *pfo = _rp(fill_offer)
+    cdef int64_t *pfq = _wp(fill_qty)
     if n_threads <= 1:
         with nogil:
-            count = _recover_chunk(&h, 0, n)
+            count = _recover_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, puser, pfs, pfe,
+                                   pfo, pfq, 0, n)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
-            count += _recover_chunk(&h, c * CHUNK, min((c + 1) * CHUNK, n))
+            count += _recover_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, puser, pfs, pfe,
+                                    pfo, pfq, c * CHUNK, min((c + 1) * CHUNK, n))
     return count
 
 

@@ -20,6 +20,7 @@ counts are shown but not judged (refresh the baseline on that toolchain).
 """
 
 import argparse
+import gc
 import html
 import json
 import os
@@ -122,11 +123,18 @@ def _run_cases(lib):
             inv = data.inventory(backend, 1, tracked)
             initial = inv.stock.copy()
             inv._kernels = _Probe(inv._kernels, lib) if lib else inv._kernels
+            # No garbage collection inside the counted calls: where a GC pass
+            # lands depends on every allocation the process made before, so a
+            # change anywhere in Python code would move tens of thousands of
+            # instructions in or out of a kernel's count.
+            gc.collect()
+            gc.disable()
             if lib:
                 lib.cg_zero()
             result = inv.reserve(orders, ordered=ordered)
             if lib:
                 lib.cg_dump(f"{backend}:{case.name}".encode())
+            gc.enable()
             check_run(inv, orders, result, initial)
             if tracked:
                 check_tracked(inv, initial)
