@@ -15,7 +15,7 @@ from . import reference as spec
 from .inputs import INT64_MAX, as_int64, check_at_least, check_sum_fits, check_threads
 from .lifecycle import OrderLifecycle
 from .orders import OrderBatch
-from .state import ARRAYS, Block, Layout
+from .state import STATE_NAMES, Block, Layout
 from .status import Status
 from .tracking import NO_LIMIT
 
@@ -396,7 +396,7 @@ class Inventory(OrderLifecycle):
         afterwards.  Other processes, and the segment or file, are unaffected."""
         if self._block.words is None:
             return
-        for name, _ in ARRAYS:
+        for name in STATE_NAMES:
             setattr(self, "_" + name, None)
         self._one = None  # it holds the arrays too
         self._block.close()

@@ -18,24 +18,31 @@ import re
 
 import numpy as np
 
-__all__ = ["Layout", "Block", "ARRAYS"]
+from .codes import N_COUNTERS
+
+__all__ = ["Layout", "Block", "STATE_ARRAYS", "STATE_NAMES"]
 
 MAGIC = int.from_bytes(b"D11KERNL", "little")
-LAYOUT_VERSION = 1
+# 2: arrays in STATE_ARRAYS order (1 had the order table before the limit table).
+LAYOUT_VERSION = 2
 _HEADER = ("magic", "version", "total_words", "n_skus", "n_offers", "order_capacity", "limit_capacity",
            "fill_capacity", "tracked")
 _HEADER_WORDS = 16  # room to grow; arrays start on the next cache line
 _WORDS_PER_LINE = 8  # 64-byte cache lines: no array shares one with another
 
-# The arrays, in layout order, and what sizes each: (name, size key).
-ARRAYS = (
+# The state arrays, in the one order used everywhere: the block's layout,
+# Inventory.state_arrays(), the kernels' argument lists, the invariant checks
+# and the TrackedState struct of kernel/_cython/kernels.pxd (tests/test_mirrors.py
+# checks the struct against this tuple).  What each holds: kernel.reference.
+STATE_ARRAYS = (
     ("stock", "n_offers"),
     ("price", "n_offers"),
-    ("offer_sku", "n_offers"),
     ("offer_start", "n_skus+1"),
     ("offer_by_priority", "n_offers"),
+    ("offer_sku", "n_offers"),
     ("limit", "n_skus"),
-    ("counters", "counters"),
+    ("limit_key", "limit_capacity"),
+    ("limit_count", "limit_capacity"),
     ("order_word", "order_capacity"),
     ("order_user", "order_capacity"),
     ("order_deadline", "order_capacity"),
@@ -43,10 +50,9 @@ ARRAYS = (
     ("order_fill_end", "order_capacity"),
     ("fill_offer", "fill_capacity"),
     ("fill_qty", "fill_capacity"),
-    ("limit_key", "limit_capacity"),
-    ("limit_count", "limit_capacity"),
+    ("counters", "counters"),
 )
-N_COUNTERS = 8
+STATE_NAMES = tuple(name for name, _ in STATE_ARRAYS)
 
 
 def _round_up(n, to):
@@ -62,7 +68,7 @@ class Layout:
         lengths = dict(self.sizes, **{"n_skus+1": n_skus + 1, "counters": N_COUNTERS})
         self.offsets = {}
         at = _HEADER_WORDS
-        for name, key in ARRAYS:
+        for name, key in STATE_ARRAYS:
             self.offsets[name] = (at, lengths[key])
             at = _round_up(at + lengths[key], _WORDS_PER_LINE)
         self.total_words = at
