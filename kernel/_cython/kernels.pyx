@@ -17,6 +17,7 @@ from libc.string cimport memset
 from .atomics cimport (atomic_load_i64, atomic_load_acquire_i64, atomic_store_i64, atomic_cas_i64,
                        atomic_add_i64, prefetch_rw)
 from ._openmp_helpers cimport KERNEL_HAVE_OPENMP
+from .codes cimport *
 
 from cpython.object cimport PyObject, PyTypeObject
 from cython.parallel cimport prange
@@ -38,13 +39,6 @@ cdef enum:
     PART_BLOCK = 2048
     # Orders sampled to tell whether one part would get (nearly) everything.
     SAMPLE = 1024
-    K_ACCEPTED = 0
-    K_OUT_OF_STOCK = 1
-    K_ROLLBACKS = 0
-
-ACCEPTED = K_ACCEPTED
-OUT_OF_STOCK = K_OUT_OF_STOCK
-ROLLBACKS = K_ROLLBACKS
 
 
 cdef extern from *:
@@ -64,6 +58,47 @@ def build_info():
 def openmp_enabled():
     """True iff this module was compiled with OpenMP (else prange is serial)."""
     return bool(KERNEL_HAVE_OPENMP)
+
+
+# Every code of kernel/codes.py under its own name (the C names in codes.pxd
+# carry a K_ prefix); tests/test_mirrors.py checks each against kernel.codes.CODES.
+ACCEPTED = K_ACCEPTED
+OUT_OF_STOCK = K_OUT_OF_STOCK
+DUPLICATE = K_DUPLICATE
+LIMIT_EXCEEDED = K_LIMIT_EXCEEDED
+CANCELLED = K_CANCELLED
+ORDER_TABLE_FULL = K_ORDER_TABLE_FULL
+LIMIT_TABLE_FULL = K_LIMIT_TABLE_FULL
+FILL_LOG_FULL = K_FILL_LOG_FULL
+PENDING = K_PENDING
+HELD = K_HELD
+CONFIRMED = K_CONFIRMED
+CANCELLED_HOLD = K_CANCELLED_HOLD
+EXPIRED = K_EXPIRED
+REFUSED = K_REFUSED
+CANCEL_REQUESTED = K_CANCEL_REQUESTED
+CANCELLED_EARLY = K_CANCELLED_EARLY
+DONE = K_DONE
+ALREADY_CONFIRMED = K_ALREADY_CONFIRMED
+ALREADY_CANCELLED = K_ALREADY_CANCELLED
+ALREADY_EXPIRED = K_ALREADY_EXPIRED
+WAS_REFUSED = K_WAS_REFUSED
+UNKNOWN = K_UNKNOWN
+IN_FLIGHT = K_IN_FLIGHT
+REMEMBERED = K_REMEMBERED
+ROLLBACKS = K_ROLLBACKS
+ORDERS_LEFT = K_ORDERS_LEFT
+PAIRS_LEFT = K_PAIRS_LEFT
+FILLS_LEFT = K_FILLS_LEFT
+FILL_CURSOR = K_FILL_CURSOR
+N_COUNTERS = K_N_COUNTERS
+TOOK = K_TOOK
+NEW_PAIR = K_NEW_PAIR
+STATE_SHIFT = K_STATE_SHIFT
+ID_MASK = K_ID_MASK
+HASH_MULTIPLIER = K_HASH_MULTIPLIER
+UINT64_MASK = K_UINT64_MASK
+NO_LIMIT = K_NO_LIMIT
 
 
 # --------------------------------------------------------------------------
@@ -635,94 +670,13 @@ def give_back(int64_t[::1] stock, const int64_t[::1] offer, const int64_t[::1] q
 # entries belong to the one thread that owns the order at that moment and are
 # published to the others by the CAS that moves its order word.
 
-cdef extern from *:
-    """
-    #define KERNEL_HASH_MULTIPLIER ((uint64_t)0x9E3779B97F4A7C15ULL)
-    #define KERNEL_UINT64_MASK ((uint64_t)0xFFFFFFFFFFFFFFFFULL)
-    #define KERNEL_ID_MASK ((int64_t)0x00FFFFFFFFFFFFFFLL)
-    #define KERNEL_NO_LIMIT ((int64_t)0x7FFFFFFFFFFFFFFFLL)
-    """
-    # 64-bit constants: a Cython enum is a C int, too narrow for these.
-    const uint64_t KERNEL_HASH_MULTIPLIER
-    const uint64_t KERNEL_UINT64_MASK
-    const int64_t KERNEL_ID_MASK
-    const int64_t KERNEL_NO_LIMIT
-
 cdef enum:
-    K_DUPLICATE = 2
-    K_LIMIT_EXCEEDED = 3
-    K_CANCELLED = 4
-    # Order states (top byte of an order word).
-    K_PENDING = 1
-    K_HELD = 2
-    K_CONFIRMED = 3
-    K_CANCELLED_HOLD = 4
-    K_EXPIRED = 5
-    K_REFUSED = 6
-    K_CANCEL_REQUESTED = 7
-    K_CANCELLED_EARLY = 8
-    K_STATE_SHIFT = 56
-    # Outcomes of confirm / cancel.
-    K_DONE = 0
-    K_ALREADY_CONFIRMED = 1
-    K_ALREADY_CANCELLED = 2
-    K_ALREADY_EXPIRED = 3
-    K_WAS_REFUSED = 4
-    K_UNKNOWN = 5
-    K_IN_FLIGHT = 6
-    K_REMEMBERED = 7
-    # counters entries beside K_ROLLBACKS.
-    K_ORDERS_LEFT = 1
-    K_PAIRS_LEFT = 2
-    K_FILLS_LEFT = 3
-    K_FILL_CURSOR = 4
-    # take_limit's answer bits.
-    K_TOOK = 1
-    K_NEW_PAIR = 2
-    # reserve_one's answers when a budget is spent.
-    K_ORDER_TABLE_FULL = -1
-    K_LIMIT_TABLE_FULL = -2
-    K_FILL_LOG_FULL = -3
     # Tracked orders per unit of parallel work: an order costs several cache
     # misses (order table, limit table, stock, fill log), so smaller chunks
     # than CHUNK still amortise the dynamic schedule's one atomic per chunk.
     TRACKED_CHUNK = 1024
     # Orders ahead whose cache lines _tracked_chunk prefetches.
     TRACKED_PREFETCH_AHEAD = 8
-
-DUPLICATE = K_DUPLICATE
-LIMIT_EXCEEDED = K_LIMIT_EXCEEDED
-CANCELLED = K_CANCELLED
-PENDING = K_PENDING
-HELD = K_HELD
-CONFIRMED = K_CONFIRMED
-CANCELLED_HOLD = K_CANCELLED_HOLD
-EXPIRED = K_EXPIRED
-REFUSED = K_REFUSED
-CANCEL_REQUESTED = K_CANCEL_REQUESTED
-CANCELLED_EARLY = K_CANCELLED_EARLY
-STATE_SHIFT = K_STATE_SHIFT
-ID_MASK = KERNEL_ID_MASK
-HASH_MULTIPLIER = KERNEL_HASH_MULTIPLIER
-UINT64_MASK = KERNEL_UINT64_MASK
-NO_LIMIT = KERNEL_NO_LIMIT
-DONE = K_DONE
-ALREADY_CONFIRMED = K_ALREADY_CONFIRMED
-ALREADY_CANCELLED = K_ALREADY_CANCELLED
-ALREADY_EXPIRED = K_ALREADY_EXPIRED
-WAS_REFUSED = K_WAS_REFUSED
-UNKNOWN = K_UNKNOWN
-IN_FLIGHT = K_IN_FLIGHT
-REMEMBERED = K_REMEMBERED
-ORDERS_LEFT = K_ORDERS_LEFT
-PAIRS_LEFT = K_PAIRS_LEFT
-FILLS_LEFT = K_FILLS_LEFT
-FILL_CURSOR = K_FILL_CURSOR
-TOOK = K_TOOK
-NEW_PAIR = K_NEW_PAIR
-ORDER_TABLE_FULL = K_ORDER_TABLE_FULL
-LIMIT_TABLE_FULL = K_LIMIT_TABLE_FULL
-FILL_LOG_FULL = K_FILL_LOG_FULL
 
 
 cdef inline int64_t make_word(int64_t state, int64_t order_id) noexcept nogil:
@@ -738,7 +692,7 @@ cdef inline int64_t hash_slot(int64_t key, int64_t mask) noexcept nogil:
     """Home slot of ``key``: bits 32 and up of ``key * HASH_MULTIPLIER mod 2**64``, ``& mask``."""
     # In uint64_t the product wraps mod 2**64, exactly the reference's masking
     # (a negative key is its two's complement there too): identical layouts.
-    return <int64_t>((<uint64_t>key * KERNEL_HASH_MULTIPLIER) >> 32) & mask
+    return <int64_t>((<uint64_t>key * K_HASH_MULTIPLIER) >> 32) & mask
 
 
 cdef inline int64_t take_budget(int64_t *counters, Py_ssize_t index, int64_t amount) noexcept nogil:
@@ -788,7 +742,7 @@ cdef inline int64_t claim_order(int64_t *order_word, int64_t mask, int64_t order
             # never returns to 0), examined below like any other.
             if atomic_cas_i64(&order_word[slot], &seen, make_word(state, order_id)):
                 return slot
-        if (seen & KERNEL_ID_MASK) == order_id:
+        if (seen & K_ID_MASK) == order_id:
             return -1 - slot
         slot = (slot + 1) & mask
 
@@ -801,7 +755,7 @@ cdef inline int64_t find_order(int64_t *order_word, int64_t mask, int64_t order_
         seen = atomic_load_i64(&order_word[slot])
         if seen == 0:
             return -1
-        if (seen & KERNEL_ID_MASK) == order_id:
+        if (seen & K_ID_MASK) == order_id:
             return slot
         slot = (slot + 1) & mask
 
@@ -828,8 +782,8 @@ cdef inline int64_t limit_room(const int64_t *limit, int64_t n_skus, int64_t *li
                                int64_t *limit_count, int64_t user, int64_t s) noexcept nogil:
     """Units of SKU ``s`` the user may still take (reads only)."""
     cdef int64_t cap = limit[s]
-    if cap == KERNEL_NO_LIMIT:
-        return KERNEL_NO_LIMIT
+    if cap == K_NO_LIMIT:
+        return K_NO_LIMIT
     cdef int64_t slot = limit_slot(limit_key, limit_mask, user * n_skus + s + 1, False)
     return cap - (atomic_load_i64(&limit_count[slot]) if slot >= 0 else 0)
 
@@ -839,7 +793,7 @@ cdef inline int64_t take_limit(const int64_t *limit, int64_t n_skus, int64_t *li
     """Count ``units`` of SKU ``s`` against the user's cap, or nothing if that
     would pass it; ``TOOK | NEW_PAIR`` bits.  CAS loop on the count."""
     cdef int64_t cap = limit[s]
-    if cap == KERNEL_NO_LIMIT:
+    if cap == K_NO_LIMIT:
         return K_TOOK
     cdef int64_t slot = limit_slot(limit_key, limit_mask, user * n_skus + s + 1, True)
     cdef int64_t new = 0
@@ -858,7 +812,7 @@ cdef inline void give_back_limit(const int64_t *limit, int64_t n_skus, int64_t *
                                  int64_t *limit_count, int64_t user, int64_t s, int64_t units) noexcept nogil:
     """Undo take_limit (fetch-add of -units)."""
     cdef int64_t slot
-    if limit[s] != KERNEL_NO_LIMIT:
+    if limit[s] != K_NO_LIMIT:
         slot = limit_slot(limit_key, limit_mask, user * n_skus + s + 1, False)
         # Always found when the units were counted; the guard only keeps a
         # cap set after the take from writing outside the table.
@@ -912,7 +866,7 @@ cdef inline void settle_refused_slot(int64_t *order_word, int64_t slot) noexcept
     """PENDING -> REFUSED by CAS; on failure the word is CANCEL_REQUESTED,
     which only this reserve leaves: store CANCELLED_HOLD."""
     cdef int64_t word = atomic_load_i64(&order_word[slot])
-    cdef int64_t order_id = word & KERNEL_ID_MASK
+    cdef int64_t order_id = word & K_ID_MASK
     cdef int64_t expected = make_word(K_PENDING, order_id)
     if atomic_cas_i64(&order_word[slot], &expected, make_word(K_REFUSED, order_id)):
         return
@@ -929,7 +883,7 @@ cdef inline int8_t publish_or_undo(int64_t *stock, const int64_t *offer_sku, con
                                    int64_t last_fill) noexcept nogil:
     """PENDING -> HELD by CAS; if a cancel got there first (CANCEL_REQUESTED),
     give everything back and end CANCELLED.  Returns the order's status."""
-    cdef int64_t order_id = atomic_load_i64(&order_word[slot]) & KERNEL_ID_MASK
+    cdef int64_t order_id = atomic_load_i64(&order_word[slot]) & K_ID_MASK
     cdef int64_t expected = make_word(K_PENDING, order_id)
     # The CAS is a release: the record and fill log written before it are
     # visible to whoever loads HELD with acquire (cancel, expire).
@@ -1358,7 +1312,7 @@ cdef inline int64_t _expire_chunk(int64_t *stock, const int64_t *offer_sku, cons
         while state_of(word) == K_HELD and order_deadline[slot] <= now:
             # One CAS decides an expiry racing a confirm or a cancel; on
             # losing, ``word`` is the winner's (no longer HELD): the loop ends.
-            if atomic_cas_i64(&order_word[slot], &word, make_word(K_EXPIRED, word & KERNEL_ID_MASK)):
+            if atomic_cas_i64(&order_word[slot], &word, make_word(K_EXPIRED, word & K_ID_MASK)):
                 give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer,
                                 fill_qty, order_user[slot], order_fill_start[slot], order_fill_end[slot])
                 expired[slot] = 1
@@ -1428,7 +1382,7 @@ cdef inline int64_t _recover_chunk(int64_t *stock, const int64_t *offer_sku, con
             # CAS loop: a cancel may still turn PENDING into CANCEL_REQUESTED.
             while not atomic_cas_i64(&order_word[slot], &word, make_word(
                     K_CANCELLED_HOLD if state_of(word) == K_CANCEL_REQUESTED else K_REFUSED,
-                    word & KERNEL_ID_MASK)):
+                    word & K_ID_MASK)):
                 pass
             count += 1
     return count
@@ -1499,7 +1453,7 @@ cdef int64_t reserve_one_c(TrackedState *st, int64_t s, int64_t units, int64_t m
                 else K_DUPLICATE)
     n_fills = offer_start[s + 1] - offer_start[s]
     # Only a (user, SKU) pair not in the table yet needs room there.
-    new_pair = (limit[s] != KERNEL_NO_LIMIT
+    new_pair = (limit[s] != K_NO_LIMIT
                 and limit_slot(limit_key, limit_mask, user * n_skus + s + 1, False) == -1)
     if take_budget(counters, K_ORDERS_LEFT, 1) < 0:
         return K_ORDER_TABLE_FULL
