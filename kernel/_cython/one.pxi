@@ -91,36 +91,6 @@ cdef int64_t reserve_one_c(TrackedState *st, int64_t s, int64_t units, int64_t m
     return status
 
 
-cdef int _state_from_views(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
-                           const int64_t[::1] offer_by_priority, const int64_t[::1] offer_sku,
-                           const int64_t[::1] limit, int64_t[::1] limit_key, int64_t[::1] limit_count,
-                           int64_t[::1] order_word, int64_t[::1] order_user, int64_t[::1] order_deadline,
-                           int64_t[::1] order_fill_start, int64_t[::1] order_fill_end, int64_t[::1] fill_offer,
-                           int64_t[::1] fill_qty, int64_t[::1] counters, TrackedState *out) except -1:
-    """Point ``out`` at the arrays' data (no checks: see tracked_state_from_arrays)."""
-    out.stock = _wp(stock)
-    out.price = _rp(price)
-    out.offer_start = _rp(offer_start)
-    out.offer_by_priority = _rp(offer_by_priority)
-    out.offer_sku = _rp(offer_sku)
-    out.limit = _rp(limit)
-    out.limit_key = _wp(limit_key)
-    out.limit_count = _wp(limit_count)
-    out.order_word = _wp(order_word)
-    out.order_user = _wp(order_user)
-    out.order_deadline = _wp(order_deadline)
-    out.order_fill_start = _wp(order_fill_start)
-    out.order_fill_end = _wp(order_fill_end)
-    out.fill_offer = _wp(fill_offer)
-    out.fill_qty = _wp(fill_qty)
-    out.counters = _wp(counters)
-    out.n_skus = limit.shape[0]
-    out.order_capacity = order_word.shape[0]
-    out.limit_capacity = limit_key.shape[0]
-    out.fill_size = fill_qty.shape[0]
-    return 0
-
-
 cdef inline bint _power_of_two(Py_ssize_t n) noexcept:
     return n > 0 and (n & (n - 1)) == 0
 
@@ -169,9 +139,10 @@ cdef int tracked_state_from_arrays(tuple arrays, TrackedState *out) except -1:
         raise ValueError("counters must have at least 5 entries")
     # (The budget counters are not checked here: other processes change them
     # while this one binds, so no two reads of them agree.)
-    return _state_from_views(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
-                             order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer,
-                             fill_qty, counters, out)
+    _state_from_views(out, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                      order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                      counters)
+    return 0
 
 
 def reserve_one(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
@@ -184,9 +155,9 @@ def reserve_one(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1]
     """One order of one line, start to finish; its status, or a negative
     *_FULL code when a budget is spent (then nothing changed)."""
     cdef TrackedState st
-    _state_from_views(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
-                      order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer,
-                      fill_qty, counters, &st)
+    _state_from_views(&st, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                      order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                      counters)
     return reserve_one_c(&st, s, units, max_p, order_id, user, deadline)
 
 

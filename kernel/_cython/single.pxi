@@ -50,8 +50,8 @@ cdef inline void _take_run(int64_t *stock, int64_t s, const int64_t *qty, int8_t
             return
 
 
-cdef inline void _single_chunk(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status,
-                               Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+cdef noinline_void _single_chunk(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status,
+                                  Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t i = start, j
     cdef int64_t s
     # Prefetch the first window so the loop's hints start already ahead.
@@ -76,24 +76,24 @@ def reserve_single(int64_t[::1] stock, const int64_t[::1] sku, const int64_t[::1
                    int n_threads):
     """Concurrent flash-sale path: order i takes qty[i] of offer sku[i] or is OUT_OF_STOCK."""
     cdef Py_ssize_t n = sku.shape[0]
-    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t n_chunks = _n_chunks(n, CHUNK)
     cdef Py_ssize_t c
     if n == 0:
         return
-    cdef int64_t *pstock = &stock[0]
-    cdef const int64_t *psku = &sku[0]
-    cdef const int64_t *pqty = &qty[0]
-    cdef int8_t *pstatus = &status[0]
+    cdef int64_t *stock_p = _ptr(stock)
+    cdef const int64_t *sku_p = _const_ptr(sku)
+    cdef const int64_t *qty_p = _const_ptr(qty)
+    cdef int8_t *status_p = _ptr8(status)
     if n_threads <= 1:
         with nogil:
             for c in range(n_chunks):
-                _single_chunk(pstock, psku, pqty, pstatus, c * CHUNK, min((c + 1) * CHUNK, n))
+                _single_chunk(stock_p, sku_p, qty_p, status_p, c * CHUNK, min((c + 1) * CHUNK, n))
     else:
         # dynamic, not static: chunk cost varies (runs, sold-out SKUs) and on
         # a shared machine a descheduled thread must not hold back half the
         # batch; one atomic per 16384 orders is free.
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            _single_chunk(pstock, psku, pqty, pstatus, c * CHUNK, min((c + 1) * CHUNK, n))
+            _single_chunk(stock_p, sku_p, qty_p, status_p, c * CHUNK, min((c + 1) * CHUNK, n))
 
 
 cdef inline int64_t _part_of(int64_t s, int64_t n_parts) noexcept nogil:
@@ -205,22 +205,22 @@ def reserve_single_ordered(int64_t[::1] stock, const int64_t[::1] sku, const int
                            int8_t[::1] status, int n_threads):
     """Like reserve_single but the outcome equals arrival order."""
     cdef Py_ssize_t n = sku.shape[0]
-    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t n_chunks = _n_chunks(n, CHUNK)
     cdef Py_ssize_t c
     cdef int t
     if n == 0:
         return
-    cdef int64_t *pstock = &stock[0]
-    cdef const int64_t *psku = &sku[0]
-    cdef const int64_t *pqty = &qty[0]
-    cdef int8_t *pstatus = &status[0]
-    if n_threads <= 1 or _mostly_one_part(psku, n, n_threads):
+    cdef int64_t *stock_p = _ptr(stock)
+    cdef const int64_t *sku_p = _const_ptr(sku)
+    cdef const int64_t *qty_p = _const_ptr(qty)
+    cdef int8_t *status_p = _ptr8(status)
+    if n_threads <= 1 or _mostly_one_part(sku_p, n, n_threads):
         with nogil:
             # Serially, coalesced runs decide exactly as arrival order does.
             for c in range(n_chunks):
-                _single_chunk(pstock, psku, pqty, pstatus, c * CHUNK, min((c + 1) * CHUNK, n))
+                _single_chunk(stock_p, sku_p, qty_p, status_p, c * CHUNK, min((c + 1) * CHUNK, n))
     else:
         with nogil:
-            memset(pstatus, K_ACCEPTED, n * sizeof(int8_t))  # see _serve_gathered
+            memset(status_p, K_ACCEPTED, n * sizeof(int8_t))  # see _serve_gathered
         for t in prange(n_threads, nogil=True, num_threads=n_threads, schedule='static'):
-            _single_part(pstock, psku, pqty, pstatus, n, t, n_threads)
+            _single_part(stock_p, sku_p, qty_p, status_p, n, t, n_threads)

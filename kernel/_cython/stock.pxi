@@ -47,8 +47,8 @@ cdef inline int64_t offers_available(int64_t *stock, const int64_t *price, const
     return total
 
 
-cdef inline void _give_back_chunk(int64_t *stock, const int64_t *offer, const int64_t *qty,
-                                  Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+cdef noinline_void _give_back_chunk(int64_t *stock, const int64_t *offer, const int64_t *qty,
+                                     Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t k
     for k in range(start, stop):
         # fetch-add: concurrent reservations may be CAS-ing the same word.
@@ -58,17 +58,17 @@ cdef inline void _give_back_chunk(int64_t *stock, const int64_t *offer, const in
 def give_back(int64_t[::1] stock, const int64_t[::1] offer, const int64_t[::1] qty, int n_threads):
     """Return qty[k] units to stock[offer[k]] for every k (atomic fetch-add)."""
     cdef Py_ssize_t n = offer.shape[0]
-    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t n_chunks = _n_chunks(n, CHUNK)
     cdef Py_ssize_t c
     if n == 0:
         return
-    cdef int64_t *pstock = &stock[0]
-    cdef const int64_t *poffer = &offer[0]
-    cdef const int64_t *pqty = &qty[0]
+    cdef int64_t *stock_p = _ptr(stock)
+    cdef const int64_t *offer_p = _const_ptr(offer)
+    cdef const int64_t *qty_p = _const_ptr(qty)
     if n_threads <= 1:
         with nogil:
             for c in range(n_chunks):
-                _give_back_chunk(pstock, poffer, pqty, c * CHUNK, min((c + 1) * CHUNK, n))
+                _give_back_chunk(stock_p, offer_p, qty_p, c * CHUNK, min((c + 1) * CHUNK, n))
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
-            _give_back_chunk(pstock, poffer, pqty, c * CHUNK, min((c + 1) * CHUNK, n))
+            _give_back_chunk(stock_p, offer_p, qty_p, c * CHUNK, min((c + 1) * CHUNK, n))

@@ -301,15 +301,17 @@ cdef inline int8_t take_tracked(int64_t *stock, const int64_t *price, const int6
 
 # ---- claim_orders
 
-cdef inline int64_t _claim_chunk(int64_t *order_word, int64_t mask, const int64_t *order_id, int64_t *order_slot,
-                                 int8_t *status, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+cdef noinline_void _claim_chunk(int64_t *order_word, int64_t order_mask, const int64_t *order_id,
+                                int64_t *order_slot, int8_t *status, Py_ssize_t start, Py_ssize_t stop,
+                                int64_t *n_new) noexcept nogil:
+    """Claim ids start..stop-1; ``*n_new`` gets how many were new."""
     cdef Py_ssize_t i
     cdef int64_t slot, new = 0
     for i in range(start, stop):
         if i + TRACKED_PREFETCH_AHEAD < stop:
             # The home slot of an id a few ahead: a random line of a big table.
-            prefetch_rw(&order_word[hash_slot(order_id[i + TRACKED_PREFETCH_AHEAD], mask)])
-        slot = claim_order(order_word, mask, order_id[i], K_PENDING)
+            prefetch_rw(&order_word[hash_slot(order_id[i + TRACKED_PREFETCH_AHEAD], order_mask)])
+        slot = claim_order(order_word, order_mask, order_id[i], K_PENDING)
         if slot >= 0:
             order_slot[i] = slot
             status[i] = K_ACCEPTED
@@ -319,7 +321,7 @@ cdef inline int64_t _claim_chunk(int64_t *order_word, int64_t mask, const int64_
             # Relaxed: only the state is read, and CANCELLED_EARLY is final.
             status[i] = (K_CANCELLED if state_of(atomic_load_i64(&order_word[-1 - slot])) == K_CANCELLED_EARLY
                          else K_DUPLICATE)
-    return new
+    n_new[0] = new
 
 
 def claim_orders(int64_t[::1] order_word, const int64_t[::1] order_id, int64_t[::1] order_slot,
@@ -327,25 +329,40 @@ def claim_orders(int64_t[::1] order_word, const int64_t[::1] order_id, int64_t[:
     """Claim every id of the batch in state PENDING; return how many were new."""
     cdef Py_ssize_t n = order_id.shape[0]
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
-    cdef int64_t new = 0
+    cdef int64_t new = 0, chunk_new
     if n == 0:
         return 0
-    cdef int64_t *pword = &order_word[0]
-    cdef int64_t mask = order_word.shape[0] - 1
-    cdef const int64_t *pid = &order_id[0]
-    cdef int64_t *pslot = &order_slot[0]
-    cdef int8_t *pstatus = &status[0]
+    cdef int64_t *order_word_p = _ptr(order_word)
+    cdef int64_t order_mask = order_word.shape[0] - 1
+    cdef const int64_t *order_id_p = _const_ptr(order_id)
+    cdef int64_t *order_slot_p = _ptr(order_slot)
+    cdef int8_t *status_p = _ptr8(status)
     if n_threads <= 1:
         with nogil:
-            new = _claim_chunk(pword, mask, pid, pslot, pstatus, 0, n)
+            _claim_chunk(order_word_p, order_mask, order_id_p, order_slot_p, status_p, 0, n, &new)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            new += _claim_chunk(pword, mask, pid, pslot, pstatus, c * TRACKED_CHUNK,
-                                min((c + 1) * TRACKED_CHUNK, n))
+            _claim_chunk(order_word_p, order_mask, order_id_p, order_slot_p, status_p, c * TRACKED_CHUNK,
+                         min((c + 1) * TRACKED_CHUNK, n), &chunk_new)
+            new += chunk_new
     return new
 
 
 # ---- reserve_tracked
+
+cdef struct TrackedBatch:
+    # The batch arrays of reserve_tracked (see the reference), as pointers.
+    const int64_t *line_start
+    const int64_t *sku
+    const int64_t *qty
+    const int64_t *max_price
+    const int64_t *fill_slot
+    const int64_t *user_id
+    const int64_t *deadline
+    const int64_t *order_slot
+    const int64_t *order_index
+    int8_t *status
+
 
 cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const int64_t *offer_start,
                                    const int64_t *offer_by_priority, const int64_t *offer_sku, const int64_t *limit,
@@ -394,6 +411,16 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
     return pairs
 
 
+cdef inline int64_t _tracked_chunk_at(const TrackedState *st, const TrackedBatch *batch, Py_ssize_t start,
+                                      Py_ssize_t stop) noexcept nogil:
+    """_tracked_chunk on the state ``st`` and the batch ``batch`` (both paths of reserve_tracked)."""
+    return _tracked_chunk(st.stock, st.price, st.offer_start, st.offer_by_priority, st.offer_sku, st.limit, st.n_skus,
+                          st.limit_key, st.limit_capacity - 1, st.limit_count, st.order_word, st.order_user,
+                          st.order_deadline, st.order_fill_start, st.order_fill_end, st.fill_offer, st.fill_qty,
+                          batch.line_start, batch.sku, batch.qty, batch.max_price, batch.fill_slot, batch.user_id,
+                          batch.deadline, batch.order_slot, batch.order_index, batch.status, st.counters, start, stop)
+
+
 def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
                     const int64_t[::1] offer_by_priority, const int64_t[::1] offer_sku, const int64_t[::1] limit,
                     int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
@@ -410,53 +437,35 @@ def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[
     cdef int64_t new_pairs = 0
     if n == 0:
         return 0
-    cdef int64_t *pstock = _wp(stock)
-    cdef const int64_t *pprice = _rp(price)
-    cdef const int64_t *pos = _rp(offer_start)
-    cdef const int64_t *pobp = _rp(offer_by_priority)
-    cdef const int64_t *posku = _rp(offer_sku)
-    cdef const int64_t *plimit = _rp(limit)
-    cdef int64_t n_skus = limit.shape[0]
-    cdef int64_t *plkey = _wp(limit_key)
-    cdef int64_t lmask = limit_key.shape[0] - 1
-    cdef int64_t *plcount = _wp(limit_count)
-    cdef int64_t *pword = _wp(order_word)
-    cdef int64_t *puser = _wp(order_user)
-    cdef int64_t *pdl = _wp(order_deadline)
-    cdef int64_t *pfs = _wp(order_fill_start)
-    cdef int64_t *pfe = _wp(order_fill_end)
-    cdef int64_t *pfo = _wp(fill_offer)
-    cdef int64_t *pfq = _wp(fill_qty)
-    cdef const int64_t *pls = _rp(line_start)
-    cdef const int64_t *psku = _rp(sku)
-    cdef const int64_t *pqty = _rp(qty)
-    cdef const int64_t *pmax = _rp(max_price)
-    cdef const int64_t *pfslot = _rp(fill_slot)
-    cdef const int64_t *puid = _rp(user_id)
-    cdef const int64_t *pdeadline = _rp(deadline)
-    cdef const int64_t *poslot = _rp(order_slot)
-    cdef const int64_t *poi = _rp(order_index)
-    cdef int8_t *pstatus = _wp8(status)
-    cdef int64_t *pcnt = _wp(counters)
+    cdef TrackedState st
+    _state_from_views(&st, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                      order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                      counters)
+    cdef TrackedBatch batch
+    batch.line_start = _const_ptr(line_start)
+    batch.sku = _const_ptr(sku)
+    batch.qty = _const_ptr(qty)
+    batch.max_price = _const_ptr(max_price)
+    batch.fill_slot = _const_ptr(fill_slot)
+    batch.user_id = _const_ptr(user_id)
+    batch.deadline = _const_ptr(deadline)
+    batch.order_slot = _const_ptr(order_slot)
+    batch.order_index = _const_ptr(order_index)
+    batch.status = _ptr8(status)
     if n_threads <= 1:
         with nogil:
-            new_pairs = _tracked_chunk(pstock, pprice, pos, pobp, posku, plimit, n_skus, plkey, lmask, plcount,
-                                       pword, puser, pdl, pfs, pfe, pfo, pfq, pls, psku, pqty, pmax, pfslot, puid,
-                                       pdeadline, poslot, poi, pstatus, pcnt, 0, n)
+            new_pairs = _tracked_chunk_at(&st, &batch, 0, n)
     else:
         # dynamic: per-order cost varies (lines, offers, rollbacks); see reserve_single.
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            new_pairs += _tracked_chunk(pstock, pprice, pos, pobp, posku, plimit, n_skus, plkey, lmask, plcount,
-                                        pword, puser, pdl, pfs, pfe, pfo, pfq, pls, psku, pqty, pmax, pfslot, puid,
-                                        pdeadline, poslot, poi, pstatus, pcnt, c * TRACKED_CHUNK,
-                                        min((c + 1) * TRACKED_CHUNK, n))
+            new_pairs += _tracked_chunk_at(&st, &batch, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n))
     return new_pairs
 
 
 # ---- settle_refused
 
-cdef inline void _settle_chunk(int64_t *order_word, const int64_t *order_slot, const int64_t *order_index,
-                               Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+cdef noinline_void _settle_chunk(int64_t *order_word, const int64_t *order_slot, const int64_t *order_index,
+                                  Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t k
     for k in range(start, stop):
         if k + TRACKED_PREFETCH_AHEAD < stop:  # as in _claim_chunk
@@ -472,15 +481,16 @@ def settle_refused(int64_t[::1] order_word, const int64_t[::1] order_slot, const
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
     if n == 0:
         return
-    cdef int64_t *pword = &order_word[0]
-    cdef const int64_t *poslot = &order_slot[0]
-    cdef const int64_t *poi = &order_index[0]
+    cdef int64_t *order_word_p = _ptr(order_word)
+    cdef const int64_t *order_slot_p = _const_ptr(order_slot)
+    cdef const int64_t *order_index_p = _const_ptr(order_index)
     if n_threads <= 1:
         with nogil:
-            _settle_chunk(pword, poslot, poi, 0, n)
+            _settle_chunk(order_word_p, order_slot_p, order_index_p, 0, n)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            _settle_chunk(pword, poslot, poi, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n))
+            _settle_chunk(order_word_p, order_slot_p, order_index_p, c * TRACKED_CHUNK,
+                          min((c + 1) * TRACKED_CHUNK, n))
 
 
 cdef inline int8_t outcome_of(int64_t state) noexcept nogil:
@@ -498,12 +508,12 @@ cdef inline int8_t outcome_of(int64_t state) noexcept nogil:
 
 # ---- confirm_orders
 
-cdef inline void _confirm_chunk(int64_t *order_word, int64_t mask, const int64_t *order_id, int8_t *outcome,
-                                Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+cdef noinline_void _confirm_chunk(int64_t *order_word, int64_t order_mask, const int64_t *order_id, int8_t *outcome,
+                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t i
     cdef int64_t slot, word
     for i in range(start, stop):
-        slot = find_order(order_word, mask, order_id[i])
+        slot = find_order(order_word, order_mask, order_id[i])
         if slot < 0:
             outcome[i] = K_UNKNOWN
             continue
@@ -526,31 +536,38 @@ def confirm_orders(int64_t[::1] order_word, const int64_t[::1] order_id, int8_t[
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
     if n == 0:
         return
-    cdef int64_t *pword = &order_word[0]
-    cdef int64_t mask = order_word.shape[0] - 1
-    cdef const int64_t *pid = &order_id[0]
-    cdef int8_t *pout = &outcome[0]
+    cdef int64_t *order_word_p = _ptr(order_word)
+    cdef int64_t order_mask = order_word.shape[0] - 1
+    cdef const int64_t *order_id_p = _const_ptr(order_id)
+    cdef int8_t *outcome_p = _ptr8(outcome)
     if n_threads <= 1:
         with nogil:
-            _confirm_chunk(pword, mask, pid, pout, 0, n)
+            _confirm_chunk(order_word_p, order_mask, order_id_p, outcome_p, 0, n)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            _confirm_chunk(pword, mask, pid, pout, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n))
+            _confirm_chunk(order_word_p, order_mask, order_id_p, outcome_p, c * TRACKED_CHUNK,
+                           min((c + 1) * TRACKED_CHUNK, n))
 
 
-# ---- cancel_orders
+# ---- cancel, expire, recover: ending orders that hold (or may hold) units.
+# Their def kernels take the arrays _holds_from_views (machinery.pxi) packs.
 
-cdef inline int64_t _cancel_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
-                                  int64_t *limit_key, int64_t limit_mask, int64_t *limit_count, int64_t *order_word,
-                                  int64_t mask, const int64_t *order_user, const int64_t *order_fill_start,
-                                  const int64_t *order_fill_end, const int64_t *fill_offer, int64_t *fill_qty,
-                                  const int64_t *order_id, int8_t *outcome, Py_ssize_t start,
-                                  Py_ssize_t stop) noexcept nogil:
+cdef inline void _give_back_order(const TrackedState *st, int64_t slot) noexcept nogil:
+    """give_back_fills for the order in ``slot``, from its record."""
+    give_back_fills(st.stock, st.offer_sku, st.limit, st.n_skus, st.limit_key, st.limit_capacity - 1,
+                    st.limit_count, st.fill_offer, st.fill_qty, st.order_user[slot], st.order_fill_start[slot],
+                    st.order_fill_end[slot])
+
+
+cdef inline int64_t _cancel_chunk(const TrackedState *st, const int64_t *order_id, int8_t *outcome,
+                                  Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef int64_t *order_word = st.order_word
+    cdef int64_t order_mask = st.order_capacity - 1
     cdef Py_ssize_t i
     cdef int64_t slot, word, state, oid, new = 0
     for i in range(start, stop):
         oid = order_id[i]
-        slot = claim_order(order_word, mask, oid, K_CANCELLED_EARLY)
+        slot = claim_order(order_word, order_mask, oid, K_CANCELLED_EARLY)
         if slot >= 0:
             outcome[i] = K_REMEMBERED
             new += 1
@@ -564,9 +581,7 @@ cdef inline int64_t _cancel_chunk(int64_t *stock, const int64_t *offer_sku, cons
             if state == K_HELD:
                 # Win the hold first (against confirm / expiry), then give back.
                 if atomic_cas_i64(&order_word[slot], &word, make_word(K_CANCELLED_HOLD, oid)):
-                    give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count,
-                                    fill_offer, fill_qty, order_user[slot], order_fill_start[slot],
-                                    order_fill_end[slot])
+                    _give_back_order(st, slot)
                     outcome[i] = K_DONE
                     break
             elif state == K_PENDING:
@@ -592,41 +607,24 @@ def cancel_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_
     cdef int64_t new = 0
     if n == 0:
         return 0
-    cdef int64_t *pstock = _wp(stock)
-    cdef const int64_t *posku = _rp(offer_sku)
-    cdef const int64_t *plimit = _rp(limit)
-    cdef int64_t n_skus = limit.shape[0]
-    cdef int64_t *plkey = _wp(limit_key)
-    cdef int64_t lmask = limit_key.shape[0] - 1
-    cdef int64_t *plcount = _wp(limit_count)
-    cdef int64_t *pword = _wp(order_word)
-    cdef int64_t mask = order_word.shape[0] - 1
-    cdef const int64_t *puser = _rp(order_user)
-    cdef const int64_t *pfs = _rp(order_fill_start)
-    cdef const int64_t *pfe = _rp(order_fill_end)
-    cdef const int64_t *pfo = _rp(fill_offer)
-    cdef int64_t *pfq = _wp(fill_qty)
-    cdef const int64_t *pid = _rp(order_id)
-    cdef int8_t *pout = _wp8(outcome)
+    cdef TrackedState st
+    _holds_from_views(&st, stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
+                      order_fill_start, order_fill_end, fill_offer, fill_qty)
+    cdef const int64_t *order_id_p = _const_ptr(order_id)
+    cdef int8_t *outcome_p = _ptr8(outcome)
     if n_threads <= 1:
         with nogil:
-            new = _cancel_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, mask, puser, pfs,
-                                pfe, pfo, pfq, pid, pout, 0, n)
+            new = _cancel_chunk(&st, order_id_p, outcome_p, 0, n)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            new += _cancel_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, mask, puser, pfs,
-                                 pfe, pfo, pfq, pid, pout, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n))
+            new += _cancel_chunk(&st, order_id_p, outcome_p, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n))
     return new
 
 
-# ---- expire_orders
-
-cdef inline int64_t _expire_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
-                                  int64_t *limit_key, int64_t limit_mask, int64_t *limit_count, int64_t *order_word,
-                                  const int64_t *order_user, const int64_t *order_deadline,
-                                  const int64_t *order_fill_start, const int64_t *order_fill_end,
-                                  const int64_t *fill_offer, int64_t *fill_qty, int64_t now, int8_t *expired,
-                                  Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+cdef inline int64_t _expire_chunk(const TrackedState *st, int64_t now, int8_t *expired, Py_ssize_t start,
+                                  Py_ssize_t stop) noexcept nogil:
+    cdef int64_t *order_word = st.order_word
+    cdef const int64_t *order_deadline = st.order_deadline
     cdef Py_ssize_t slot
     cdef int64_t word, count = 0
     for slot in range(start, stop):
@@ -636,8 +634,7 @@ cdef inline int64_t _expire_chunk(int64_t *stock, const int64_t *offer_sku, cons
             # One CAS decides an expiry racing a confirm or a cancel; on
             # losing, ``word`` is the winner's (no longer HELD): the loop ends.
             if atomic_cas_i64(&order_word[slot], &word, make_word(K_EXPIRED, word & K_ID_MASK)):
-                give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer,
-                                fill_qty, order_user[slot], order_fill_start[slot], order_fill_end[slot])
+                _give_back_order(st, slot)
                 expired[slot] = 1
                 count += 1
                 break
@@ -657,40 +654,23 @@ def expire_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_
     cdef int64_t count = 0
     if n == 0:
         return 0
-    cdef int64_t *pstock = _wp(stock)
-    cdef const int64_t *posku = _rp(offer_sku)
-    cdef const int64_t *plimit = _rp(limit)
-    cdef int64_t n_skus = limit.shape[0]
-    cdef int64_t *plkey = _wp(limit_key)
-    cdef int64_t lmask = limit_key.shape[0] - 1
-    cdef int64_t *plcount = _wp(limit_count)
-    cdef int64_t *pword = _wp(order_word)
-    cdef const int64_t *puser = _rp(order_user)
-    cdef const int64_t *pdl = _rp(order_deadline)
-    cdef const int64_t *pfs = _rp(order_fill_start)
-    cdef const int64_t *pfe = _rp(order_fill_end)
-    cdef const int64_t *pfo = _rp(fill_offer)
-    cdef int64_t *pfq = _wp(fill_qty)
-    cdef int8_t *pexp = _wp8(expired)
+    cdef TrackedState st
+    _holds_from_views(&st, stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
+                      order_fill_start, order_fill_end, fill_offer, fill_qty)
+    st.order_deadline = <int64_t *>_const_ptr(order_deadline)  # read only (see _holds_from_views)
+    cdef int8_t *expired_p = _ptr8(expired)
     if n_threads <= 1:
         with nogil:
-            count = _expire_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, puser, pdl, pfs,
-                                  pfe, pfo, pfq, now, pexp, 0, n)
+            count = _expire_chunk(&st, now, expired_p, 0, n)
     else:
         # static: a slot costs about the same everywhere (a load, rarely a give-back).
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
-            count += _expire_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, puser, pdl, pfs,
-                                   pfe, pfo, pfq, now, pexp, c * CHUNK, min((c + 1) * CHUNK, n))
+            count += _expire_chunk(&st, now, expired_p, c * CHUNK, min((c + 1) * CHUNK, n))
     return count
 
 
-# ---- recover_orders
-
-cdef inline int64_t _recover_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
-                                   int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
-                                   int64_t *order_word, const int64_t *order_user, const int64_t *order_fill_start,
-                                   const int64_t *order_fill_end, const int64_t *fill_offer, int64_t *fill_qty,
-                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+cdef inline int64_t _recover_chunk(const TrackedState *st, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef int64_t *order_word = st.order_word
     cdef Py_ssize_t slot
     cdef int64_t word, state, count = 0
     for slot in range(start, stop):
@@ -700,8 +680,7 @@ cdef inline int64_t _recover_chunk(int64_t *stock, const int64_t *offer_sku, con
         if state == K_PENDING or state == K_CANCEL_REQUESTED:
             # Give back first, as the reference does: entries are zeroed as
             # they go, so a recovery killed here and re-run gives nothing twice.
-            give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer,
-                            fill_qty, order_user[slot], order_fill_start[slot], order_fill_end[slot])
+            _give_back_order(st, slot)
             # CAS loop: a cancel may still turn PENDING into CANCEL_REQUESTED.
             while not atomic_cas_i64(&order_word[slot], &word, make_word(
                     K_CANCELLED_HOLD if state_of(word) == K_CANCEL_REQUESTED else K_REFUSED,
@@ -723,25 +702,13 @@ def recover_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64
     cdef int64_t count = 0
     if n == 0:
         return 0
-    cdef int64_t *pstock = _wp(stock)
-    cdef const int64_t *posku = _rp(offer_sku)
-    cdef const int64_t *plimit = _rp(limit)
-    cdef int64_t n_skus = limit.shape[0]
-    cdef int64_t *plkey = _wp(limit_key)
-    cdef int64_t lmask = limit_key.shape[0] - 1
-    cdef int64_t *plcount = _wp(limit_count)
-    cdef int64_t *pword = _wp(order_word)
-    cdef const int64_t *puser = _rp(order_user)
-    cdef const int64_t *pfs = _rp(order_fill_start)
-    cdef const int64_t *pfe = _rp(order_fill_end)
-    cdef const int64_t *pfo = _rp(fill_offer)
-    cdef int64_t *pfq = _wp(fill_qty)
+    cdef TrackedState st
+    _holds_from_views(&st, stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
+                      order_fill_start, order_fill_end, fill_offer, fill_qty)
     if n_threads <= 1:
         with nogil:
-            count = _recover_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, puser, pfs, pfe,
-                                   pfo, pfq, 0, n)
+            count = _recover_chunk(&st, 0, n)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
-            count += _recover_chunk(pstock, posku, plimit, n_skus, plkey, lmask, plcount, pword, puser, pfs, pfe,
-                                    pfo, pfq, c * CHUNK, min((c + 1) * CHUNK, n))
+            count += _recover_chunk(&st, c * CHUNK, min((c + 1) * CHUNK, n))
     return count
