@@ -2,9 +2,14 @@
 # cython: initializedcheck=False, nonecheck=False
 """Compiled kernels: mirrors :mod:`kernel.reference` function for function.
 
-Same names and argument lists as ``kernel/reference.py`` (the executable
-spec); see that module for the data layout.  Arrays arrive validated by the
-facade (C-contiguous native int64, status int8): nothing here validates.
+Same names and argument lists as ``kernel/reference/`` (the executable
+spec); see that package for the data layout.  One compiled module, its
+source split by family with ``include``: ``stock.pxi``, ``single.pxi``,
+``general.pxi``, ``tracked.pxi``, ``one.pxi`` mirror the reference (and the
+Numba) modules of the same stem; ``machinery.pxi`` holds what mirrors no
+reference function; ``codes.pxd`` the codes of :mod:`kernel.codes`.
+Arrays arrive validated by the facade (C-contiguous native int64, status
+int8): nothing here validates.
 
 Concurrency model: every stock word is an independent counter changed only by
 CAS / fetch-add (``atomics.h``), so orders may run on ``n_threads`` OpenMP
