@@ -4,8 +4,9 @@
 # Mirrors kernel/reference/tracked.py function for function (same names, same
 # argument lists); kernel/_numba/tracked.py mirrors the same functions in Numba.
 # Included by kernels.pyx (one compiled module): its cimports and codes apply.
-# About 700 lines: the 22 public functions of the family and their chunk
-# loops; it splits further only where the reference does.
+# About 750 lines (over the ~700 aim): the 22 public functions of the family,
+# their chunk loops and the struct hand-over of their def kernels; it splits
+# further only where kernel/reference/tracked.py does, to stay its mirror.
 #
 # Every shared word (stock, order_word, limit_key, limit_count, counters)
 # changes only by CAS / fetch-add, or by a release store where one owner is
