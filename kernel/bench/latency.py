@@ -129,14 +129,10 @@ def batch_latency(case, backend, mode="concurrent", threads=None, batch_orders=1
     n_batches = max(1, min(max_batches, orders.n_orders // batch_orders))
     batches = [_slice(orders, k * batch_orders, min(orders.n_orders, (k + 1) * batch_orders))
                for k in range(n_batches)]
+    # Warm-up (Numba compile or cache load) on a throw-away inventory.
+    case.inventory(backend, threads, tracked=tracked).reserve(batches[0], ordered=mode == "ordered")
     inv = case.inventory(backend, threads, tracked=tracked)
     initial = inv.stock.copy()
-    inv.reserve(_slice(case.orders, 0, 1) if not tracked else batches[0], ordered=mode == "ordered")  # warm-up
-    if tracked:  # that warm-up took the first batch's ids: start again
-        inv, batches = case.inventory(backend, threads, tracked=True), batches
-        initial = inv.stock.copy()
-    else:
-        inv = case.inventory(backend, threads)
     ns = np.empty(n_batches, np.int64)
     for k, batch in enumerate(batches):
         before = inv.stock.copy()
