@@ -146,11 +146,18 @@ class CCell:
     def run(self):
         stock = self.case.stock.copy()
         t0 = time.perf_counter()
-        self._fn(self._ptr(stock), *self._args)
+        self.call(stock)
         elapsed = time.perf_counter() - t0
-        accepted = int(np.count_nonzero(self._status == 0))
         self.check(stock)
-        return elapsed, accepted, self.threads
+        return elapsed, self.accepted, self.threads
+
+    def call(self, stock):
+        """The loop itself on ``stock`` (a fresh copy of the case's stock)."""
+        self._fn(self._ptr(stock), *self._args)
+
+    @property
+    def accepted(self):
+        return int(np.count_nonzero(self._status == 0))
 
     def check(self, stock):
         """No oversell, and stock + units of accepted orders == initial stock
