@@ -36,7 +36,7 @@ PEER_SHAPES = [("uniform", "ordered"), ("flash-sale", "ordered"), ("carts", "ord
                ("flash-sale", "tracked")]
 # Orders per run: about a second of work for each peer on a small machine.
 PEER_ORDERS = {"redis": {"ordered": 200_000, "tracked": 100_000},
-               "postgresql": {"ordered": 20_000, "tracked": 8_000}}
+               "postgresql": {"ordered": 5_000, "tracked": 3_000}}
 PEERS = {"redis": "Redis+Lua", "postgresql": "PostgreSQL"}
 
 _LUA_ONE = """
