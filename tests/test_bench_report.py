@@ -106,7 +106,8 @@ def test_warnings_flag_a_disturbed_run(run):
     disturbed["disturbance"]["blocks"]["uniform"].update(other_cpu_s=5.0, other_share=0.6, steal_s=0.0,
                                                          steal_share=0.0)
     text = "\n".join(warnings(disturbed))
-    assert "2 threads slower than 1" in text and "112%" in text and "other processes took 5.0 CPU s" in text
+    assert "slower on more threads than on fewer" in text and "uniform cython concurrent 2 vs 1 (0.40x)" in text
+    assert "112%" in text and "other processes took 5.0 CPU s" in text
     del two
 
 

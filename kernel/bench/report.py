@@ -37,7 +37,11 @@ COLOURS = {"cython": "#0072B2", "numba": "#E69F00", "reference": "#009E73", "C s
 EXTRA_COLOURS = ["#56B4E9", "#F0E442", "#882255", "#117733"]
 MODE_STYLE = {"concurrent": {"marker": "circle", "dash": "", "fill": "solid"},
               "ordered": {"marker": "square", "dash": "7,4", "fill": "hatch"},
-              "tracked": {"marker": "triangle", "dash": "2,3", "fill": "hollow"}}
+              "tracked": {"marker": "triangle", "dash": "2,3", "fill": "hollow"},
+              # Latency curves of the open loop, one style per offered rate.
+              "open-0": {"marker": "triangle", "dash": "2,3", "fill": "hollow"},
+              "open-1": {"marker": "diamond", "dash": "9,3,2,3", "fill": "hollow"},
+              "open-2": {"marker": "down", "dash": "1,4", "fill": "solid"}}
 
 
 # ------------------------------------------------------------------ numbers
@@ -304,8 +308,11 @@ def _marker(x, y, mode, colour, r=4.5, title=""):
     common = f'fill="{fill}" stroke="{colour}" stroke-width="1.8"'
     if style["marker"] == "square":
         return f'<rect x="{x - r:.1f}" y="{y - r:.1f}" width="{2 * r:.1f}" height="{2 * r:.1f}" {common}>{t}</rect>'
-    if style["marker"] == "triangle":
-        pts = f"{x:.1f},{y - r - 1:.1f} {x - r - 1:.1f},{y + r:.1f} {x + r + 1:.1f},{y + r:.1f}"
+    if style["marker"] in ("triangle", "down", "diamond"):
+        s = -1 if style["marker"] == "down" else 1
+        pts = f"{x:.1f},{y - s * (r + 1):.1f} {x - r - 1:.1f},{y + s * r:.1f} {x + r + 1:.1f},{y + s * r:.1f}"
+        if style["marker"] == "diamond":
+            pts = f"{x:.1f},{y - r - 1:.1f} {x + r + 1:.1f},{y:.1f} {x:.1f},{y + r + 1:.1f} {x - r - 1:.1f},{y:.1f}"
         return f'<polygon points="{pts}" {common}>{t}</polygon>'
     return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" {common}>{t}</circle>'
 
@@ -548,10 +555,11 @@ def _latency_label(p):
     return f"{p['backend']} closed loop, {p['threads']} thread{'s' if p['threads'] > 1 else ''}"
 
 
-def _latency_mode(p):
-    # Line style: closed loop 1 thread solid, closed loop N threads dashed, open loop dotted.
+def _latency_mode(p, fractions):
+    # Line style: closed loop 1 thread solid, closed loop N threads dashed,
+    # each open-loop rate its own dotted style and marker.
     if p["kind"] == "open":
-        return "tracked"
+        return f"open-{min(2, sorted(fractions).index(p['fraction']))}"
     return "concurrent" if p["threads"] == 1 else "ordered"
 
 
@@ -568,7 +576,9 @@ def latency_section(run):
     rows = [[_latency_label(p), f"{p['calls']:,}",
              fmt_rate(p.get("calls_per_s") or p.get("achieved_per_s")), *_pcols(p["histogram"]),
              str(p.get("sent_late", "-"))] for p in per_call]
-    chart = latency_chart([(_latency_label(p), p["backend"], _latency_mode(p), p["histogram"]) for p in per_call],
+    fractions = sorted({p["fraction"] for p in per_call if p["kind"] == "open"})
+    chart = latency_chart([(_latency_label(p), p["backend"], _latency_mode(p, fractions), p["histogram"])
+                           for p in per_call],
                           "reserve_one latency percentiles")
     brows = [[b["workload"], b["backend"], b["mode"], f"{b['batches']:,} x {b['batch_orders']:,}",
               *_pcols(b["histogram"])] for b in lat["batch"]]
@@ -578,8 +588,8 @@ def latency_section(run):
         "back. Open loop: one sender at a fixed offered rate (a fraction of the 1-thread closed-loop rate), "
         "latency measured from each call's intended send time, so a stall also counts against the calls queued "
         "behind it (no coordinated omission). Recorded in HdrHistogram-style buckets (at most 0.8% relative "
-        "error). Line style: solid closed loop 1 thread, dashed closed loop several threads, dotted open "
-        "loop.</p>", chart,
+        "error). Line style: solid closed loop 1 thread, dashed closed loop several threads, dotted (a "
+        "marker per offered rate) open loop.</p>", chart,
         _table(["reserve_one", "calls", "calls/s", "p50", "p99", "p99.9", "max", "sent late"], rows, 1),
         '<p class="note">Per batch: the workload served as consecutive batches on one inventory (as a service '
         "batching its requests would), each <code>inv.reserve(batch)</code> timed and checked.</p>",
@@ -647,7 +657,7 @@ def _disturbance_rows(run):
 
 def _peer_rows(run):
     return [[m["workload"], m["backend"], m["mode"], f"{m['n_orders']:,}", fmt_rate(m["orders_per_s"]),
-             fmt_rate(m["accepted_per_s"]), _spread(m), m["note"]] for m in _ms(run, "peer")]
+             fmt_rate(m["accepted_per_s"]), _spread(m)] for m in _ms(run, "peer")]
 
 
 def html_report(run):
@@ -689,9 +699,9 @@ def html_report(run):
         f'<div class="charts">{charts}</div>',
         latency_section(run),
         '<h2 id="peers">Peers</h2>', peer_notes or '<p class="note">No peers requested.</p>',
-        _table(["workload", "peer", "mode", "orders", "decided/s", "accepted/s", "spread", "notes"], _peer_rows(run), 3)
+        _table(["workload", "peer", "mode", "orders per run", "decided/s", "accepted/s", "spread"], _peer_rows(run), 3)
         if _peer_rows(run) else "",
-        '<h2 id="machine">Machine</h2>', _table(["", ""], _machine_rows(run)),
+        '<h2 id="machine">Machine</h2>', _table(["what", "value"], _machine_rows(run)),
         "<details><summary>Load during the run (other processes' CPU time, steal)</summary>",
         _table(["workload block", "wall", "other processes' CPU", "steal", "load average"], _disturbance_rows(run), 1),
         "</details>",

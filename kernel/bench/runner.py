@@ -433,18 +433,19 @@ def warnings(run):
             out.append(f"{name}: the hypervisor stole {b['steal_s']:.1f} CPU s ({b['steal_share']:.0%}) "
                        "while it was timed.")
     ms = run["measurements"]
-    wide = [m for m in ms if m["kind"] != "peer" and m["spread"]["relative_range"] > SPREAD_WARN]
+    wide = sorted((m for m in ms if m["kind"] != "peer" and m["spread"]["relative_range"] > SPREAD_WARN),
+                  key=lambda m: -m["spread"]["relative_range"])
     if wide:
-        cells = ", ".join(f"{m['workload']} {m['backend']} {m['mode']} x{m['threads_label']} "
-                          f"({m['spread']['relative_range']:.0%})" for m in wide)
+        worst = ", ".join(f"{m['workload']} {m['backend']} {m['mode']} x{m['threads_label']} "
+                          f"({m['spread']['relative_range']:.0%})" for m in wide[:5])
         out.append(f"{len(wide)} of {len(ms)} cells have round times spread over {SPREAD_WARN:.0%} of their "
-                   f"median: {cells}.")
-    for key, pts in run["scaling"].items():
-        for a, b in zip(pts, pts[1:]):
-            if b["ran_on"] > a["ran_on"] and b["orders_per_s"] < a["orders_per_s"]:
-                out.append(f"{key.replace('/', ' ')}: {b['ran_on']} threads slower than {a['ran_on']} "
-                           f"({b['orders_per_s'] / a['orders_per_s']:.2f}x): contention, or another job "
-                           "on the machine.")
+                   f"median; the widest: {worst} (every cell's spread is in the table of all cells).")
+    slower = [f"{key.replace('/', ' ')} {b['ran_on']} vs {a['ran_on']} ({b['orders_per_s'] / a['orders_per_s']:.2f}x)"
+              for key, pts in run["scaling"].items() for a, b in zip(pts, pts[1:])
+              if b["ran_on"] > a["ran_on"] and b["orders_per_s"] < a["orders_per_s"]]
+    if slower:
+        out.append(f"{len(slower)} cells ran slower on more threads than on fewer (contention, or another job on "
+                   f"the machine): {', '.join(slower)}.")
     short = [m for m in ms if m["kind"] != "peer" and run["config"]["min_round_s"] > 0
              and m["round_seconds"] < 0.5 * run["config"]["min_round_s"]]
     if short:
