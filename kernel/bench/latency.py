@@ -101,7 +101,7 @@ class Histogram:
         need more samples than were taken (p99.99 of 1,000) are left out."""
         out = {"count": self.count}
         for p in PERCENTILES:
-            if self.count >= 100 / (100 - p):
+            if self.count * (100 - p) >= 100 - 1e-9:  # enough samples for this percentile
                 out[f"p{p:g}"] = self.percentile(p)
         out["max"] = self.max
         return out
@@ -221,7 +221,7 @@ def open_loop_latency(backend, rate, calls=50_000):
 
 
 def measure_all(cases, backends, progress=None, calls=50_000, threads=(1, 2), open_fractions=(0.1, 0.5, 0.9),
-                batch_orders=1000, max_batches=300, batch_threads=None):
+                batch_orders=1000, max_batches=1000, batch_threads=None):
     """Every latency figure of a run (compiled backends only).
 
     ``open_fractions``: offered rates as fractions of the single-thread
