@@ -83,3 +83,10 @@ def test_a_wrong_c_result_is_an_error():
     stock[0] += 1
     with pytest.raises(InvariantViolation, match="conservation"):
         cell.check(stock)
+
+
+def test_no_compiler_is_a_clear_note(monkeypatch):
+    monkeypatch.setattr(cloops, "_LOADED", {})
+    monkeypatch.setenv("CC", "no-such-compiler-here")
+    lib, note = cloops.load()
+    assert lib is None and "no C compiler" in note and "install gcc" in note

@@ -16,6 +16,7 @@ directory with ``cc -O3 -march=native -fopenmp``; without a compiler the
 loops are left out and :func:`load` says why.
 """
 
+import atexit
 import ctypes
 import os
 import shutil
@@ -93,7 +94,9 @@ def load():
     if shutil.which(cc) is None:
         note = f"C loops skipped: no C compiler ({cc!r} not found; install gcc, e.g. apt-get install gcc)"
     else:
-        out = Path(tempfile.mkdtemp(prefix="kernel-cloops-")) / "cloops.so"
+        folder = tempfile.mkdtemp(prefix="kernel-cloops-")
+        atexit.register(shutil.rmtree, folder, True)
+        out = Path(folder) / "cloops.so"
         cmd = [cc, *CFLAGS, *sources, "-o", str(out)]
         try:
             subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
