@@ -193,9 +193,10 @@ def test_compare_gives_a_verdict_only_beyond_the_spread(run, tmp_path, capsys):
     new["measurements"][0]["orders_per_s"] *= 2.0    # beyond 10%: faster
     new["measurements"][1]["orders_per_s"] *= 1.05   # within 10%: no verdict
     new["measurements"][2]["orders_per_s"] /= 1.5    # slower
+    new["measurements"][3]["n_orders"] += 1          # not the same batch: no verdict
     rows, only_old, only_new = compare.compare(old, new)
-    assert [r["verdict"] for r in rows[:3]] == ["faster", "within noise", "slower"]
-    assert all(r["verdict"] == "within noise" for r in rows[3:])
+    assert [r["verdict"] for r in rows[:4]] == ["faster", "within noise", "slower", "different size"]
+    assert all(r["verdict"] == "within noise" for r in rows[4:])
     assert rows[0]["ratio"] == pytest.approx(2.0) and not only_old and not only_new
     (tmp_path / "old.json").write_text(json.dumps(old))
     (tmp_path / "new.json").write_text(json.dumps(new))

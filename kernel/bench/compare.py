@@ -6,8 +6,11 @@ For every cell present in both runs (workload, backend, mode, threads) it
 prints the ratio of the new median decided orders/s to the old one and a
 noise estimate: the larger of the two cells' relative round-time spreads
 ((max - min) / median).  A verdict ("faster" / "slower") is given only when
-the change is beyond that noise; otherwise "within noise".  Cells found in
-only one run are listed.  ``--csv`` writes the same rows as CSV.
+the change is beyond that noise; otherwise "within noise" ("different
+size" where the two cells timed different batch sizes).  Cells found in only
+one run are listed, and a note says when either run was disturbed by other
+processes (the within-run spread does not cover that).  ``--csv`` writes the
+same rows as CSV.
 """
 
 import argparse
@@ -33,7 +36,9 @@ def compare(old, new):
         mo, mn = a[key], b[key]
         ratio = mn["orders_per_s"] / mo["orders_per_s"]
         noise = max(mo["spread"]["relative_range"], mn["spread"]["relative_range"])
-        if abs(math.log(ratio)) <= math.log1p(noise):
+        if mo["n_orders"] != mn["n_orders"]:
+            verdict = "different size"
+        elif abs(math.log(ratio)) <= math.log1p(noise):
             verdict = "within noise"
         else:
             verdict = "faster" if ratio > 1 else "slower"
@@ -41,6 +46,13 @@ def compare(old, new):
                      "old_orders_per_s": mo["orders_per_s"], "new_orders_per_s": mn["orders_per_s"],
                      "ratio": ratio, "noise": noise, "verdict": verdict})
     return rows, [k for k in a if k not in b], [k for k in b if k not in a]
+
+
+def _load(run):
+    """The largest share of the machine other processes took during a workload block, or None."""
+    shares = [b.get("other_share") for b in run.get("disturbance", {}).get("blocks", {}).values()]
+    shares = [x for x in shares if x is not None]
+    return max(shares) if shares else None
 
 
 def _provenance(run):
@@ -65,6 +77,11 @@ def main(argv=None):
     print(f"old: {_provenance(old)}\nnew: {_provenance(new)}")
     if old["config"]["scale"] != new["config"]["scale"]:
         print("NOTE: the runs used different scales; ratios compare different batch sizes.")
+    loads = [_load(old), _load(new)]
+    if any(x is not None and x > 0.10 for x in loads):
+        print(f"NOTE: other processes took up to {loads[0] or 0:.0%} (old) and {loads[1] or 0:.0%} (new) of the "
+              "machine while the runs were timed: the spread within a run does not cover that, so a verdict may "
+              "reflect the load rather than the code. Compare runs made on a quiet machine.")
     print(f"{'workload':<12} {'backend':<10} {'mode':<10} {'thr':>3} {'old/s':>9} {'new/s':>9} {'new/old':>8} "
           f"{'noise':>6}  verdict")
     from .report import fmt_rate
@@ -75,9 +92,10 @@ def main(argv=None):
     for label, keys in (("only in old", only_old), ("only in new", only_new)):
         if keys:
             print(f"{label}: " + ", ".join("/".join(map(str, k)) for k in keys))
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("faster", "slower", "within noise")}
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("faster", "slower", "within noise", "different size")}
     print(f"{len(rows)} cells compared: {counts['faster']} faster, {counts['slower']} slower, "
-          f"{counts['within noise']} within noise (noise: the larger relative round-time spread of the two).")
+          f"{counts['within noise']} within noise, {counts['different size']} of different sizes (noise: the larger "
+          "relative round-time spread of the two).")
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["workload"])
