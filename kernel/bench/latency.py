@@ -220,7 +220,7 @@ def open_loop_latency(backend, rate, calls=50_000):
             "achieved_per_s": calls / wall, "sent_late": late, "histogram": Histogram().record(lat).as_dict()}
 
 
-def measure_all(cases, backends, progress=None, calls=50_000, threads=(1, 2), open_fractions=(0.1, 0.5, 0.9),
+def measure_all(cases, backends, progress=None, calls=50_000, threads=(1, 2, 4), open_fractions=(0.1, 0.5, 0.9),
                 batch_orders=1000, max_batches=1000, batch_threads=None):
     """Every latency figure of a run (compiled backends only).
 

@@ -38,7 +38,8 @@ EXTRA_COLOURS = ["#56B4E9", "#F0E442", "#882255", "#117733"]
 MODE_STYLE = {"concurrent": {"marker": "circle", "dash": "", "fill": "solid"},
               "ordered": {"marker": "square", "dash": "7,4", "fill": "hatch"},
               "tracked": {"marker": "triangle", "dash": "2,3", "fill": "hollow"},
-              # Latency curves of the open loop, one style per offered rate.
+              # Latency curves: closed loop on more threads, and one style per open-loop rate.
+              "closed-2": {"marker": "square", "dash": "12,4", "fill": "hollow"},
               "open-0": {"marker": "triangle", "dash": "2,3", "fill": "hollow"},
               "open-1": {"marker": "diamond", "dash": "9,3,2,3", "fill": "hollow"},
               "open-2": {"marker": "down", "dash": "1,4", "fill": "solid"}}
@@ -555,12 +556,12 @@ def _latency_label(p):
     return f"{p['backend']} closed loop, {p['threads']} thread{'s' if p['threads'] > 1 else ''}"
 
 
-def _latency_mode(p, fractions):
-    # Line style: closed loop 1 thread solid, closed loop N threads dashed,
-    # each open-loop rate its own dotted style and marker.
+def _latency_mode(p, fractions, thread_counts):
+    # Line style: closed loop 1 thread solid, more threads dashed (a style per
+    # count), each open-loop rate its own dotted style and marker.
     if p["kind"] == "open":
         return f"open-{min(2, sorted(fractions).index(p['fraction']))}"
-    return "concurrent" if p["threads"] == 1 else "ordered"
+    return ("concurrent", "ordered", "closed-2")[min(2, sorted(thread_counts).index(p["threads"]))]
 
 
 def _pcols(summ):
@@ -577,7 +578,8 @@ def latency_section(run):
              fmt_rate(p.get("calls_per_s") or p.get("achieved_per_s")), *_pcols(p["histogram"]),
              str(p.get("sent_late", "-"))] for p in per_call]
     fractions = sorted({p["fraction"] for p in per_call if p["kind"] == "open"})
-    chart = latency_chart([(_latency_label(p), p["backend"], _latency_mode(p, fractions), p["histogram"])
+    counts = sorted({p["threads"] for p in per_call if p["kind"] == "closed"})
+    chart = latency_chart([(_latency_label(p), p["backend"], _latency_mode(p, fractions, counts), p["histogram"])
                            for p in per_call],
                           "reserve_one latency percentiles")
     brows = [[b["workload"], b["backend"], b["mode"], f"{b['batches']:,} x {b['batch_orders']:,}",
