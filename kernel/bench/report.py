@@ -522,7 +522,6 @@ def latency_chart(series, title, width=1100):
     left, right = 70, 15
     plot_w = width - left - right
     legend, legend_h = _legend_box(left + 6, 8, entries, plot_w - 12)
-    legend_w = plot_w
     top, plot_h = 8 + legend_h + 10, 300
     points = _NINES + [(None, "max")]
     x_of = lambda i: left + 30 + (plot_w - 60) * i / (len(points) - 1)  # noqa: E731
@@ -544,7 +543,6 @@ def latency_chart(series, title, width=1100):
     out.append(_text(left + plot_w / 2, top + plot_h + 32, "percentile (each step: 10x rarer)", size=12))
     out.append(_text(16, top + plot_h / 2, "latency (log scale)", size=12,
                      extra=f'transform="rotate(-90 16 {top + plot_h / 2:.1f})"'))
-    del legend_w
     out += legend
     return _svg(width, top + plot_h + 40, out, title)
 
@@ -684,8 +682,9 @@ def html_report(run):
         f'<p class="note">{E(_config_line(run))}</p>',
         '<h2 id="summary">Summary</h2>',
         '<p class="note">Best accepted orders/s of each backend over the thread counts (threads it ran on), the '
-        "best hand-written C loop meeting the same mode's guarantee, the peers measured in this run on the same "
-        "workload shape, then the best kernel cell's ratios.</p>",
+        "best hand-written C loop meeting the same mode's guarantee, the peers measured in this run on this "
+        "machine on the same workload shape (\"x Redis+Lua\": how many times the orders/s of what one would "
+        "use today), then the best kernel cell's ratios.</p>",
         _table(header, rows, 2, "summary"),
         "".join(f"<div class=para>{p}</div>" for p in summary_paragraphs(run)),
         warn_html,
