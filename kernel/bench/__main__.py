@@ -66,7 +66,7 @@ def parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(__doc__.splitlines()[1:]))
     p.add_argument("--workloads", type=_choices("workloads", list(WORKLOADS)), default=list(WORKLOADS),
-                   help="comma-separated registry names (default: all)")
+                   help=f"comma-separated, from: {', '.join(WORKLOADS)} (default: all)")
     p.add_argument("--backends", type=_choices("backends", available_backends()), default=available_backends(),
                    help="comma-separated (default: every available backend)")
     p.add_argument("--modes", type=_choices("modes", list(MODES)), default=list(MODES),

@@ -25,7 +25,7 @@ import numpy as np
 from ..inventory import Inventory
 from ..invariants import check_run, check_tracked
 from ..orders import OrderBatch
-from ..tracking import OrderState
+from ..codes import OrderState
 
 __all__ = ["Histogram", "batch_latency", "reserve_one_latency", "open_loop_latency", "measure_all",
            "PERCENTILES"]
