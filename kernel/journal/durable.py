@@ -1,0 +1,315 @@
+"""``DurableInventory``: an :class:`~kernel.Inventory` whose every
+state-changing call is journaled before it is acknowledged.
+
+Each such call holds the journal's lock from before its kernel runs until
+its record (the after-image of the words it changed,
+:mod:`kernel.journal.effects`) is appended; then, outside the lock, it waits
+until the record is durable (group commit, :mod:`kernel.journal.writer`).
+The kernels still run on every thread a call asks for; what the lock
+serializes is calls, so the journal's order is the order the calls changed
+the state in.  A call that changes nothing (a duplicate id, a refused
+argument) still waits until everything it may have seen is durable, so no
+answer depends on a call that a crash could take back.
+"""
+
+import os
+import shutil
+
+import numpy as np
+
+from .. import reference as spec
+from ..inventory import Inventory
+from ..state import Block
+from ..status import Status
+from . import effects
+from .records import OP_CODES, JournalError, fsync_directory, layout_crc, segment_first_seq
+from .recovery import recover, repair, write_marker
+from .snapshot import snapshot_seq, write_snapshot
+from .writer import POLICIES, JournalFailed, SegmentWriter
+
+__all__ = ["DurableInventory", "create_durable", "open_durable"]
+
+
+class DurableInventory(Inventory):
+    """An inventory whose state lives in memory and in a journal directory.
+
+    Made by :meth:`kernel.Inventory.create_durable` and
+    :meth:`kernel.Inventory.open_durable`; every method of
+    :class:`~kernel.Inventory` works, and returns only once its effects are
+    durable (``fsync="batch"``).
+
+    Notes
+    -----
+    Failure is fail-stop: if a record cannot be written or synced, the call
+    raises :class:`kernel.journal.JournalFailed` (its effects were applied in
+    memory but are not acknowledged), and every later call raises it too.
+    :meth:`~kernel.Inventory.open_durable` rebuilds the state from the
+    journal, which holds every acknowledged call.
+    """
+
+    # ------------------------------------------------------------ plumbing
+    def _check_open(self):
+        super()._check_open()
+        self._journal.check()
+
+    def _journaled(self, op, call, capture, before=None, aux=0):
+        """Run ``call`` and append the record ``capture(result, before)``
+        makes, under the lock; wait for it outside the lock."""
+        journal = self._journal
+        with journal.lock:
+            self._check_open()
+            seen = before() if before is not None else None
+            result = call()  # raises before changing anything on bad input
+            # The kernel has run: from here, failing to journal is fail-stop.
+            try:
+                record = capture(result, seen)
+                seq = journal.append(OP_CODES[op], record, aux) if record is not None else journal.last_seq
+            except JournalFailed:
+                raise
+            except BaseException as error:
+                journal.fail(error, journal._offset)
+        journal.wait(seq)
+        return result
+
+    def _arrays(self):
+        return {name: getattr(self, "_" + name) for name in self._block.layout.offsets}
+
+    def _cursor(self):
+        return int(self._counters[spec.FILL_CURSOR])
+
+    # ------------------------------------------------------------- writes
+    def reserve(self, orders, *, ordered=False, threads=None, hold_until=None):
+        call = lambda: Inventory.reserve(self, orders, ordered=ordered, threads=threads, hold_until=hold_until)
+        if self.tracks_orders:
+            def capture(result, cursor):
+                if orders.n_orders == 0:
+                    return None
+                return effects.reserve_tracked(self._arrays(), np.asarray(orders.order_id, dtype=np.int64),
+                                               orders.user_id, orders.sku, orders.line_order, cursor)
+            return self._journaled("reserve", call, capture, self._cursor, aux=orders.n_orders)
+        capture = lambda result, _: effects.stock_only(self._arrays(), result.fills.offer, counters=True)
+        return self._journaled("reserve", call, capture, aux=getattr(orders, "n_orders", 0))
+
+    def release(self, orders, result, *, threads=None):
+        capture = lambda _, __: effects.stock_only(self._arrays(), result.fills.offer)
+        return self._journaled("release", lambda: Inventory.release(self, orders, result, threads=threads), capture)
+
+    def reserve_one(self, sku, qty=1, *, order_id, user_id=0, max_price=None, hold_until=None):
+        def capture(status, cursor):
+            if status == Status.DUPLICATE or (status == Status.CANCELLED and self._cursor() == cursor):
+                return None  # the kernel answered from the table: nothing changed
+            return effects.reserve_one(self._arrays(), int(order_id), int(user_id), int(sku), cursor)
+        call = lambda: Inventory.reserve_one(self, sku, qty, order_id=order_id, user_id=user_id,
+                                             max_price=max_price, hold_until=hold_until)
+        return self._journaled("reserve_one", call, capture, self._cursor, aux=1)
+
+    def confirm(self, order_ids, *, threads=None):
+        capture = lambda outcome, _: effects.rows(self._arrays(), np.atleast_1d(np.asarray(order_ids, np.int64)))
+        return self._journaled("confirm", lambda: Inventory.confirm(self, order_ids, threads=threads), capture,
+                               aux=int(np.size(order_ids)))
+
+    def cancel(self, order_ids, *, threads=None):
+        def capture(outcome, _):
+            ids = np.atleast_1d(np.asarray(order_ids, np.int64))
+            return effects.rows_and_fills(self._arrays(), _slots(self, ids))
+        return self._journaled("cancel", lambda: Inventory.cancel(self, order_ids, threads=threads), capture,
+                               aux=int(np.size(order_ids)))
+
+    def expire(self, now, *, threads=None):
+        capture = lambda expired, _: (effects.rows_and_fills(self._arrays(), _slots(self, expired))
+                                      if expired.size else None)
+        return self._journaled("expire", lambda: Inventory.expire(self, now, threads=threads), capture,
+                               aux=int(now) if isinstance(now, (int, np.integer)) else 0)
+
+    def recover(self):
+        capture = lambda count, slots: effects.rows_and_fills(self._arrays(), slots) if count else None
+        before = lambda: effects.unfinished_slots(self._arrays()) if self.tracks_orders else None
+        return self._journaled("recover", lambda: Inventory.recover(self), capture, before)
+
+    def restock(self, offer, qty, *, threads=None):
+        capture = lambda _, __: effects.stock_only(self._arrays(), np.atleast_1d(np.asarray(offer, np.int64)))
+        return self._journaled("restock", lambda: Inventory.restock(self, offer, qty, threads=threads), capture)
+
+    # -------------------------------------------------------------- reads
+    def _wait_seen(self):
+        """Reads answer only from durable state: wait for what was appended."""
+        self._journal.wait(self._journal.last_seq)
+
+    def state_of(self, order_ids):
+        self._check_open()
+        self._wait_seen()
+        return Inventory.state_of(self, order_ids)
+
+    def limit_used(self, user_ids, skus):
+        self._check_open()
+        self._wait_seen()
+        return Inventory.limit_used(self, user_ids, skus)
+
+    def state_arrays(self):
+        # Calls made through these arrays bypass the journal; only the facade's
+        # own uses (reserve_one's binding) may have them.
+        return Inventory.state_arrays(self)
+
+    # ---------------------------------------------------------- journal
+    @property
+    def directory(self):
+        """The journal directory."""
+        return self._block.where
+
+    @property
+    def fsync_policy(self):
+        return self._journal.policy
+
+    @property
+    def last_seq(self):
+        """Sequence number of the last record appended."""
+        return self._journal.last_seq
+
+    @property
+    def durable_seq(self):
+        """Sequence number of the last record known to be on disk."""
+        return self._journal.durable_seq
+
+    def journal_stats(self):
+        """``{"records", "durable", "fsyncs", "fsync_seconds", "bytes"}`` of this
+        process's journal writer since it opened."""
+        j = self._journal
+        return {"records": j.last_seq, "durable": j.durable_seq, "fsyncs": j.fsyncs,
+                "fsync_seconds": j.fsync_seconds, "bytes": j.bytes_written}
+
+    def sync(self):
+        """Make every record appended so far durable (for ``"interval"`` and
+        ``"none"``; a ``"batch"`` call is durable when it returns)."""
+        self._check_open()
+        self._journal.sync()
+
+    def checkpoint(self):
+        """Write a snapshot of the whole state and drop the journal before it.
+
+        The snapshot (temporary file, fsync, rename, directory fsync) holds
+        the state after the last record; a new segment starts after it, and
+        the segments and snapshots it makes unnecessary are removed.  Calls
+        wait while it runs (it copies the state block once).
+
+        Returns
+        -------
+        int
+            The sequence number the snapshot holds.
+        """
+        journal = self._journal
+        with journal.lock:
+            self._check_open()
+            journal.sync()
+            seq = journal.last_seq
+            try:
+                write_snapshot(self.directory, self._block.words, seq)
+                journal.rotate()
+            except OSError as error:
+                # The state itself is durable in the journal: only this
+                # checkpoint failed.  Nothing acknowledged is at risk.
+                raise JournalError(f"checkpoint of {self.directory!r} failed: {error}") from error
+            _drop_before(self.directory, seq)
+        return seq
+
+    def close(self):
+        """Sync and close the journal, then the state (the directory stays)."""
+        journal = getattr(self, "_journal", None)
+        if journal is not None:
+            try:
+                journal.close()
+            finally:
+                Inventory.close(self)
+
+    def __repr__(self):
+        return (f"DurableInventory({self.directory!r}, n_skus={self.n_skus}, n_offers={self.n_offers}, "
+                f"fsync={self.fsync_policy!r}, backend={self.backend!r})")
+
+
+def _slots(inv, ids):
+    from ..tracking import probe
+    return probe(inv._order_word, np.ascontiguousarray(ids, dtype=np.int64), spec.ID_MASK)
+
+
+def _drop_before(directory, seq):
+    """Remove the segments wholly at or before ``seq`` and older snapshots."""
+    removed = False
+    for name in os.listdir(directory):
+        first = segment_first_seq(name)
+        snap = snapshot_seq(name)
+        if (first is not None and first <= seq) or (snap is not None and snap < seq):
+            os.unlink(os.path.join(directory, name))
+            removed = True
+    if removed:
+        fsync_directory(directory)
+
+
+def _check_policy(fsync, interval_ms):
+    if fsync not in POLICIES:
+        raise ValueError(f"fsync must be one of {POLICIES}, got {fsync!r}")
+    if fsync == "interval" and (isinstance(interval_ms, bool) or not isinstance(interval_ms, (int, float))
+                                or not interval_ms > 0):
+        raise ValueError(f"interval_ms must be a positive number, got {interval_ms!r}")
+
+
+def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="auto", threads=None,
+                   max_orders=None, limit_per_user=None, max_user_skus=None, max_fills=None, fsync="batch",
+                   interval_ms=10):
+    """See :meth:`kernel.Inventory.create_durable`."""
+    _check_policy(fsync, interval_ms)
+    directory = os.fspath(directory)
+    if (stock is None) == (offers is None):
+        raise TypeError("give exactly one of stock or offers=(sku, qty, price)")
+    options = dict(backend=backend, threads=threads, max_orders=max_orders, limit_per_user=limit_per_user,
+                   max_user_skus=max_user_skus, max_fills=max_fills)
+    if stock is not None:
+        if n_skus is not None:
+            raise TypeError("n_skus: only with offers= (stock has one entry per SKU)")
+        base = Inventory(stock, **options)
+    else:
+        if not isinstance(offers, (tuple, list)) or len(offers) != 3:
+            raise TypeError("offers: must be a tuple (sku, qty, price)")
+        base = Inventory.from_offers(*offers, n_skus, **options)
+    made_directory = not os.path.exists(directory)
+    if not made_directory and (not os.path.isdir(directory) or os.listdir(directory)):
+        raise FileExistsError(f"directory: {directory!r} exists and is not an empty directory (open a durable "
+                              f"inventory with Inventory.open_durable)")
+    try:
+        if made_directory:
+            os.makedirs(directory)
+        write_snapshot(directory, base._block.words, 0)
+        block = Block(base._block.words, base._block.layout, "durable", directory)
+        writer = SegmentWriter(directory, 1, layout_crc(base._block.layout.header()), fsync, interval_ms)
+        write_marker(directory)  # last: before it, the directory is not an inventory
+    except BaseException:
+        if made_directory:
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            for name in os.listdir(directory) if os.path.isdir(directory) else ():
+                os.unlink(os.path.join(directory, name))
+        raise
+    return _bound(block, base._kernels, base.threads, writer)
+
+
+def open_durable(directory, *, backend="auto", threads=None, fsync="batch", interval_ms=10):
+    """See :meth:`kernel.Inventory.open_durable`."""
+    _check_policy(fsync, interval_ms)
+    found = recover(directory)
+    repair(found)
+    for name in os.listdir(found.directory):
+        if name.endswith(".tmp"):  # a snapshot or marker a crash cut short
+            os.unlink(os.path.join(found.directory, name))
+    block = Block(found.words, found.layout, "durable", found.directory)
+    writer = SegmentWriter(found.directory, found.last_seq + 1, layout_crc(found.layout.header()), fsync,
+                           interval_ms)
+    return _bound(block, backend, threads, writer)
+
+
+def _bound(block, backend, threads, writer):
+    inv = DurableInventory.__new__(DurableInventory)
+    inv._journal = writer
+    try:
+        inv._bind(block, backend, threads)
+    except BaseException:
+        writer.close()
+        raise
+    return inv

@@ -1,0 +1,286 @@
+"""Appending records to the newest segment, and making them durable.
+
+Policies (``fsync=``):
+
+``"batch"``
+    A call returns only once its record is on disk.  Records wait in memory;
+    the first caller to find no flush running becomes the leader: it takes
+    every record appended so far (its own and other threads'), writes them
+    with one ``write`` and one ``fdatasync``, then wakes the callers those
+    covered (a condition variable on the durable sequence number).  Callers
+    that arrive meanwhile queue for the next flush: group commit.
+``"interval"``
+    Each record is written (``write``, into the OS page cache) before its
+    call returns, and a background thread ``fdatasync``\\ s every
+    ``interval_ms``.  A killed process loses nothing; a power loss or OS crash
+    loses at most the calls acknowledged since the last completed
+    ``fdatasync``: those of the last ``interval_ms`` plus one ``fdatasync``.
+``"none"``
+    Written before the call returns, never synced except at ``checkpoint``
+    and ``close``: survives a killed process, not a power loss.
+
+Failure is fail-stop (as PostgreSQL does on an fsync error): once a write or
+sync fails, the file is cut back to what was last made durable (best
+effort), every waiting and later call raises :class:`JournalFailed`, and only
+:func:`kernel.journal.open_durable` (a rebuild from disk) goes on.
+"""
+
+import os
+import threading
+import time
+
+from .records import JournalError, encode, fsync_directory, segment_header, segment_name
+
+POLICIES = ("batch", "interval", "none")
+_WAIT_SLICE = 1.0  # seconds between re-checks of a wait (a failed leader wakes everyone anyway)
+
+
+class JournalFailed(JournalError):
+    """A record could not be made durable: the call that raised was not
+    acknowledged, and this inventory refuses every later call (reopen it with
+    ``open_durable``, which rebuilds from what the journal holds)."""
+
+
+class SegmentWriter:
+    """The newest segment of one journal directory, with its fsync policy.
+
+    ``lock`` serializes the state-changing calls of one inventory: a call
+    holds it from before its kernel runs until its record is appended, so
+    the journal's order is the order the calls changed the state in.  The
+    flush (write and fsync) runs outside it.
+    """
+
+    def __init__(self, directory, next_seq, block_crc, policy="batch", interval_ms=10):
+        if policy not in POLICIES:
+            raise ValueError(f"fsync must be one of {POLICIES}, got {policy!r}")
+        if policy == "interval":
+            if isinstance(interval_ms, bool) or not isinstance(interval_ms, (int, float)) or not interval_ms > 0:
+                raise ValueError(f"interval_ms must be a positive number, got {interval_ms!r}")
+        self.directory = directory
+        self.policy = policy
+        self.interval_ms = interval_ms
+        self.block_crc = block_crc
+        self.lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._pending = []           # batch: encoded records not yet written
+        self._appended = next_seq - 1  # last sequence number handed out
+        self._durable = next_seq - 1   # last sequence number known on disk
+        self._flushing = False       # a leader (or the flusher) is writing / syncing
+        self._failed = None
+        self._fd = None
+        self._durable_offset = 0     # file size at the last completed sync
+        self._offset = 0             # file size after the last completed write
+        self.fsyncs = 0
+        self.fsync_seconds = 0.0
+        self.bytes_written = 0
+        self._open_segment(next_seq)
+        self._stop = threading.Event()
+        self._flusher = None
+        if policy == "interval":
+            self._flusher = threading.Thread(target=self._flush_every, name="kernel-journal-flusher", daemon=True)
+            self._flusher.start()
+
+    # ----------------------------------------------------------- segments
+    def _open_segment(self, first_seq):
+        path = os.path.join(self.directory, segment_name(first_seq))
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            _write_all(fd, segment_header(first_seq, self.block_crc))
+            os.fsync(fd)
+            fsync_directory(self.directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self.segment = path
+        self.segment_first_seq = first_seq
+        self._offset = self._durable_offset = os.lseek(fd, 0, os.SEEK_END)
+
+    def rotate(self):
+        """Start a new segment at the next sequence number (with ``lock``
+        held and everything synced: at a checkpoint)."""
+        if self.segment_first_seq == self._appended + 1:
+            return  # nothing in the current one yet
+        self._hold_flush()
+        try:
+            old = self._fd
+            self._open_segment(self._appended + 1)
+            os.close(old)
+        finally:
+            self._release_flush()
+
+    # ----------------------------------------------------------- appending
+    @property
+    def failed(self):
+        return self._failed
+
+    @property
+    def last_seq(self):
+        return self._appended
+
+    @property
+    def durable_seq(self):
+        return self._durable
+
+    def check(self):
+        if self._failed is not None:
+            raise JournalFailed(f"journal {self.directory!r} failed earlier ({self._failed}); this inventory "
+                                f"refuses every call: reopen it with open_durable") from self._failed
+
+    def append(self, op, effects, aux=0):
+        """Append one record (``lock`` held); return its sequence number.
+        Under ``"interval"`` / ``"none"`` it is written before this returns."""
+        seq = self._appended + 1
+        data = encode(seq, op, effects, aux)
+        if self.policy == "batch":
+            with self._cond:
+                self._pending.append(data)
+                self._appended = seq
+            return seq
+        try:
+            _write_all(self._fd, data)
+        except OSError as error:
+            self.fail(error, self._offset)
+        with self._cond:  # the flusher reads both together
+            self._offset += len(data)
+            self._appended = seq
+        self.bytes_written += len(data)
+        return seq
+
+    def wait(self, seq, timeout=None):
+        """Return once record ``seq`` is durable (``"batch"``; a no-op for the
+        other policies), leading a group flush when none runs."""
+        if self.policy != "batch":
+            self.check()
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._durable < seq:
+                self.check()
+                if not self._flushing:
+                    self._lead_flush()
+                    continue
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"record {seq} not durable after {timeout} s")
+                self._cond.wait(_WAIT_SLICE)
+            self.check()
+
+    def sync(self):
+        """Make everything appended so far durable, whatever the policy."""
+        with self._cond:
+            while self._flushing:
+                self.check()
+                self._cond.wait(_WAIT_SLICE)
+            self.check()
+            self._lead_flush(force_sync=True)
+            self.check()
+
+    def _lead_flush(self, force_sync=False):
+        """Write what is pending and sync (called with ``_cond`` held, no
+        flush running; drops ``_cond`` during the I/O)."""
+        self._flushing = True
+        data, self._pending = self._pending, []
+        upto = self._appended
+        synced_offset = self._offset  # under "interval" / "none" everything up to here is written
+        self._cond.release()
+        error = None
+        try:
+            if data:
+                blob = b"".join(data)
+                try:
+                    _write_all(self._fd, blob)
+                except OSError as e:
+                    error = e
+                else:
+                    self._offset += len(blob)
+                    synced_offset = self._offset
+                    self.bytes_written += len(blob)
+            if error is None and (self.policy != "none" or force_sync):
+                started = time.perf_counter()
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as e:
+                    error = e
+                self.fsync_seconds += time.perf_counter() - started
+                self.fsyncs += 1
+        finally:
+            self._cond.acquire()
+            self._flushing = False
+            if error is None:
+                self._durable = max(self._durable, upto)
+                self._durable_offset = synced_offset
+            self._cond.notify_all()
+        if error is not None:
+            self._cond.release()
+            try:
+                self.fail(error, self._durable_offset)
+            except JournalFailed:
+                pass
+            finally:
+                self._cond.acquire()
+            self.check()
+
+    def fail(self, error, good_size):
+        """Fail-stop: remember ``error``, cut the segment back to
+        ``good_size`` (best effort: its tail held nothing acknowledged), wake
+        every waiter and raise :class:`JournalFailed`."""
+        with self._cond:
+            if self._failed is None:
+                self._failed = error
+            self._pending = []
+            self._cond.notify_all()
+        try:
+            os.ftruncate(self._fd, good_size)
+            os.fsync(self._fd)
+        except OSError:
+            pass  # a torn tail is cut off at the next open anyway
+        self.check()
+
+    # ----------------------------------------------------------- flushing
+    def _hold_flush(self):
+        with self._cond:
+            while self._flushing:
+                self._cond.wait(_WAIT_SLICE)
+            self._flushing = True
+
+    def _release_flush(self):
+        with self._cond:
+            self._flushing = False
+            self._cond.notify_all()
+
+    def _flush_every(self):
+        while not self._stop.wait(self.interval_ms / 1000.0):
+            with self._cond:
+                if self._failed is not None or self._fd is None:
+                    return
+                if self._flushing or self._durable == self._appended:
+                    continue
+                try:
+                    self._lead_flush()
+                except JournalFailed:
+                    return
+
+    def close(self):
+        """Sync and close the segment (what failed stays failed)."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=10)
+        if self._fd is None:
+            return
+        try:
+            if self._failed is None:
+                self.sync()
+        finally:
+            self._hold_flush()
+            try:
+                os.close(self._fd)
+                self._fd = None
+            finally:
+                self._release_flush()
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
