@@ -42,7 +42,7 @@ RECORD_MAGIC = 0x31314552  # b"RE11"
 RECORD_HEADER = struct.Struct("<IIQHHIq")
 SECTION_HEADER = struct.Struct("<BB6Bqq")
 SEGMENT_MAGIC = b"D11WAL\0\0"
-SEGMENT_HEADER = struct.Struct("<8sIIQII28x")  # magic, format, layout version, first seq, layout crc, crc
+SEGMENT_HEADER = struct.Struct("<8sIIQII32x")  # magic, format, layout version, first seq, layout crc, crc
 INDEXED, RANGE = 0, 1
 MAX_ARRAYS_PER_SECTION = 6
 
