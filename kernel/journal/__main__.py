@@ -1,4 +1,4 @@
-"""``python -m kernel.journal inspect|verify DIR``.
+"""``python -m kernel.journal inspect|verify DIR`` and ``bench``.
 
 ``inspect`` lists the snapshot, every segment (records, sequence numbers,
 bytes, operations, checksum status) and the last sequence number, without
@@ -51,9 +51,23 @@ def _check_state(found):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kernel.journal", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("inspect", "verify"))
-    parser.add_argument("directory")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("inspect", "verify"):
+        sub.add_parser(name).add_argument("directory")
+    bench = sub.add_parser("bench", help="durable vs plain tracked reserve; reserve_one from threads")
+    bench.add_argument("--workload", default="uniform")
+    bench.add_argument("--scale", type=float, default=0.1)
+    bench.add_argument("--backend", default="auto")
+    bench.add_argument("--batch-sizes", default="1000,10000,100000")
+    bench.add_argument("--policies", default="batch,interval,none")
+    bench.add_argument("--rounds", type=int, default=3)
+    bench.add_argument("--where", default=None, help="parent directory of the journals (a real disk)")
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        from .bench import main as bench_main
+        bench_main(args.workload, args.scale, args.backend, batch_sizes=[int(x) for x in args.batch_sizes.split(",")],
+                   policies=args.policies.split(","), rounds=args.rounds, where=args.where)
+        return 0
     try:
         found = recover(args.directory, apply=args.command == "verify")
     except (JournalError, OSError) as error:

@@ -44,8 +44,12 @@ def _stock(effects, arrays, offers):
     stock = arrays["stock"]
     if stock.size <= max(_WHOLE_STOCK, offers.size):
         effects.range(("stock",), 0, stock.size, arrays)
-    elif offers.size:
-        effects.indexed(("stock",), np.unique(offers), arrays)
+    elif offers.size > 64:
+        touched = np.zeros(stock.size, dtype=bool)  # distinct offers without a sort
+        touched[offers] = True
+        effects.indexed(("stock",), np.flatnonzero(touched), arrays)
+    else:
+        effects.indexed(("stock",), offers, arrays)  # repeats are harmless
 
 
 def _pairs(effects, arrays, users, skus):
@@ -54,7 +58,7 @@ def _pairs(effects, arrays, users, skus):
     capped = limit[skus] != spec.NO_LIMIT
     if capped.any():
         keys = users[capped] * limit.size + skus[capped] + 1
-        slots = probe(arrays["limit_key"], np.unique(keys))
+        slots = probe(arrays["limit_key"], keys)  # repeated pairs repeat a slot: harmless
         effects.indexed(PAIR, slots[slots >= 0], arrays)
 
 
@@ -108,7 +112,7 @@ def rows(arrays, ids):
 def rows_and_fills(arrays, slots):
     """cancel, expire, recover: rows that may have given their fills back."""
     effects = Effects()
-    slots = np.unique(slots[slots >= 0])
+    slots = slots[slots >= 0]
     effects.indexed(ROW, slots, arrays)
     starts, ends = arrays["order_fill_start"][slots], arrays["order_fill_end"][slots]
     lengths = np.maximum(ends - starts, 0)

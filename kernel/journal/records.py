@@ -16,8 +16,15 @@ is informational (the number of orders, or ``now`` of an expire).
 Section (``SECTION_HEADER.size`` = 24)::
 
     u8 kind  u8 k  u8 array[6]  i64 count  i64 start
-    kind INDEXED: i64 index[count], then i64 values[k][count]
-    kind RANGE:   i64 values[k][count] for words start .. start+count-1
+    kind INDEXED: vector index, then k vectors of values
+    kind RANGE:   k vectors of values for words start .. start+count-1
+
+Vector (frame of reference, so a record is about half the size of raw
+int64s, which is what an fsync has to move)::
+
+    i64 base  u8 width  7 pad bytes, then count values of ``width`` bytes
+    (0: every value is ``base``; 1, 2, 4: unsigned offsets from ``base``;
+    8: raw int64), padded to 8 bytes
 
 ``array`` holds up to six indexes into :data:`kernel.state.STATE_NAMES`; the
 ``k`` arrays of one section share the index (one row of the order table is
@@ -41,6 +48,8 @@ FORMAT_VERSION = 1
 RECORD_MAGIC = 0x31314552  # b"RE11"
 RECORD_HEADER = struct.Struct("<IIQHHIq")
 SECTION_HEADER = struct.Struct("<BB6Bqq")
+VECTOR_HEADER = struct.Struct("<qB7x")
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 SEGMENT_MAGIC = b"D11WAL\0\0"
 SEGMENT_HEADER = struct.Struct("<8sIIQII32x")  # magic, format, layout version, first seq, layout crc, crc
 INDEXED, RANGE = 0, 1
@@ -103,6 +112,35 @@ def read_segment_header(data, where):
     return first, block_crc
 
 
+def _vector(values):
+    """A vector's bytes (header, packed values, padding)."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    if values.size <= 8:  # tiny (reserve_one): packing would cost more than it saves
+        return VECTOR_HEADER.pack(0, 8) + values.tobytes()
+    low, high = int(values.min()), int(values.max())
+    span = high - low
+    if span == 0:
+        return VECTOR_HEADER.pack(low, 0)
+    width = 1 if span < 1 << 8 else 2 if span < 1 << 16 else 4 if span < 1 << 32 else 8
+    if width == 8:
+        return VECTOR_HEADER.pack(0, 8) + values.tobytes()
+    data = (values - low).astype(_UNSIGNED[width]).tobytes()  # in [0, span]: no overflow
+    return VECTOR_HEADER.pack(low, width) + data + bytes(-len(data) % 8)
+
+
+def _read_vector(data, at, count):
+    base, width = VECTOR_HEADER.unpack_from(data, at)
+    at += VECTOR_HEADER.size
+    if width == 0:
+        return np.full(count, base, dtype=np.int64), at
+    if width == 8:
+        return np.frombuffer(data, dtype=np.int64, count=count, offset=at), at + 8 * count
+    if width not in _UNSIGNED:
+        raise ValueError(f"vector width {width}")
+    values = np.frombuffer(data, dtype=_UNSIGNED[width], count=count, offset=at).astype(np.int64) + base
+    return values, at + width * count + (-width * count) % 8
+
+
 class Effects:
     """A record's payload being built: sections of after-images."""
 
@@ -110,27 +148,29 @@ class Effects:
         self.parts = []
         self.n_sections = 0
 
+    def _section(self, kind, names, count, start):
+        ids = [_ARRAY_ID[name] for name in names] + [0] * (MAX_ARRAYS_PER_SECTION - len(names))
+        self.parts.append(SECTION_HEADER.pack(kind, len(names), *ids, count, start))
+        self.n_sections += 1
+
     def indexed(self, names, index, arrays):
-        """The words ``index`` of each array in ``names`` (their current values)."""
+        """The words ``index`` of each array in ``names`` (their current
+        values; an index may repeat)."""
         index = np.ascontiguousarray(index, dtype=np.int64)
         if index.size == 0:
             return
-        ids = [_ARRAY_ID[name] for name in names] + [0] * (MAX_ARRAYS_PER_SECTION - len(names))
-        self.parts.append(SECTION_HEADER.pack(INDEXED, len(names), *ids, index.size, 0))
-        self.parts.append(index.tobytes())
+        self._section(INDEXED, names, index.size, 0)
+        self.parts.append(_vector(index))
         for name in names:
-            self.parts.append(arrays[name][index].tobytes())
-        self.n_sections += 1
+            self.parts.append(_vector(arrays[name][index]))
 
     def range(self, names, start, stop, arrays):
         """The words ``start:stop`` of each array in ``names``."""
         if stop <= start:
             return
-        ids = [_ARRAY_ID[name] for name in names] + [0] * (MAX_ARRAYS_PER_SECTION - len(names))
-        self.parts.append(SECTION_HEADER.pack(RANGE, len(names), *ids, stop - start, start))
+        self._section(RANGE, names, stop - start, start)
         for name in names:
-            self.parts.append(arrays[name][start:stop].tobytes())
-        self.n_sections += 1
+            self.parts.append(_vector(arrays[name][start:stop]))
 
 
 def encode(seq, op, effects, aux=0):
@@ -153,17 +193,20 @@ class Record:
         return RECORD_HEADER.size + len(self.payload)
 
     def sections(self):
-        """``(kind, array names, count, start, index or None, values[k][count])`` per section."""
+        """``(kind, array names, count, start, index or None, [values per array])`` per section."""
         data, at = self.payload, 0
         for _ in range(self.n_sections):
             kind, k, *ids, count, start = SECTION_HEADER.unpack_from(data, at)
             at += SECTION_HEADER.size
+            if kind not in (INDEXED, RANGE) or not 1 <= k <= MAX_ARRAYS_PER_SECTION or count < 0:
+                raise ValueError("bad section header")
             index = None
             if kind == INDEXED:
-                index = np.frombuffer(data, dtype=np.int64, count=count, offset=at)
-                at += 8 * count
-            values = np.frombuffer(data, dtype=np.int64, count=k * count, offset=at).reshape(k, count)
-            at += 8 * k * count
+                index, at = _read_vector(data, at, count)
+            values = []
+            for _ in range(k):
+                vector, at = _read_vector(data, at, count)
+                values.append(vector)
             yield kind, [STATE_NAMES[i] for i in ids[:k]], count, start, index, values
 
     def apply(self, arrays):
