@@ -364,7 +364,7 @@ class Inventory(OrderLifecycle):
     @classmethod
     def create_durable(cls, directory, stock=None, *, offers=None, n_skus=None, backend="auto", threads=None,
                        max_orders=None, limit_per_user=None, max_user_skus=None, max_fills=None, fsync="batch",
-                       interval_ms=10):
+                       interval_ms=10, shared=None):
         """A new inventory whose every state-changing call is journaled to
         ``directory`` before it returns (a write-ahead journal with group
         commit, and snapshots).
@@ -384,6 +384,11 @@ class Inventory(OrderLifecycle):
             ``"none"``: never synced but at :meth:`checkpoint` and close.
         interval_ms : float
             The sync period of ``"interval"``.
+        shared : str, optional
+            Keep the state in POSIX shared memory under this name, for
+            several processes (each opens it with ``open_durable(directory,
+            shared=name)``); their calls are serialized by a lock on the
+            journal and appended to one log.
 
         Returns
         -------
@@ -395,13 +400,15 @@ class Inventory(OrderLifecycle):
         from .journal import create_durable
         return create_durable(directory, stock, offers=offers, n_skus=n_skus, backend=backend, threads=threads,
                               max_orders=max_orders, limit_per_user=limit_per_user, max_user_skus=max_user_skus,
-                              max_fills=max_fills, fsync=fsync, interval_ms=interval_ms)
+                              max_fills=max_fills, fsync=fsync, interval_ms=interval_ms, shared=shared)
 
     @classmethod
-    def open_durable(cls, directory, *, backend="auto", threads=None, fsync="batch", interval_ms=10):
+    def open_durable(cls, directory, *, backend="auto", threads=None, fsync="batch", interval_ms=10, shared=None):
         """Reopen a durable inventory: load its newest valid snapshot, replay
         the journal after it (cutting off a record torn by a crash), and go
-        on appending.
+        on appending.  ``shared``: the shared-memory name given to
+        :meth:`create_durable`; a process attaches to the live segment if it
+        exists, else rebuilds it from disk.
 
         Raises
         ------
@@ -413,7 +420,8 @@ class Inventory(OrderLifecycle):
             missing segment.
         """
         from .journal import open_durable
-        return open_durable(directory, backend=backend, threads=threads, fsync=fsync, interval_ms=interval_ms)
+        return open_durable(directory, backend=backend, threads=threads, fsync=fsync, interval_ms=interval_ms,
+                            shared=shared)
     # --- end of journal hook ---
 
     @classmethod

@@ -19,13 +19,14 @@ import numpy as np
 
 from .. import reference as spec
 from ..inventory import Inventory
-from ..state import Block
+from ..state import Block, shm_path
 from ..status import Status
+from ..tracking import Outcome
 from . import effects
 from .records import OP_CODES, JournalError, fsync_directory, layout_crc, segment_first_seq
-from .recovery import recover, repair, write_marker
+from .recovery import check_directory, recover, repair, write_marker
 from .snapshot import snapshot_seq, write_snapshot
-from .writer import POLICIES, JournalFailed, SegmentWriter
+from .writer import LOCK_FILE, POLICIES, CallLock, JournalFailed, SegmentWriter
 
 __all__ = ["DurableInventory", "create_durable", "open_durable"]
 
@@ -53,8 +54,9 @@ class DurableInventory(Inventory):
         self._journal.check()
 
     def _journaled(self, op, call, capture, before=None, aux=0):
-        """Run ``call`` and append the record ``capture(result, before)``
-        makes, under the lock; wait for it outside the lock."""
+        """Run ``call``; ``capture(result, before())`` says what changed: None
+        (nothing) or a function making the record.  The record is appended
+        under the lock, and waited for outside it."""
         journal = self._journal
         with journal.lock:
             self._check_open()
@@ -62,8 +64,12 @@ class DurableInventory(Inventory):
             result = call()  # raises before changing anything on bad input
             # The kernel has run: from here, failing to journal is fail-stop.
             try:
-                record = capture(result, seen)
-                seq = journal.append(OP_CODES[op], record, aux) if record is not None else journal.last_seq
+                make = capture(result, seen)
+                if make is None:
+                    seq = journal.seen()
+                else:
+                    seq = journal.next_seq()
+                    journal.append(seq, OP_CODES[op], make(), aux)
             except JournalFailed:
                 raise
             except BaseException as error:
@@ -84,50 +90,55 @@ class DurableInventory(Inventory):
             def capture(result, cursor):
                 if orders.n_orders == 0:
                     return None
-                return effects.reserve_tracked(self._arrays(), np.asarray(orders.order_id, dtype=np.int64),
-                                               orders.user_id, orders.sku, orders.line_order, cursor)
+                return lambda: effects.reserve_tracked(self._arrays(), np.asarray(orders.order_id, dtype=np.int64),
+                                                       orders.user_id, orders.sku, orders.line_order, cursor)
             return self._journaled("reserve", call, capture, self._cursor, aux=orders.n_orders)
-        capture = lambda result, _: effects.stock_only(self._arrays(), result.fills.offer, counters=True)
+        capture = lambda result, _: lambda: effects.stock_only(self._arrays(), result.fills.offer)
         return self._journaled("reserve", call, capture, aux=getattr(orders, "n_orders", 0))
 
     def release(self, orders, result, *, threads=None):
-        capture = lambda _, __: effects.stock_only(self._arrays(), result.fills.offer)
+        capture = lambda _, __: lambda: effects.stock_only(self._arrays(), result.fills.offer)
         return self._journaled("release", lambda: Inventory.release(self, orders, result, threads=threads), capture)
 
     def reserve_one(self, sku, qty=1, *, order_id, user_id=0, max_price=None, hold_until=None):
         def capture(status, cursor):
             if status == Status.DUPLICATE or (status == Status.CANCELLED and self._cursor() == cursor):
                 return None  # the kernel answered from the table: nothing changed
-            return effects.reserve_one(self._arrays(), int(order_id), int(user_id), int(sku), cursor)
+            return lambda: effects.reserve_one(self._arrays(), int(order_id), int(user_id), int(sku), cursor)
         call = lambda: Inventory.reserve_one(self, sku, qty, order_id=order_id, user_id=user_id,
                                              max_price=max_price, hold_until=hold_until)
         return self._journaled("reserve_one", call, capture, self._cursor, aux=1)
 
     def confirm(self, order_ids, *, threads=None):
-        capture = lambda outcome, _: effects.rows(self._arrays(), np.atleast_1d(np.asarray(order_ids, np.int64)))
+        def capture(outcome, _):
+            if not (outcome == Outcome.DONE).any():
+                return None
+            return lambda: effects.rows(self._arrays(), np.atleast_1d(np.asarray(order_ids, np.int64)))
         return self._journaled("confirm", lambda: Inventory.confirm(self, order_ids, threads=threads), capture,
                                aux=int(np.size(order_ids)))
 
     def cancel(self, order_ids, *, threads=None):
         def capture(outcome, _):
+            if not np.isin(outcome, (Outcome.DONE, Outcome.REMEMBERED)).any():
+                return None
             ids = np.atleast_1d(np.asarray(order_ids, np.int64))
-            return effects.rows_and_fills(self._arrays(), _slots(self, ids))
+            return lambda: effects.rows_and_fills(self._arrays(), _slots(self, ids))
         return self._journaled("cancel", lambda: Inventory.cancel(self, order_ids, threads=threads), capture,
                                aux=int(np.size(order_ids)))
 
     def expire(self, now, *, threads=None):
-        capture = lambda expired, _: (effects.rows_and_fills(self._arrays(), _slots(self, expired))
+        capture = lambda expired, _: ((lambda: effects.rows_and_fills(self._arrays(), _slots(self, expired)))
                                       if expired.size else None)
         return self._journaled("expire", lambda: Inventory.expire(self, now, threads=threads), capture,
                                aux=int(now) if isinstance(now, (int, np.integer)) else 0)
 
     def recover(self):
-        capture = lambda count, slots: effects.rows_and_fills(self._arrays(), slots) if count else None
+        capture = lambda count, slots: (lambda: effects.rows_and_fills(self._arrays(), slots)) if count else None
         before = lambda: effects.unfinished_slots(self._arrays()) if self.tracks_orders else None
         return self._journaled("recover", lambda: Inventory.recover(self), capture, before)
 
     def restock(self, offer, qty, *, threads=None):
-        capture = lambda _, __: effects.stock_only(self._arrays(), np.atleast_1d(np.asarray(offer, np.int64)))
+        capture = lambda _, __: lambda: effects.stock_only(self._arrays(), np.atleast_1d(np.asarray(offer, np.int64)))
         return self._journaled("restock", lambda: Inventory.restock(self, offer, qty, threads=threads), capture)
 
     # -------------------------------------------------------------- reads
@@ -154,7 +165,7 @@ class DurableInventory(Inventory):
     @property
     def directory(self):
         """The journal directory."""
-        return self._block.where
+        return self._directory
 
     @property
     def fsync_policy(self):
@@ -199,6 +210,7 @@ class DurableInventory(Inventory):
         journal = self._journal
         with journal.lock:
             self._check_open()
+            journal.follow()  # shared: the segment every process appends to now
             journal.sync()
             seq = journal.last_seq
             try:
@@ -243,19 +255,32 @@ def _drop_before(directory, seq):
         fsync_directory(directory)
 
 
-def _check_policy(fsync, interval_ms):
+def _check_policy(fsync, interval_ms, shared, backend):
     if fsync not in POLICIES:
         raise ValueError(f"fsync must be one of {POLICIES}, got {fsync!r}")
     if fsync == "interval" and (isinstance(interval_ms, bool) or not isinstance(interval_ms, (int, float))
                                 or not interval_ms > 0):
         raise ValueError(f"interval_ms must be a positive number, got {interval_ms!r}")
+    if shared is not None:
+        shm_path(shared)  # checks the name
+        if backend == "reference":
+            raise ValueError("backend: 'reference' is the single-process spec; use a compiled backend for a shared "
+                             "durable inventory")
+
+
+def _into_shared(name, words, layout):
+    """A new shared segment holding ``words`` (magic last: attachable only when whole)."""
+    block = Block.create_shared(name, layout)
+    block.words[1:] = words[1:]
+    block.words[0] = words[0]
+    return block
 
 
 def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="auto", threads=None,
                    max_orders=None, limit_per_user=None, max_user_skus=None, max_fills=None, fsync="batch",
-                   interval_ms=10):
+                   interval_ms=10, shared=None):
     """See :meth:`kernel.Inventory.create_durable`."""
-    _check_policy(fsync, interval_ms)
+    _check_policy(fsync, interval_ms, shared, backend)
     directory = os.fspath(directory)
     if (stock is None) == (offers is None):
         raise TypeError("give exactly one of stock or offers=(sku, qty, price)")
@@ -273,40 +298,82 @@ def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="
     if not made_directory and (not os.path.isdir(directory) or os.listdir(directory)):
         raise FileExistsError(f"directory: {directory!r} exists and is not an empty directory (open a durable "
                               f"inventory with Inventory.open_durable)")
+    layout = base._block.layout
+    block = None
     try:
         if made_directory:
             os.makedirs(directory)
         write_snapshot(directory, base._block.words, 0)
-        block = Block(base._block.words, base._block.layout, "durable", directory)
-        writer = SegmentWriter(directory, 1, layout_crc(base._block.layout.header()), fsync, interval_ms)
+        if shared is None:
+            block = Block(base._block.words, layout, "durable", directory)
+        else:
+            block = _into_shared(shared, base._block.words, layout)
+        writer = SegmentWriter(directory, block.arrays()["counters"], layout_crc(layout.header()), fsync,
+                               interval_ms, shared=shared is not None)
         write_marker(directory)  # last: before it, the directory is not an inventory
     except BaseException:
+        if block is not None and shared is not None:
+            block.close()
+            block.unlink()
         if made_directory:
             shutil.rmtree(directory, ignore_errors=True)
         else:
             for name in os.listdir(directory) if os.path.isdir(directory) else ():
                 os.unlink(os.path.join(directory, name))
         raise
-    return _bound(block, base._kernels, base.threads, writer)
+    return _bound(block, base._kernels, base.threads, writer, directory)
 
 
-def open_durable(directory, *, backend="auto", threads=None, fsync="batch", interval_ms=10):
+def open_durable(directory, *, backend="auto", threads=None, fsync="batch", interval_ms=10, shared=None):
     """See :meth:`kernel.Inventory.open_durable`."""
-    _check_policy(fsync, interval_ms)
+    _check_policy(fsync, interval_ms, shared, backend)
+    if shared is None:
+        block, directory = _recovered(directory, None)
+        writer = SegmentWriter(directory, block.arrays()["counters"], layout_crc(block.layout.header()), fsync,
+                               interval_ms)
+        return _bound(block, backend, threads, writer, directory)
+    # Shared: attach to the live segment if there is one, else rebuild it
+    # from disk; one process at a time decides (the journal's lock).
+    directory = check_directory(directory)
+    gate = CallLock(os.path.join(directory, LOCK_FILE))
+    try:
+        with gate:
+            try:
+                block = Block.attach_shared(shared)
+                attach = True
+            except FileNotFoundError:
+                block, _ = _recovered(directory, shared)
+                attach = False
+            try:
+                writer = SegmentWriter(directory, block.arrays()["counters"], layout_crc(block.layout.header()),
+                                       fsync, interval_ms, shared=True, attach=attach)
+            except BaseException:
+                block.close()
+                if not attach:
+                    block.unlink()
+                raise
+    finally:
+        gate.close()
+    return _bound(block, backend, threads, writer, directory)
+
+
+def _recovered(directory, shared):
+    """The state rebuilt from ``directory`` (in a new shared segment
+    ``shared``, or private), its torn tail cut off."""
     found = recover(directory)
     repair(found)
     for name in os.listdir(found.directory):
         if name.endswith(".tmp"):  # a snapshot or marker a crash cut short
             os.unlink(os.path.join(found.directory, name))
-    block = Block(found.words, found.layout, "durable", found.directory)
-    writer = SegmentWriter(found.directory, found.last_seq + 1, layout_crc(found.layout.header()), fsync,
-                           interval_ms)
-    return _bound(block, backend, threads, writer)
+    if shared is None:
+        return Block(found.words, found.layout, "durable", found.directory), found.directory
+    return _into_shared(shared, found.words, found.layout), found.directory
 
 
-def _bound(block, backend, threads, writer):
+def _bound(block, backend, threads, writer, directory):
     inv = DurableInventory.__new__(DurableInventory)
     inv._journal = writer
+    inv._directory = directory
     try:
         inv._bind(block, backend, threads)
     except BaseException:

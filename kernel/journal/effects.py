@@ -1,6 +1,7 @@
 """Which state words each call changed: the payload of its record.
 
-Every function runs right after the kernel call, while the journal's lock
+Every record carries the counters (among them the record's own sequence
+number, ``JOURNAL_SEQ``).  Every function runs right after the kernel call, while the journal's lock
 keeps every other state-changing call of this inventory out, so the current
 value of a word is its value at this record's place in the sequence.  A
 record may carry words that did not change (their value is then the one
@@ -92,12 +93,11 @@ def reserve_one(arrays, order_id, user, sku, cursor_before):
     return effects
 
 
-def stock_only(arrays, offers, counters=False):
+def stock_only(arrays, offers):
     """reserve (untracked), release, restock."""
     effects = Effects()
     _stock(effects, arrays, np.asarray(offers, dtype=np.int64))
-    if counters:
-        _counters(effects, arrays)
+    _counters(effects, arrays)
     return effects
 
 
@@ -106,6 +106,7 @@ def rows(arrays, ids):
     effects = Effects()
     slots = probe(arrays["order_word"], ids, spec.ID_MASK)
     effects.indexed(ROW, slots[slots >= 0], arrays)
+    _counters(effects, arrays)
     return effects
 
 

@@ -19,16 +19,29 @@ Policies (``fsync=``):
     Written before the call returns, never synced except at ``checkpoint``
     and ``close``: survives a killed process, not a power loss.
 
+A shared durable inventory (state in POSIX shared memory, several
+processes) appends to one segment file: every process holds an ``O_APPEND``
+descriptor on it, and the call lock is also an ``flock`` on
+``DIR/journal.lock`` (released by the OS when its holder dies), so the
+sequence number (``counters[JOURNAL_SEQ]``, in the shared state) and the
+file order are the order the calls changed the state in.  Records are
+written before the lock is released (a killed process cannot take one with
+it), so any process's ``fdatasync`` makes every earlier record durable,
+whoever wrote it: a call that depends on another process's call (a confirm
+of its hold) is acknowledged only after that call's record is on disk.
+
 Failure is fail-stop (as PostgreSQL does on an fsync error): once a write or
 sync fails, the file is cut back to what was last made durable (best
 effort), every waiting and later call raises :class:`JournalFailed`, and only
 :func:`kernel.journal.open_durable` (a rebuild from disk) goes on.
 """
 
+import fcntl
 import os
 import threading
 import time
 
+from ..codes import JOURNAL_SEGMENT, JOURNAL_SEQ
 from .records import JournalError, encode, fsync_directory, segment_header, segment_name
 
 POLICIES = ("batch", "interval", "none")
@@ -41,30 +54,72 @@ class JournalFailed(JournalError):
     ``open_durable``, which rebuilds from what the journal holds)."""
 
 
-class SegmentWriter:
-    """The newest segment of one journal directory, with its fsync policy.
+class CallLock:
+    """Serializes the state-changing calls of an inventory: this process's
+    threads (a ``threading.Lock``) and, shared, every process (``flock``)."""
 
-    ``lock`` serializes the state-changing calls of one inventory: a call
-    holds it from before its kernel runs until its record is appended, so
-    the journal's order is the order the calls changed the state in.  The
-    flush (write and fsync) runs outside it.
+    def __init__(self, lock_path=None):
+        self._thread = threading.Lock()
+        self._fd = None if lock_path is None else os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self):
+        self._thread.acquire()
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread.release()
+                raise
+        return self
+
+    def __exit__(self, *exc):
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread.release()
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+LOCK_FILE = "journal.lock"
+
+
+class SegmentWriter:
+    """The segment being appended to, with its fsync policy.
+
+    ``lock`` serializes the state-changing calls: a call holds it from
+    before its kernel runs until its record is appended, so the journal's
+    order is the order the calls changed the state in.  The flush (write
+    and fsync) runs outside it.  ``counters`` is the state's counters array:
+    the sequence number lives there (``JOURNAL_SEQ``), so a snapshot and a
+    record carry it, and processes sharing the state share it.
+
+    ``attach=True`` (shared only): append to the segment the other
+    processes use (``counters[JOURNAL_SEGMENT]``) instead of starting one.
     """
 
-    def __init__(self, directory, next_seq, block_crc, policy="batch", interval_ms=10):
+    def __init__(self, directory, counters, block_crc, policy="batch", interval_ms=10, shared=False, attach=False):
         if policy not in POLICIES:
             raise ValueError(f"fsync must be one of {POLICIES}, got {policy!r}")
-        if policy == "interval":
-            if isinstance(interval_ms, bool) or not isinstance(interval_ms, (int, float)) or not interval_ms > 0:
-                raise ValueError(f"interval_ms must be a positive number, got {interval_ms!r}")
         self.directory = directory
         self.policy = policy
         self.interval_ms = interval_ms
         self.block_crc = block_crc
-        self.lock = threading.Lock()
+        self.shared = shared
+        self._counters = counters
+        self.lock = CallLock(os.path.join(directory, LOCK_FILE) if shared else None)
         self._cond = threading.Condition(threading.Lock())
-        self._pending = []           # batch: encoded records not yet written
-        self._appended = next_seq - 1  # last sequence number handed out
-        self._durable = next_seq - 1   # last sequence number known on disk
+        # Written at append (under the lock) rather than by the flush leader:
+        # shared (others write the same file), or not "batch" (a killed
+        # process must not take acknowledged records with it).
+        self._write_through = shared or policy != "batch"
+        self._pending = []           # batch, private: encoded records not yet written
+        last = int(counters[JOURNAL_SEQ])
+        self._appended = last        # last record this writer appended
+        self._seen = last            # every record up to here is written (by someone)
+        self._durable = last         # every record up to here is on disk
         self._flushing = False       # a leader (or the flusher) is writing / syncing
         self._failed = None
         self._fd = None
@@ -73,7 +128,14 @@ class SegmentWriter:
         self.fsyncs = 0
         self.fsync_seconds = 0.0
         self.bytes_written = 0
-        self._open_segment(next_seq)
+        try:
+            if attach:
+                self._open_segment(int(counters[JOURNAL_SEGMENT]), create=False)
+            else:
+                self._open_segment(last + 1)
+        except BaseException:
+            self.lock.close()
+            raise
         self._stop = threading.Event()
         self._flusher = None
         if policy == "interval":
@@ -81,31 +143,47 @@ class SegmentWriter:
             self._flusher.start()
 
     # ----------------------------------------------------------- segments
-    def _open_segment(self, first_seq):
+    def _open_segment(self, first_seq, create=True):
         path = os.path.join(self.directory, segment_name(first_seq))
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        try:
-            _write_all(fd, segment_header(first_seq, self.block_crc))
-            os.fsync(fd)
-            fsync_directory(self.directory)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
+        if not create:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        else:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
+            try:
+                _write_all(fd, segment_header(first_seq, self.block_crc))
+                os.fsync(fd)
+                fsync_directory(self.directory)
+            except BaseException:
+                os.close(fd)
+                raise
+            if self.shared:
+                self._counters[JOURNAL_SEGMENT] = first_seq
+        old, self._fd = self._fd, fd
         self.segment = path
         self.segment_first_seq = first_seq
         self._offset = self._durable_offset = os.lseek(fd, 0, os.SEEK_END)
+        if old is not None:
+            os.close(old)
+
+    def follow(self):
+        """Shared, with ``lock`` held: switch to the segment another process
+        started at its checkpoint (it synced the old one first)."""
+        if self.shared and int(self._counters[JOURNAL_SEGMENT]) != self.segment_first_seq:
+            self._hold_flush()
+            try:
+                self._open_segment(int(self._counters[JOURNAL_SEGMENT]), create=False)
+            finally:
+                self._release_flush()
 
     def rotate(self):
         """Start a new segment at the next sequence number (with ``lock``
         held and everything synced: at a checkpoint)."""
-        if self.segment_first_seq == self._appended + 1:
+        self.follow()
+        if self.segment_first_seq == self.last_seq + 1:
             return  # nothing in the current one yet
         self._hold_flush()
         try:
-            old = self._fd
-            self._open_segment(self._appended + 1)
-            os.close(old)
+            self._open_segment(self.last_seq + 1)
         finally:
             self._release_flush()
 
@@ -116,7 +194,8 @@ class SegmentWriter:
 
     @property
     def last_seq(self):
-        return self._appended
+        """The last sequence number handed out (by any process, shared)."""
+        return int(self._counters[JOURNAL_SEQ])
 
     @property
     def durable_seq(self):
@@ -127,12 +206,26 @@ class SegmentWriter:
             raise JournalFailed(f"journal {self.directory!r} failed earlier ({self._failed}); this inventory "
                                 f"refuses every call: reopen it with open_durable") from self._failed
 
-    def append(self, op, effects, aux=0):
-        """Append one record (``lock`` held); return its sequence number.
-        Under ``"interval"`` / ``"none"`` it is written before this returns."""
-        seq = self._appended + 1
+    def next_seq(self):
+        """Take the next sequence number (``lock`` held, before the record's
+        effects are captured: the counters' after-image carries it)."""
+        self.follow()
+        seq = int(self._counters[JOURNAL_SEQ]) + 1
+        self._counters[JOURNAL_SEQ] = seq
+        return seq
+
+    def seen(self):
+        """``lock`` held, for a call that appends nothing: the last record
+        whose effects it may have seen (written already, or pending here)."""
+        seq = self.last_seq
+        with self._cond:
+            self._seen = max(self._seen, seq) if self._write_through else self._seen
+        return seq
+
+    def append(self, seq, op, effects, aux=0):
+        """Append record ``seq`` (``lock`` held; from :meth:`next_seq`)."""
         data = encode(seq, op, effects, aux)
-        if self.policy == "batch":
+        if not self._write_through:
             with self._cond:
                 self._pending.append(data)
                 self._appended = seq
@@ -141,9 +234,9 @@ class SegmentWriter:
             _write_all(self._fd, data)
         except OSError as error:
             self.fail(error, self._offset)
-        with self._cond:  # the flusher reads both together
+        with self._cond:  # a flush leader reads them together
             self._offset += len(data)
-            self._appended = seq
+            self._appended = self._seen = seq
         self.bytes_written += len(data)
         return seq
 
@@ -180,8 +273,8 @@ class SegmentWriter:
         flush running; drops ``_cond`` during the I/O)."""
         self._flushing = True
         data, self._pending = self._pending, []
-        upto = self._appended
-        synced_offset = self._offset  # under "interval" / "none" everything up to here is written
+        upto = max(self._appended, self._seen)
+        synced_offset = self._offset  # written through: everything up to here is written
         self._cond.release()
         error = None
         try:
@@ -229,11 +322,12 @@ class SegmentWriter:
                 self._failed = error
             self._pending = []
             self._cond.notify_all()
-        try:
-            os.ftruncate(self._fd, good_size)
-            os.fsync(self._fd)
-        except OSError:
-            pass  # a torn tail is cut off at the next open anyway
+        if not self.shared:  # shared, the tail may hold other processes' acknowledged records
+            try:
+                os.ftruncate(self._fd, good_size)
+                os.fsync(self._fd)
+            except OSError:
+                pass  # a torn tail is cut off at the next open anyway
         self.check()
 
     # ----------------------------------------------------------- flushing
@@ -253,7 +347,7 @@ class SegmentWriter:
             with self._cond:
                 if self._failed is not None or self._fd is None:
                     return
-                if self._flushing or self._durable == self._appended:
+                if self._flushing or self._durable >= max(self._appended, self._seen):
                     continue
                 try:
                     self._lead_flush()
@@ -275,6 +369,7 @@ class SegmentWriter:
             try:
                 os.close(self._fd)
                 self._fd = None
+                self.lock.close()
             finally:
                 self._release_flush()
 
