@@ -338,7 +338,7 @@ def test_read_only_directory_is_a_clear_error(journal, tmp_path, monkeypatch):
 @pytest.mark.parametrize("what", ["write", "fdatasync"])
 def test_an_io_error_fails_stop_and_the_journal_holds_only_acknowledged_calls(tmp_path, monkeypatch, fsync, what):
     if fsync == "interval" and what == "fdatasync":
-        pytest.skip("interval calls do not wait for the sync: covered by the batch case")
+        return _interval_sync_error(tmp_path, monkeypatch)
     path = str(tmp_path / "inv")
     inv = _create(path, fsync=fsync, interval_ms=1000)
     acked = {}
@@ -365,6 +365,64 @@ def test_an_io_error_fails_stop_and_the_journal_holds_only_acknowledged_calls(tm
     assert inv.state_of([99])[0] == 0, "the failed call is not in the journal"
     assert np.array_equal(inv._block.words, states[inv.last_seq])
     inv.close()
+
+
+def _interval_sync_error(tmp_path, monkeypatch):
+    """Under "interval" a call does not wait for the sync: the flusher's
+    failure stops every later call; what was written (acknowledged) stays."""
+    path = str(tmp_path / "inv")
+    inv = _create(path, fsync="interval", interval_ms=1)
+    real = os.fdatasync
+
+    def broken(fd):
+        if fd == inv._journal._fd:
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    assert inv.reserve_one(0, 1, order_id=1) == Status.ACCEPTED
+    live = inv._block.words.copy()
+    for _ in range(5000):  # until the flusher has tried (bounded)
+        if inv._journal.failed is not None:
+            break
+        threading.Event().wait(0.002)
+    with pytest.raises(JournalFailed, match="Input/output error"):
+        inv.reserve_one(0, 1, order_id=2)
+    monkeypatch.setattr(os, "fdatasync", real)
+    inv.close()
+    assert _reopened_equals(path, {1: live}) == 1
+
+
+def test_an_interrupted_call_fails_stop(tmp_path, monkeypatch):
+    """An exception between two kernel calls of one facade call (after
+    claim_orders, before reserve_tracked) leaves state no record describes."""
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    inv.reserve_one(0, 1, order_id=1)
+
+    class Interrupted(BaseException):
+        pass
+
+    class Kernels:  # the real backend, but reserve_tracked is interrupted
+        def __init__(self, real):
+            self._real = real
+
+        def __getattr__(self, name):
+            return getattr(self._real, name)
+
+        @staticmethod
+        def reserve_tracked(*args):
+            raise Interrupted()
+
+    monkeypatch.setattr(inv, "_kernels", Kernels(inv._kernels))
+    with pytest.raises(JournalFailed):
+        inv.reserve(OrderBatch([0], [1], order_id=[2], user_id=[2]))
+    with pytest.raises(JournalFailed):
+        inv.reserve_one(0, 1, order_id=3)
+    inv.close()
+    reopened = Inventory.open_durable(path)
+    assert reopened.state_of([1, 2]).tolist() == [kernel.OrderState.HELD, 0]
+    reopened.close()
 
 
 def test_file_size_limit_in_a_subprocess_fails_stop(tmp_path):

@@ -21,7 +21,7 @@ from .. import reference as spec
 from ..inventory import Inventory
 from ..state import Block, shm_path
 from ..status import Status
-from ..tracking import Outcome
+from ..tracking import CapacityError, Outcome
 from . import effects
 from .records import OP_CODES, JournalError, fsync_directory, layout_crc, segment_first_seq
 from .recovery import check_directory, recover, repair, write_marker
@@ -61,7 +61,12 @@ class DurableInventory(Inventory):
         with journal.lock:
             self._check_open()
             seen = before() if before is not None else None
-            result = call()  # raises before changing anything on bad input
+            try:
+                result = call()
+            except (TypeError, ValueError, CapacityError):
+                raise  # refused before anything changed
+            except BaseException as error:  # (an interrupt between two kernel calls): the state may have moved
+                journal.fail(error, journal._offset)
             # The kernel has run: from here, failing to journal is fail-stop.
             try:
                 make = capture(result, seen)

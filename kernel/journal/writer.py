@@ -217,6 +217,7 @@ class SegmentWriter:
     def seen(self):
         """``lock`` held, for a call that appends nothing: the last record
         whose effects it may have seen (written already, or pending here)."""
+        self.follow()  # shared: that record may be in a segment started since
         seq = self.last_seq
         with self._cond:
             self._seen = max(self._seen, seq) if self._write_through else self._seen
@@ -304,9 +305,12 @@ class SegmentWriter:
                 self._durable_offset = synced_offset
             self._cond.notify_all()
         if error is not None:
+            # Cut off what no caller was told is durable: under "batch" all
+            # since the last sync; written through, only a torn write.
+            good = self._offset if self._write_through else self._durable_offset
             self._cond.release()
             try:
-                self.fail(error, self._durable_offset)
+                self.fail(error, good)
             except JournalFailed:
                 pass
             finally:
