@@ -45,12 +45,12 @@ def _stock(effects, arrays, offers):
     stock = arrays["stock"]
     if stock.size <= max(_WHOLE_STOCK, offers.size):
         effects.range(("stock",), 0, stock.size, arrays)
-    elif offers.size > 64:
+    elif 16 * offers.size > stock.size:
         touched = np.zeros(stock.size, dtype=bool)  # distinct offers without a sort
         touched[offers] = True
         effects.indexed(("stock",), np.flatnonzero(touched), arrays)
     else:
-        effects.indexed(("stock",), offers, arrays)  # repeats are harmless
+        effects.indexed(("stock",), offers, arrays)  # repeats are harmless (and cheaper than finding them)
 
 
 def _pairs(effects, arrays, users, skus):

@@ -175,10 +175,12 @@ class Effects:
 
 def encode(seq, op, effects, aux=0):
     """One record's bytes."""
-    payload = b"".join(effects.parts)
-    head = RECORD_HEADER.pack(RECORD_MAGIC, len(payload), seq, op, effects.n_sections, 0, aux)
-    crc = zlib.crc32(payload, zlib.crc32(head))
-    return RECORD_HEADER.pack(RECORD_MAGIC, len(payload), seq, op, effects.n_sections, crc, aux) + payload
+    parts = effects.parts
+    length = sum(len(part) for part in parts)
+    crc = zlib.crc32(RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, 0, aux))
+    for part in parts:  # no copy of the payload just for its checksum
+        crc = zlib.crc32(part, crc)
+    return b"".join([RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, crc, aux), *parts])
 
 
 class Record:
