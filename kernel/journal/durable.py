@@ -46,6 +46,9 @@ class DurableInventory(Inventory):
     memory but are not acknowledged), and every later call raises it too.
     :meth:`~kernel.Inventory.open_durable` rebuilds the state from the
     journal, which holds every acknowledged call.
+
+    Kernels called directly on :meth:`~kernel.Inventory.state_arrays` (from
+    compiled code) bypass the journal: their effects are not durable.
     """
 
     # ------------------------------------------------------------ plumbing
@@ -66,7 +69,7 @@ class DurableInventory(Inventory):
             except (TypeError, ValueError, CapacityError):
                 raise  # refused before anything changed
             except BaseException as error:  # (an interrupt between two kernel calls): the state may have moved
-                journal.fail(error, journal._offset)
+                journal.fail(error)
             # The kernel has run: from here, failing to journal is fail-stop.
             try:
                 make = capture(result, seen)
@@ -78,7 +81,7 @@ class DurableInventory(Inventory):
             except JournalFailed:
                 raise
             except BaseException as error:
-                journal.fail(error, journal._offset)
+                journal.fail(error)
         journal.wait(seq)
         return result
 
@@ -160,11 +163,6 @@ class DurableInventory(Inventory):
         self._check_open()
         self._wait_seen()
         return Inventory.limit_used(self, user_ids, skus)
-
-    def state_arrays(self):
-        # Calls made through these arrays bypass the journal; only the facade's
-        # own uses (reserve_one's binding) may have them.
-        return Inventory.state_arrays(self)
 
     # ---------------------------------------------------------- journal
     @property

@@ -317,10 +317,13 @@ class SegmentWriter:
                 self._cond.acquire()
             self.check()
 
-    def fail(self, error, good_size):
+    def fail(self, error, good_size=None):
         """Fail-stop: remember ``error``, cut the segment back to
-        ``good_size`` (best effort: its tail held nothing acknowledged), wake
-        every waiter and raise :class:`JournalFailed`."""
+        ``good_size`` (default: what was written whole; best effort: its tail
+        held nothing acknowledged), wake every waiter and raise
+        :class:`JournalFailed`."""
+        if good_size is None:
+            good_size = self._offset
         with self._cond:
             if self._failed is None:
                 self._failed = error
