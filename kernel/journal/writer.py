@@ -46,6 +46,7 @@ from .records import JournalError, encode, fsync_directory, segment_header, segm
 
 POLICIES = ("batch", "interval", "none")
 _WAIT_SLICE = 1.0  # seconds between re-checks of a wait (a failed leader wakes everyone anyway)
+COMMIT_DELAY = 200e-6  # seconds a flush leader waits at most for calls already under way
 
 
 class JournalFailed(JournalError):
@@ -121,6 +122,9 @@ class SegmentWriter:
         self._seen = last            # every record up to here is written (by someone)
         self._durable = last         # every record up to here is on disk
         self._flushing = False       # a leader (or the flusher) is writing / syncing
+        self._grown = threading.Condition(self._cond._lock)  # a leader waits here for more records
+        self._since_flush = 0        # records appended since a leader last took them
+        self._last_group = 1         # records the last flush took
         self._failed = None
         self._fd = None
         self._durable_offset = 0     # file size at the last completed sync
@@ -230,6 +234,8 @@ class SegmentWriter:
             with self._cond:
                 self._pending.append(data)
                 self._appended = seq
+                self._since_flush += 1
+                self._grown.notify()
             return seq
         try:
             _write_all(self._fd, data)
@@ -238,6 +244,8 @@ class SegmentWriter:
         with self._cond:  # a flush leader reads them together
             self._offset += len(data)
             self._appended = self._seen = seq
+            self._since_flush += 1
+            self._grown.notify()
         self.bytes_written += len(data)
         return seq
 
@@ -273,6 +281,15 @@ class SegmentWriter:
         """Write what is pending and sync (called with ``_cond`` held, no
         flush running; drops ``_cond`` during the I/O)."""
         self._flushing = True
+        if not force_sync and self._since_flush < self._last_group:
+            # Commit delay (PostgreSQL's commit_delay, sized by the last group):
+            # the callers the previous flush released are about to append.
+            # Without this pause, at 8 threads the groups alternate 7 / 1.
+            # One caller alone never waits (its group was 1).
+            deadline = time.monotonic() + COMMIT_DELAY
+            while self._since_flush < self._last_group and (left := deadline - time.monotonic()) > 0:
+                self._grown.wait(left)
+        self._last_group, self._since_flush = max(1, self._since_flush), 0
         data, self._pending = self._pending, []
         upto = max(self._appended, self._seen)
         synced_offset = self._offset  # written through: everything up to here is written
