@@ -245,6 +245,21 @@ def test_records_before_the_snapshot_are_never_applied_twice(tmp_path):
     assert _reopened_equals(before, states) == max(states)
 
 
+def test_a_damaged_snapshot_is_named(tmp_path):
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    _run_calls(inv, seed=12, n_calls=5)
+    seq = inv.checkpoint()
+    inv.close()
+    snap = os.path.join(path, f"snap-{seq:020d}.snap")
+    data = bytearray(open(snap, "rb").read())
+    data[200] ^= 0xFF
+    open(snap, "wb").write(bytes(data))
+    # The checkpoint removed the older snapshot and the segments it needed.
+    with pytest.raises(JournalCorrupt, match=f"no valid snapshot.*{os.path.basename(snap)}: the state block fails"):
+        Inventory.open_durable(path)
+
+
 def test_torn_segment_creation_and_leftover_temporaries_are_cleaned(journal, tmp_path):
     path, states = journal
     copy = _copy(path, tmp_path)

@@ -135,9 +135,10 @@ def recover(directory, *, apply=True):
     start = max((i for i, (seq, _) in enumerate(segments) if seq <= found.snapshot_seq + 1), default=None)
     if start is None:
         first = segments[0][0] if segments else None
+        rejected = "".join(f"; rejected {reason}" for _, reason in found.snapshots_rejected)
         raise JournalError(f"{directory!r}: missing segment: the records after snapshot {found.snapshot_seq} "
                            f"are in no segment (" + (f"the oldest starts at {first})" if segments else
-                                                      "there are none)"))
+                                                      "there are none)") + rejected)
     for seq, name in segments[:start]:
         skipped = Segment(os.path.join(directory, name), seq)
         skipped.skipped = True

@@ -111,7 +111,9 @@ class SegmentWriter:
         self.shared = shared
         self._counters = counters
         self.lock = CallLock(os.path.join(directory, LOCK_FILE) if shared else None)
-        self._cond = threading.Condition(threading.Lock())
+        state_lock = threading.Lock()  # guards everything below; never held during I/O
+        self._cond = threading.Condition(state_lock)    # waiters for the durable sequence number
+        self._grown = threading.Condition(state_lock)   # a flush leader waiting for more records
         # Written at append (under the lock) rather than by the flush leader:
         # shared (others write the same file), or not "batch" (a killed
         # process must not take acknowledged records with it).
@@ -122,7 +124,6 @@ class SegmentWriter:
         self._seen = last            # every record up to here is written (by someone)
         self._durable = last         # every record up to here is on disk
         self._flushing = False       # a leader (or the flusher) is writing / syncing
-        self._grown = threading.Condition(self._cond._lock)  # a leader waits here for more records
         self._since_flush = 0        # records appended since a leader last took them
         self._last_group = 1         # records the last flush took
         self._failed = None
