@@ -58,6 +58,7 @@ def main(argv=None):
     bench.add_argument("--workload", default="uniform")
     bench.add_argument("--scale", type=float, default=0.1)
     bench.add_argument("--backend", default="auto")
+    bench.add_argument("--threads", type=int, default=None, help="kernel threads per call (default: all cores)")
     bench.add_argument("--batch-sizes", default="1000,10000,100000")
     bench.add_argument("--policies", default="batch,interval,none")
     bench.add_argument("--rounds", type=int, default=3)
@@ -65,7 +66,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "bench":
         from .bench import main as bench_main
-        bench_main(args.workload, args.scale, args.backend, batch_sizes=[int(x) for x in args.batch_sizes.split(",")],
+        bench_main(args.workload, args.scale, args.backend, args.threads, batch_sizes=[int(x) for x in args.batch_sizes.split(",")],
                    policies=args.policies.split(","), rounds=args.rounds, where=args.where)
         return 0
     try:

@@ -162,8 +162,8 @@ def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_size
     from ..bench.workloads import make_case
 
     case = make_case(workload, scale)
-    out(f"workload {workload} scale {scale}: {case.n_orders} tracked orders, backend {backend}, "
-        f"journal under {where or tempfile.gettempdir()}")
+    out(f"workload {workload} scale {scale}: {case.n_orders} tracked orders, backend {backend}, kernel threads "
+        f"{threads or 'all'}, journal under {where or tempfile.gettempdir()}; best of {rounds} rounds")
     out(f"{'path':<26} {'batch':>7} {'orders/s':>12} {'vs plain':>9} {'fsyncs':>7} {'fsync ms':>9} {'MB':>7}")
     for size in batch_sizes:
         best = lambda **kw: min((durable_round(case, backend, threads, batch_size=size, where=where, **kw)
