@@ -553,3 +553,29 @@ def test_inspect_and_verify(journal, tmp_path):
     assert result.returncode == 0 and "torn tail" in result.stdout
     result = run("inspect", str(tmp_path))
     assert result.returncode == 1 and "not a durable inventory" in result.stderr
+
+
+def test_compiled_capture_helpers_match_numpy_and_big_calls_replay_exactly(tmp_path):
+    """Calls of at least _fast.MIN_SIZE ids take the compiled probe and
+    value range (when numba is installed): same answers as numpy, and replay
+    of such calls is still word for word."""
+    from kernel.journal import _fast
+    from kernel.tracking import probe as numpy_probe
+
+    rng = np.random.default_rng(13)
+    path = str(tmp_path / "big")
+    n = 3 * _fast.MIN_SIZE
+    inv = Inventory.create_durable(path, [3] * 500, max_orders=4 * n, limit_per_user=2, max_user_skus=4 * n)
+    orders = OrderBatch(rng.integers(0, 500, n), rng.integers(1, 3, n), order_id=rng.permutation(4 * n)[:n],
+                        user_id=rng.integers(0, n // 4, n))
+    inv.reserve(orders, hold_until=rng.integers(0, 10, n))
+    inv.cancel(orders.order_id[:n // 2])
+    inv.expire(5)
+    keys = np.concatenate([orders.order_id, rng.integers(0, 1 << 40, n)])
+    assert np.array_equal(_fast.probe(inv._order_word, keys, kernel.tracking.MAX_ORDER_ID),
+                          numpy_probe(inv._order_word, keys, kernel.tracking.MAX_ORDER_ID))
+    values = rng.integers(-(1 << 62), 1 << 62, n)
+    assert _fast.value_range(values) == (int(values.min()), int(values.max()))
+    live = inv._block.words.copy()
+    inv.close()
+    assert _reopened_equals(path, {3: live}) == 3

@@ -241,7 +241,7 @@ class DurableInventory(Inventory):
 
 
 def _slots(inv, ids):
-    from ..tracking import probe
+    from ._fast import probe
     return probe(inv._order_word, np.ascontiguousarray(ids, dtype=np.int64), spec.ID_MASK)
 
 

@@ -29,7 +29,7 @@ the rows); no pass over the whole state.
 import numpy as np
 
 from .. import reference as spec
-from ..tracking import probe
+from ._fast import probe
 from .records import Effects
 
 ROW = ("order_word", "order_user", "order_deadline", "order_fill_start", "order_fill_end")

@@ -43,6 +43,7 @@ import zlib
 import numpy as np
 
 from ..state import LAYOUT_VERSION, STATE_NAMES
+from ._fast import value_range
 
 FORMAT_VERSION = 1
 RECORD_MAGIC = 0x31314552  # b"RE11"
@@ -117,7 +118,7 @@ def _vector(values):
     values = np.ascontiguousarray(values, dtype=np.int64)
     if values.size <= 8:  # tiny (reserve_one): packing would cost more than it saves
         return VECTOR_HEADER.pack(0, 8) + values.tobytes()
-    low, high = int(values.min()), int(values.max())
+    low, high = value_range(values)
     span = high - low
     if span == 0:
         return VECTOR_HEADER.pack(low, 0)
