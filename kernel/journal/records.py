@@ -114,19 +114,20 @@ def read_segment_header(data, where):
 
 
 def _vector(values):
-    """A vector's bytes (header, packed values, padding)."""
+    """A vector's parts (header, packed values, padding): bytes-like objects
+    the record joins once, so no part is copied on its own."""
     values = np.ascontiguousarray(values, dtype=np.int64)
     if values.size <= 8:  # tiny (reserve_one): packing would cost more than it saves
-        return VECTOR_HEADER.pack(0, 8) + values.tobytes()
+        return [VECTOR_HEADER.pack(0, 8), values]
     low, high = value_range(values)
     span = high - low
     if span == 0:
-        return VECTOR_HEADER.pack(low, 0)
+        return [VECTOR_HEADER.pack(low, 0)]
     width = 1 if span < 1 << 8 else 2 if span < 1 << 16 else 4 if span < 1 << 32 else 8
     if width == 8:
-        return VECTOR_HEADER.pack(0, 8) + values.tobytes()
-    data = (values - low).astype(_UNSIGNED[width]).tobytes()  # in [0, span]: no overflow
-    return VECTOR_HEADER.pack(low, width) + data + bytes(-len(data) % 8)
+        return [VECTOR_HEADER.pack(0, 8), values]
+    data = (values - low).astype(_UNSIGNED[width])  # in [0, span]: no overflow
+    return [VECTOR_HEADER.pack(low, width), data, bytes(-data.nbytes % 8)]
 
 
 def _read_vector(data, at, count):
@@ -161,9 +162,9 @@ class Effects:
         if index.size == 0:
             return
         self._section(INDEXED, names, index.size, 0)
-        self.parts.append(_vector(index))
+        self.parts += _vector(index)
         for name in names:
-            self.parts.append(_vector(arrays[name][index]))
+            self.parts += _vector(arrays[name][index])
 
     def range(self, names, start, stop, arrays):
         """The words ``start:stop`` of each array in ``names``."""
@@ -171,13 +172,13 @@ class Effects:
             return
         self._section(RANGE, names, stop - start, start)
         for name in names:
-            self.parts.append(_vector(arrays[name][start:stop]))
+            self.parts += _vector(arrays[name][start:stop])
 
 
 def encode(seq, op, effects, aux=0):
     """One record's bytes."""
     parts = effects.parts
-    length = sum(len(part) for part in parts)
+    length = sum(memoryview(part).nbytes for part in parts)
     crc = zlib.crc32(RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, 0, aux))
     for part in parts:  # no copy of the payload just for its checksum
         crc = zlib.crc32(part, crc)
