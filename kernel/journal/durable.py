@@ -151,8 +151,11 @@ class DurableInventory(Inventory):
 
     # -------------------------------------------------------------- reads
     def _wait_seen(self):
-        """Reads answer only from durable state: wait for what was appended."""
-        self._journal.wait(self._journal.last_seq)
+        """Reads answer only from durable state: wait for every record
+        appended so far (taken under the lock, so no call is half way)."""
+        with self._journal.lock:
+            seq = self._journal.seen()
+        self._journal.wait(seq)
 
     def state_of(self, order_ids):
         self._check_open()
