@@ -579,3 +579,12 @@ def test_compiled_capture_helpers_match_numpy_and_big_calls_replay_exactly(tmp_p
     live = inv._block.words.copy()
     inv.close()
     assert _reopened_equals(path, {3: live}) == 3
+
+
+def test_one_private_owner_at_a_time(tmp_path):
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    with pytest.raises(JournalError, match="open in another process"):
+        Inventory.open_durable(path)
+    inv.close()
+    Inventory.open_durable(path).close()  # free again once closed

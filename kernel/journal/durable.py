@@ -26,7 +26,7 @@ from . import effects
 from .records import OP_CODES, JournalError, fsync_directory, layout_crc, segment_first_seq
 from .recovery import check_directory, recover, repair, write_marker
 from .snapshot import snapshot_seq, write_snapshot
-from .writer import LOCK_FILE, POLICIES, CallLock, JournalFailed, SegmentWriter
+from .writer import LOCK_FILE, POLICIES, CallLock, JournalFailed, OwnerLock, SegmentWriter
 
 __all__ = ["DurableInventory", "create_durable", "open_durable"]
 
@@ -315,7 +315,8 @@ def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="
         else:
             block = _into_shared(shared, base._block.words, layout)
         writer = SegmentWriter(directory, block.arrays()["counters"], layout_crc(layout.header()), fsync,
-                               interval_ms, shared=shared is not None)
+                               interval_ms, shared=shared is not None,
+                               owner=OwnerLock(directory, shared is not None))
         write_marker(directory)  # last: before it, the directory is not an inventory
     except BaseException:
         if block is not None and shared is not None:
@@ -333,14 +334,19 @@ def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="
 def open_durable(directory, *, backend="auto", threads=None, fsync="batch", interval_ms=10, shared=None):
     """See :meth:`kernel.Inventory.open_durable`."""
     _check_policy(fsync, interval_ms, shared, backend)
+    directory = check_directory(directory)
+    owner = OwnerLock(directory, shared is not None)  # before recovery touches a file
     if shared is None:
-        block, directory = _recovered(directory, None)
+        try:
+            block, directory = _recovered(directory, None)
+        except BaseException:
+            owner.close()
+            raise
         writer = SegmentWriter(directory, block.arrays()["counters"], layout_crc(block.layout.header()), fsync,
-                               interval_ms)
+                               interval_ms, owner=owner)
         return _bound(block, backend, threads, writer, directory)
     # Shared: attach to the live segment if there is one, else rebuild it
     # from disk; one process at a time decides (the journal's lock).
-    directory = check_directory(directory)
     gate = CallLock(os.path.join(directory, LOCK_FILE))
     try:
         with gate:
@@ -352,12 +358,15 @@ def open_durable(directory, *, backend="auto", threads=None, fsync="batch", inte
                 attach = False
             try:
                 writer = SegmentWriter(directory, block.arrays()["counters"], layout_crc(block.layout.header()),
-                                       fsync, interval_ms, shared=True, attach=attach)
+                                       fsync, interval_ms, shared=True, attach=attach, owner=owner)
             except BaseException:
                 block.close()
                 if not attach:
                     block.unlink()
                 raise
+    except BaseException:
+        owner.close()
+        raise
     finally:
         gate.close()
     return _bound(block, backend, threads, writer, directory)

@@ -85,6 +85,32 @@ class CallLock:
 
 
 LOCK_FILE = "journal.lock"
+OWNER_FILE = "journal.owner"
+
+
+class OwnerLock:
+    """Who may append to a journal directory, for as long as it is open:
+    one process alone (private: an exclusive ``flock``), or any number of
+    processes sharing the state (shared: a shared ``flock``).  A second
+    private opener, or a private and a shared one, would interleave two
+    logs; the OS drops the lock when its holder dies."""
+
+    def __init__(self, directory, shared):
+        self._fd = os.open(os.path.join(directory, OWNER_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise JournalError(f"{directory!r} is open in another process"
+                               + ("" if shared else " (or another inventory of this one)")
+                               + ("; several processes share one durable inventory with shared=name"
+                                  if not shared else " without shared=: close it first")) from None
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class SegmentWriter:
@@ -101,7 +127,8 @@ class SegmentWriter:
     processes use (``counters[JOURNAL_SEGMENT]``) instead of starting one.
     """
 
-    def __init__(self, directory, counters, block_crc, policy="batch", interval_ms=10, shared=False, attach=False):
+    def __init__(self, directory, counters, block_crc, policy="batch", interval_ms=10, shared=False, attach=False,
+                 owner=None):
         if policy not in POLICIES:
             raise ValueError(f"fsync must be one of {POLICIES}, got {policy!r}")
         self.directory = directory
@@ -109,6 +136,7 @@ class SegmentWriter:
         self.interval_ms = interval_ms
         self.block_crc = block_crc
         self.shared = shared
+        self._owner = owner  # an OwnerLock this writer releases when it closes
         self._counters = counters
         self.lock = CallLock(os.path.join(directory, LOCK_FILE) if shared else None)
         state_lock = threading.Lock()  # guards everything below; never held during I/O
@@ -140,6 +168,8 @@ class SegmentWriter:
                 self._open_segment(last + 1)
         except BaseException:
             self.lock.close()
+            if owner is not None:
+                owner.close()
             raise
         self._stop = threading.Event()
         self._flusher = None
@@ -395,6 +425,8 @@ class SegmentWriter:
                 os.close(self._fd)
                 self._fd = None
                 self.lock.close()
+                if self._owner is not None:
+                    self._owner.close()
             finally:
                 self._release_flush()
 
