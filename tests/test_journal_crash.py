@@ -7,7 +7,6 @@ left it in.  The child reports each call on a pipe before it starts
 kill may or may not be there."""
 
 import json
-import os
 import selectors
 import signal
 import subprocess
@@ -112,8 +111,8 @@ class Expected:
 
 
 def _start(path, seed, first_id, shared=None):
-    child = subprocess.Popen([sys.executable, "-c", CHILD, path, str(seed), str(first_id)] + ([shared] if shared else []),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [sys.executable, "-c", CHILD, path, str(seed), str(first_id)] + ([shared] if shared else [])
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     selector = selectors.DefaultSelector()
     selector.register(child.stdout, selectors.EVENT_READ)
     try:

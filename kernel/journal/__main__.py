@@ -66,7 +66,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "bench":
         from .bench import main as bench_main
-        bench_main(args.workload, args.scale, args.backend, args.threads, batch_sizes=[int(x) for x in args.batch_sizes.split(",")],
+        sizes = [int(x) for x in args.batch_sizes.split(",")]
+        bench_main(args.workload, args.scale, args.backend, args.threads, batch_sizes=sizes,
                    policies=args.policies.split(","), rounds=args.rounds, where=args.where)
         return 0
     try:
