@@ -270,3 +270,57 @@ def test_several_processes_on_one_shared_durable_inventory(tmp_path):
             kernel.Inventory.attach(name).unlink()
         except FileNotFoundError:
             pass
+
+
+DEAD_HOLDER = r"""
+import os, sys
+import kernel
+import kernel.journal.effects, kernel.journal.writer
+path, name, where = sys.argv[1], sys.argv[2], sys.argv[3]
+inv = kernel.Inventory.open_durable(path, shared=name)
+for i in range(5):
+    print("ack", i, int(inv.reserve_one(i % 5, 1, order_id=i, user_id=i)), flush=True)
+die = lambda *args: os.kill(os.getpid(), 9)
+if where == "before_write":  # after taking the sequence number, in the effect capture
+    kernel.journal.effects.reserve_one = die
+else:  # half a record written
+    kernel.journal.writer._write_all = lambda fd, data: (os.write(fd, bytes(data)[:len(data) // 2]), die())
+inv.reserve_one(0, 2, order_id=99, user_id=99)
+"""
+
+
+@pytest.mark.parametrize("where", ["before_write", "mid_write"])
+def test_a_process_killed_inside_the_journal_lock(tmp_path, where):
+    """A shared-inventory process dies holding the journal's lock, after its
+    kernel ran: the next process to take the lock cuts the log back to the
+    last whole record and snapshots the live state, so the log has no gap or
+    torn record in its middle and a restart from disk agrees with memory."""
+    path = str(tmp_path / "inv")
+    name = f"kernel-test-durable-{uuid.uuid4().hex[:12]}"
+    kernel.Inventory.create_durable(path, STOCK, max_orders=1000, limit_per_user=CAP, shared=name).close()
+    try:
+        child = subprocess.run([sys.executable, "-c", DEAD_HOLDER, path, name, where], capture_output=True,
+                               text=True, timeout=120)
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        acks = [line.split() for line in child.stdout.splitlines() if line.startswith("ack")]
+        assert len(acks) == 5
+        inv = kernel.Inventory.open_durable(path, shared=name)
+        assert inv.reserve_one(1, 1, order_id=100, user_id=100) == Status.ACCEPTED  # takes the lock: repairs
+        inv.recover()
+        live_99 = int(inv.state_of([99])[0])
+        check_tracked(inv, np.array(STOCK), may_have_lost=2)
+        inv.close()
+        kernel.Inventory.attach(name).unlink()  # a reboot: only the disk is left
+        inv = kernel.Inventory.open_durable(path, shared=name)
+        try:
+            states = inv.state_of([int(a[1]) for a in acks] + [100, 99])
+            assert all(s == OrderState.HELD for s in states[:6]), states
+            assert states[6] == live_99, "disk and memory disagree about the order the dead process ran"
+            check_tracked(inv, np.array(STOCK), may_have_lost=2)
+        finally:
+            inv.close()
+    finally:
+        try:
+            kernel.Inventory.attach(name).unlink()
+        except FileNotFoundError:
+            pass

@@ -18,6 +18,7 @@ import shutil
 import numpy as np
 
 from .. import reference as spec
+from ..codes import JOURNAL_BUSY
 from ..inventory import Inventory
 from ..state import Block, shm_path
 from ..status import Status
@@ -219,15 +220,21 @@ class DurableInventory(Inventory):
             journal.follow()  # shared: the segment every process appends to now
             journal.sync()
             seq = journal.last_seq
-            try:
-                write_snapshot(self.directory, self._block.words, seq)
-                journal.rotate()
-            except OSError as error:
-                # The state itself is durable in the journal: only this
-                # checkpoint failed.  Nothing acknowledged is at risk.
-                raise JournalError(f"checkpoint of {self.directory!r} failed: {error}") from error
-            _drop_before(self.directory, seq)
+            self._snapshot(seq)
         return seq
+
+    def _snapshot(self, seq):
+        """With the lock held and the journal synced up to ``seq``: the
+        snapshot, a new segment, the old ones dropped (also the writer's
+        resync after a dead process, in shared inventories)."""
+        try:
+            write_snapshot(self.directory, self._block.words, seq)
+            self._journal.rotate()
+        except OSError as error:
+            # The state itself is durable in the journal: only this
+            # checkpoint failed.  Nothing acknowledged is at risk.
+            raise JournalError(f"checkpoint of {self.directory!r} failed: {error}") from error
+        _drop_before(self.directory, seq)
 
     def close(self):
         """Sync and close the journal, then the state (the directory stays)."""
@@ -382,6 +389,8 @@ def _recovered(directory, shared):
             os.unlink(os.path.join(found.directory, name))
     if shared is None:
         return Block(found.words, found.layout, "durable", found.directory), found.directory
+    counters = found.layout.offsets["counters"][0]
+    found.words[counters + JOURNAL_BUSY] = 0  # whoever was inside is gone with the old memory
     return _into_shared(shared, found.words, found.layout), found.directory
 
 
@@ -389,6 +398,8 @@ def _bound(block, backend, threads, writer, directory):
     inv = DurableInventory.__new__(DurableInventory)
     inv._journal = writer
     inv._directory = directory
+    if writer.shared:
+        writer.resync = inv._snapshot
     try:
         inv._bind(block, backend, threads)
     except BaseException:

@@ -28,7 +28,10 @@ file order are the order the calls changed the state in.  Records are
 written before the lock is released (a killed process cannot take one with
 it), so any process's ``fdatasync`` makes every earlier record durable,
 whoever wrote it: a call that depends on another process's call (a confirm
-of its hold) is acknowledged only after that call's record is on disk.
+of its hold) is acknowledged only after that call's record is on disk.  A
+process that dies inside the lock leaves ``counters[JOURNAL_BUSY]`` set; the
+next one in cuts the log back to its last whole record and snapshots the
+live state there (:meth:`SegmentWriter._after_dead_holder`).
 
 Failure is fail-stop (as PostgreSQL does on an fsync error): once a write or
 sync fails, the file is cut back to what was last made durable (best
@@ -41,8 +44,9 @@ import os
 import threading
 import time
 
-from ..codes import JOURNAL_SEGMENT, JOURNAL_SEQ
-from .records import JournalError, encode, fsync_directory, segment_header, segment_name
+from ..codes import JOURNAL_BUSY, JOURNAL_SEGMENT, JOURNAL_SEQ
+from .records import (SEGMENT_HEADER, JournalError, encode, fsync_directory, read_record, segment_header,
+                      segment_name)
 
 POLICIES = ("batch", "interval", "none")
 _WAIT_SLICE = 1.0  # seconds between re-checks of a wait (a failed leader wakes everyone anyway)
@@ -82,6 +86,33 @@ class CallLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class _Critical:
+    """``SegmentWriter.lock``: the call lock, plus (shared) the dead-holder
+    check on the way in and the all-clear on the way out."""
+
+    def __init__(self, writer, call_lock):
+        self._writer = writer
+        self._lock = call_lock
+
+    def __enter__(self):
+        self._lock.__enter__()
+        try:
+            self._writer._enter_critical()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self._writer._exit_critical()
+        finally:
+            self._lock.__exit__(*exc)
+
+    def close(self):
+        self._lock.close()
 
 
 LOCK_FILE = "journal.lock"
@@ -138,7 +169,8 @@ class SegmentWriter:
         self.shared = shared
         self._owner = owner  # an OwnerLock this writer releases when it closes
         self._counters = counters
-        self.lock = CallLock(os.path.join(directory, LOCK_FILE) if shared else None)
+        self.lock = _Critical(self, CallLock(os.path.join(directory, LOCK_FILE) if shared else None))
+        self.resync = None  # shared: snapshot(seq) of the live state, set by the inventory
         state_lock = threading.Lock()  # guards everything below; never held during I/O
         self._cond = threading.Condition(state_lock)    # waiters for the durable sequence number
         self._grown = threading.Condition(state_lock)   # a flush leader waiting for more records
@@ -183,7 +215,13 @@ class SegmentWriter:
         if not create:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         else:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
+            except FileExistsError:
+                if os.path.getsize(path) > SEGMENT_HEADER.size:
+                    raise
+                os.unlink(path)  # made by a process that died before it held a record: empty
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
             try:
                 _write_all(fd, segment_header(first_seq, self.block_crc))
                 os.fsync(fd)
@@ -199,6 +237,44 @@ class SegmentWriter:
         self._offset = self._durable_offset = os.lseek(fd, 0, os.SEEK_END)
         if old is not None:
             os.close(old)
+
+    # ------------------------------------------------ shared: dead holders
+    def _enter_critical(self):
+        if self.shared:
+            if int(self._counters[JOURNAL_BUSY]) != 0:
+                self._after_dead_holder()
+            self._counters[JOURNAL_BUSY] = os.getpid()
+
+    def _exit_critical(self):
+        if self.shared:
+            self._counters[JOURNAL_BUSY] = 0
+
+    def _after_dead_holder(self):
+        """The last process in the critical section died there (SIGKILL):
+        it may have taken a sequence number and written none, or half a
+        record, and its call may have changed the shared state without a
+        record.  Cut the log back to its last whole record, take the
+        sequence number back to it, and snapshot the live state (which has
+        whatever the dead call did) at that number: disk and memory agree
+        again, and unfinished orders wait for ``recover()`` as always."""
+        self.follow()
+        with open(self.segment, "rb") as f:
+            data = f.read()
+        end, last = SEGMENT_HEADER.size, self.segment_first_seq - 1
+        while (record := read_record(data, end)) is not None and record.seq == last + 1:
+            end += record.size
+            last = record.seq
+        if end < len(data):
+            os.ftruncate(self._fd, end)
+            os.fsync(self._fd)
+        with self._cond:
+            self._offset = self._durable_offset = end
+            self._appended = min(self._appended, last)
+            self._seen = min(self._seen, last)
+            self._durable = min(self._durable, last)
+        self._counters[JOURNAL_SEQ] = last
+        if self.resync is not None:
+            self.resync(last)
 
     def follow(self):
         """Shared, with ``lock`` held: switch to the segment another process
