@@ -227,6 +227,8 @@ class ShardedInventory:
                 max_restarts=-1, max_task_retries=-1, **options,
             ).remote(os.path.join(directory, f"shard-{s}"), config["specs"][s], config["backend"],
                      config["threads"], config["fsync"]))
+        self._log = None
+        self._all("info")  # every shard up (or ShardUnavailable), before this coordinator takes its log
         self._log = DecisionLog(self._log_path(coordinator))
         self.coordinator = coordinator
         self.recover()
@@ -386,7 +388,7 @@ class ShardedInventory:
         sku = _checked_int("sku", sku, 0, self.n_skus - 1)
         qty = _checked_int("qty", qty, 1, INT64_MAX)
         order_id = _checked_int("order_id", order_id, 0, MAX_ORDER_ID)
-        check_user_ids(np.array([_checked_int("user_id", user_id, 0, INT64_MAX)]), self.n_skus)
+        user_id = _checked_int("user_id", user_id, 0, (INT64_MAX - self.n_skus) // max(self.n_skus, 1))
         max_price = NO_LIMIT if max_price is None else _checked_int("max_price", max_price, 0, INT64_MAX)
         hold_until = NO_DEADLINE if hold_until is None else _checked_int("hold_until", hold_until, -INT64_MAX - 1,
                                                                           INT64_MAX)
