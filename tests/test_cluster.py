@@ -395,3 +395,12 @@ def test_import_without_ray_says_how_to_install():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "pip install 'double11-kernel[ray]'" in out.stdout, out.stderr
+
+
+def test_bench_cell_runs(ray_address, tmp_path):
+    """The benchmark's cell (python -m kernel.cluster.bench) on a tiny batch."""
+    from kernel.cluster.bench import run_cell, table
+
+    row = run_cell("cross-shard", 2, 300, 1, str(tmp_path))
+    assert 0 < row["cross"] < 1 and row["orders_per_s"] > 0 and 0 <= row["ray_share"] <= 1
+    assert "cross-shard" in table([row])
