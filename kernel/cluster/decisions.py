@@ -24,6 +24,7 @@ is cut off when the log is opened.
 import fcntl
 import os
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -75,6 +76,7 @@ class DecisionLog:
         if created:
             fsync_directory(os.path.dirname(path) or ".")
         self.rounds = {}
+        self.fsync_seconds = 0.0  # time this process spent in the log's fdatasync calls
         good = self._read()
         if good != os.fstat(self._fd).st_size:  # a torn tail: never acted on
             os.ftruncate(self._fd, good)
@@ -115,7 +117,9 @@ class DecisionLog:
         if written != len(record):
             raise OSError(f"short write to {self.path!r} ({written} of {len(record)} bytes)")
         if sync:
+            start = time.perf_counter()
             os.fdatasync(self._fd)
+            self.fsync_seconds += time.perf_counter() - start
 
     def begin(self, deadline, ids, masks):
         """Log a new round's carts (durably) and return its number."""

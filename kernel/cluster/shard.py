@@ -9,6 +9,7 @@ every call is idempotent by order id (a reserve seen before answers
 DUPLICATE, a second confirm ALREADY_CONFIRMED, ...).
 """
 
+import json
 import os
 import shutil
 import time
@@ -19,7 +20,9 @@ from ..inventory import Inventory
 from ..journal.recovery import MARKER
 from ..orders import OrderBatch
 
-__all__ = ["Shard"]
+__all__ = ["Shard", "CONFIG"]
+
+CONFIG = "cluster.json"  # the cluster's description, written once by ShardedInventory.create
 
 
 class Shard:
@@ -27,26 +30,34 @@ class Shard:
 
     Parameters
     ----------
-    directory : str
-        The shard's journal directory (on the node the actor runs on).
-    spec : dict
-        ``create_durable`` keyword arguments (``stock`` or ``offers``, ...),
-        used only when the directory holds no inventory yet.
-    backend, threads, fsync : as for :meth:`kernel.Inventory.open_durable`.
+    cluster_directory : str
+        The cluster's directory (``cluster.json``; this shard's journal in
+        ``shard-K``), on the node the actor runs on.
+    index : int
+        This shard's number K.
+
+    The constructor takes only these two small arguments and reads the
+    rest from ``cluster.json``: Ray keeps a restartable actor's arguments
+    for its restarts, and a large argument would live in the object store,
+    where it can be lost with the process that made it.
     """
 
-    def __init__(self, directory, spec, backend="auto", threads=1, fsync="batch"):
+    def __init__(self, cluster_directory, index):
         self.busy_s = 0.0  # seconds spent inside this shard's inventory calls
         self.calls = 0
+        with open(os.path.join(cluster_directory, CONFIG)) as f:
+            config = json.load(f)
+        directory = os.path.join(cluster_directory, f"shard-{index}")
+        options = dict(backend=config["backend"], threads=config["threads"], fsync=config["fsync"])
         if os.path.exists(os.path.join(directory, MARKER)):
-            self.inv = Inventory.open_durable(directory, backend=backend, threads=threads, fsync=fsync)
+            self.inv = Inventory.open_durable(directory, **options)
             self.reopened = True
         else:
             if os.path.isdir(directory):
                 # A creation cut short (the marker is written last): nothing
                 # was ever acknowledged from it.
                 shutil.rmtree(directory)
-            self.inv = Inventory.create_durable(directory, backend=backend, threads=threads, fsync=fsync, **spec)
+            self.inv = Inventory.create_durable(directory, **options, **config["specs"][index])
             self.reopened = False
 
     # ------------------------------------------------------------ helpers

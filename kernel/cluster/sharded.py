@@ -9,6 +9,7 @@ acts on them.  Each shard is a named Ray actor (:mod:`.shard`) owning a
 durable inventory.  See the README section "A cluster of shards".
 """
 
+import contextlib
 import json
 import os
 import threading
@@ -27,12 +28,11 @@ from ..status import Status
 from ..tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, CapacityError, OrderState, Outcome, as_order_ids
 from .decisions import DecisionLog, LogBusy
 from .routing import ShardMap, SplitBatch, check_user_ids
-from .shard import Shard
+from .shard import CONFIG, Shard
 
 __all__ = ["ShardedInventory", "ShardUnavailable", "NAMESPACE"]
 
 NAMESPACE = "kernel.cluster"  # the Ray namespace of every shard actor
-CONFIG = "cluster.json"
 _STATUSES = tuple(Status)
 
 
@@ -225,8 +225,7 @@ class ShardedInventory:
             self.actors.append(remote.options(
                 name=f"kernel-{self.name}-shard-{s}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
                 max_restarts=-1, max_task_retries=-1, **options,
-            ).remote(os.path.join(directory, f"shard-{s}"), config["specs"][s], config["backend"],
-                     config["threads"], config["fsync"]))
+            ).remote(directory, s))
         self._log = None
         self._all("info")  # every shard up (or ShardUnavailable), before this coordinator takes its log
         self._log = DecisionLog(self._log_path(coordinator))
@@ -295,8 +294,10 @@ class ShardedInventory:
         status = np.full(split.n_orders, Status.DUPLICATE, dtype=np.int8)  # later repeats of an id in the batch
         if split.n_orders == 0:
             return status
-        with self._lock:
-            carts = split.carts
+        carts = split.carts
+        # Only rounds need the lock (one at a time per log; lifecycle calls
+        # wait for them): a batch without carts runs beside anything.
+        with self._lock if carts.size else contextlib.nullcontext():
             tx = None
             deadline = 0
             if carts.size:
