@@ -4,6 +4,7 @@ mid-stream, a coordinator SIGKILLed before and after its decision, bad
 input, an unreachable shard, the coordinator's log, and the import without
 Ray.  Every wait is bounded; nothing asserts on timing."""
 
+import json
 import os
 import signal
 import subprocess
@@ -404,3 +405,18 @@ def test_bench_cell_runs(ray_address, tmp_path):
     row = run_cell("cross-shard", 2, 300, 1, str(tmp_path))
     assert 0 < row["cross"] < 1 and row["orders_per_s"] > 0 and 0 <= row["ray_share"] <= 1
     assert "cross-shard" in table([row])
+
+
+def test_node_removed_from_a_two_node_cluster(ray_address, tmp_path):
+    """Its own 2-node cluster (ray.cluster_utils.Cluster) in a subprocess:
+    the node both shards run on is removed mid-stream; Ray restarts them
+    on the other node from their journals."""
+    script = os.path.join(os.path.dirname(__file__), "cluster_node_removal.py")
+    proc = subprocess.run([sys.executable, script, str(tmp_path / "c")], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    placed = found.pop("placed_on_worker")  # soft affinity: a shard may land on the head node
+    assert any(placed), found
+    assert found == dict(moved=placed, reopened=placed, acknowledged_kept=True, accepted=found["accepted"],
+                         conserved=True, no_oversell=True, duplicates=True, split_carts=0), found
+    assert found["accepted"] > 0

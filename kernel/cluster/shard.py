@@ -135,9 +135,12 @@ class Shard:
 
     # ------------------------------------------------------- introspection
     def info(self):
-        """``pid``, whether this incarnation reopened the journal, busy
-        seconds and calls since it started, and the journal's statistics."""
-        return dict(pid=os.getpid(), reopened=self.reopened, busy_s=self.busy_s, calls=self.calls,
+        """``pid``, the Ray node it runs on, whether this incarnation reopened
+        the journal, busy seconds and calls since it started, and the
+        journal's statistics."""
+        import ray
+
+        return dict(pid=os.getpid(), node=ray.get_runtime_context().get_node_id(), reopened=self.reopened, busy_s=self.busy_s, calls=self.calls,
                     journal=self.inv.journal_stats())
 
     def stall(self, seconds):
