@@ -23,7 +23,7 @@ import ray  # noqa: E402  (CI installs the 'ray' extra; see pyproject's test ext
 
 import kernel  # noqa: E402
 from kernel import OrderBatch, OrderState, Outcome, Status  # noqa: E402
-from kernel.cluster import DecisionLog, LogBusy, ShardedInventory, ShardUnavailable  # noqa: E402
+from kernel.cluster import DecisionLog, LogBusy, LogFailed, ShardedInventory, ShardUnavailable  # noqa: E402
 
 N_SKUS = 24
 CAP = 4
@@ -45,7 +45,8 @@ def cluster(ray_address, tmp_path):
     made = []
 
     def make(shards=3, stock=None, **kw):
-        stock = [30] * N_SKUS if stock is None else stock
+        if "offers" not in kw:
+            stock = [30] * N_SKUS if stock is None else stock
         kw.setdefault("limit_per_user", CAP)
         inv = ShardedInventory.create(tmp_path / f"c{len(made)}", stock, shards=shards, max_orders=20_000,
                                       backend="cython", call_timeout_s=TIMEOUT_S, **kw)
@@ -184,6 +185,39 @@ def test_agrees_with_one_inventory(cluster, kind):
     np.testing.assert_array_equal(states[~spans], single[~spans])
     assert ((states[spans] == OrderState.CONFIRMED) == (single[spans] == OrderState.HELD)).all()
     assert spans.any() == carts
+
+
+def test_offers_with_prices_agree_with_one_inventory(cluster):
+    """Several offers per SKU (global offer ids, local numbering per shard),
+    price limits, ordered mode, restock by global offer id."""
+    rng = np.random.default_rng(9)
+    sku = np.repeat(np.arange(8), 2)
+    qty, price = rng.integers(0, 6, 16), rng.integers(50, 150, 16)
+    inv = cluster(shards=3, stock=None, offers=(sku, qty, price), n_skus=8, sku_shard=[2, 0, 1, 2, 0, 1, 1, 0])
+    one = kernel.Inventory.from_offers(sku, qty, price, 8, max_orders=20_000, limit_per_user=CAP, backend="cython")
+    for k in range(3):
+        n = 60
+        batch = OrderBatch(sku=rng.integers(0, 8, n), qty=rng.integers(1, 3, n), max_price=rng.integers(40, 160, n),
+                           order_id=np.arange(k * n, (k + 1) * n), user_id=rng.integers(0, 10, n))
+        np.testing.assert_array_equal(inv.reserve(batch, ordered=True), one.reserve(batch, ordered=True).status)
+        np.testing.assert_array_equal(inv.stock, one.stock)
+        inv.restock([3, 10], [2, 1])
+        one.restock([3, 10], [2, 1])
+    np.testing.assert_array_equal(inv.stock, one.stock)
+
+
+def test_a_try_retried_by_ray_counts_as_held(cluster):
+    """Ray reruns a call whose actor died after the call's journal record
+    but before its answer: the try then answers DUPLICATE with state HELD,
+    and the round counts that part as held (it commits the cart)."""
+    inv = cluster(shards=2, sku_shard=np.arange(N_SKUS) // 12)
+    first_run = dict(sku=[0], qty=[1], offsets=[0, 1], max_price=None, order_id=[5], user_id=[1])
+    ray.get(inv.actors[0].reserve.remote(None, None, first_run, inv.clock() + 60_000), timeout=TIMEOUT_S)
+    cart = OrderBatch(sku=[0, 12], qty=[1, 1], offsets=[0, 2], order_id=[5], user_id=[1])
+    assert inv.reserve(cart).tolist() == [Status.ACCEPTED]
+    assert (inv._states(np.array([5])) == OrderState.CONFIRMED).all()
+    assert inv.stock.sum() == 30 * N_SKUS - 2
+    assert inv.reserve(cart).tolist() == [Status.DUPLICATE]
 
 
 def test_shard_killed_mid_stream(cluster):
@@ -378,6 +412,30 @@ def test_decision_log(tmp_path):
     assert rounds[1].committed is None and rounds[1].deadline == 200
     assert log.begin(1, [9], [1]) == c + 1
     log.close()
+
+
+def test_decision_log_fails_stop(tmp_path, monkeypatch):
+    """An fsync error: the decision may or may not be on disk, so the log
+    refuses every later record; reopened, it follows what is on disk."""
+    import errno
+
+    path = str(tmp_path / "c.log")
+    log = DecisionLog(path)
+    tx = log.begin(100, [1, 2], [3, 3])
+
+    def eio(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", eio)
+    with pytest.raises(LogFailed, match="Input/output error"):
+        log.decide(tx, [1])
+    monkeypatch.undo()
+    with pytest.raises(LogFailed, match="failed earlier"):
+        log.end(tx)
+    log.close()
+    again = DecisionLog(path)
+    assert [(r.tx, r.committed.tolist()) for r in again.unfinished()] == [(tx, [1])]  # the write did land
+    again.close()
 
 
 def test_import_without_ray_says_how_to_install():

@@ -18,9 +18,9 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
     raise ImportError("kernel.cluster needs Ray, an optional dependency: pip install 'double11-kernel[ray]' "
                       "(or pip install ray)") from error
 
-from .decisions import DecisionLog, LogBusy
+from .decisions import DecisionLog, LogBusy, LogFailed
 from .routing import MAX_SHARDS, ShardMap
 from .sharded import NAMESPACE, ShardedInventory, ShardUnavailable, wall_ms
 
-__all__ = ["ShardedInventory", "ShardUnavailable", "ShardMap", "DecisionLog", "LogBusy", "MAX_SHARDS", "NAMESPACE",
-           "wall_ms"]
+__all__ = ["ShardedInventory", "ShardUnavailable", "ShardMap", "DecisionLog", "LogBusy", "LogFailed", "MAX_SHARDS",
+           "NAMESPACE", "wall_ms"]

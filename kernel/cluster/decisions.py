@@ -31,7 +31,7 @@ import numpy as np
 
 from ..journal.records import fsync_directory
 
-__all__ = ["DecisionLog", "Round", "TRY", "DECIDE", "END"]
+__all__ = ["DecisionLog", "Round", "LogBusy", "LogFailed", "TRY", "DECIDE", "END"]
 
 MAGIC = 0x4B434F4F  # "KCOO"
 TRY, DECIDE, END = 1, 2, 3
@@ -51,6 +51,11 @@ class Round:
 
 class LogBusy(RuntimeError):
     """Another live process holds this coordinator's log."""
+
+
+class LogFailed(RuntimeError):
+    """A write or sync of the log failed: this coordinator stops (its
+    rounds are finished by the recovery of the next one to open the log)."""
 
 
 class DecisionLog:
@@ -77,6 +82,7 @@ class DecisionLog:
             fsync_directory(os.path.dirname(path) or ".")
         self.rounds = {}
         self.fsync_seconds = 0.0  # time this process spent in the log's fdatasync calls
+        self.failed = None  # the error that stopped this log (fail-stop)
         good = self._read()
         if good != os.fstat(self._fd).st_size:  # a torn tail: never acted on
             os.ftruncate(self._fd, good)
@@ -111,15 +117,25 @@ class DecisionLog:
         return pos
 
     def _append(self, kind, tx, n, deadline, payload, sync):
+        if self.failed is not None:
+            raise LogFailed(f"coordinator log {self.path!r} failed earlier ({self.failed}); close this coordinator "
+                            f"and open it again: its recovery follows what is on disk")
         head = _HEADER.pack(MAGIC, kind, tx, n, deadline, 0)[:-4]
         record = head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
-        written = os.write(self._fd, record)
-        if written != len(record):
-            raise OSError(f"short write to {self.path!r} ({written} of {len(record)} bytes)")
-        if sync:
-            start = time.perf_counter()
-            os.fdatasync(self._fd)
-            self.fsync_seconds += time.perf_counter() - start
+        try:
+            written = os.write(self._fd, record)
+            if written != len(record):
+                raise OSError(f"short write to {self.path!r} ({written} of {len(record)} bytes)")
+            if sync:
+                start = time.perf_counter()
+                os.fdatasync(self._fd)
+                self.fsync_seconds += time.perf_counter() - start
+        except OSError as error:
+            # Fail-stop: the record may or may not be on disk, so this
+            # process can no longer know what a recovery will read.
+            self.failed = error
+            raise LogFailed(f"coordinator log {self.path!r}: {error}; close this coordinator and open it again: "
+                            f"its recovery follows what is on disk") from error
 
     def begin(self, deadline, ids, masks):
         """Log a new round's carts (durably) and return its number."""

@@ -26,7 +26,7 @@ from ..inventory import _offers, _one_offer_per_sku
 from ..lifecycle import _checked_int
 from ..status import Status
 from ..tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, CapacityError, OrderState, Outcome, as_order_ids
-from .decisions import DecisionLog, LogBusy
+from .decisions import DecisionLog, LogBusy, LogFailed
 from .routing import ShardMap, SplitBatch, check_user_ids
 from .shard import CONFIG, Shard
 
@@ -555,6 +555,9 @@ class ShardedInventory:
                     continue
             try:
                 for log in logs:
+                    if log.failed is not None:
+                        raise LogFailed(f"coordinator log {log.path!r} failed earlier ({log.failed}); close this "
+                                        f"coordinator and open it again: its recovery follows what is on disk")
                     for r in log.unfinished():
                         committed = r.committed if r.committed is not None else np.zeros(0, np.int64)
                         won = np.isin(r.ids, committed)
