@@ -220,6 +220,32 @@ def test_a_try_retried_by_ray_counts_as_held(cluster):
     assert inv.reserve(cart).tolist() == [Status.DUPLICATE]
 
 
+def test_under_selling_across_shards_is_what_the_readme_says(cluster):
+    """SKUs 0 and 1 (shard 0) have 1 unit each; SKU 12 (shard 1) has 2.
+    Cart 1 wants SKU 0 and 5 of SKU 12: it is doomed on shard 1.
+
+    * A call's single-shard orders run before its tries: order 2 (SKU 0)
+      is accepted, as on one node, not refused for cart 1's doomed try.
+    * Between carts of one call it is the documented under-sell: cart 3
+      (SKU 1 + 5 of SKU 12) holds SKU 1 on shard 0 in its try, so cart 4
+      (SKU 1 + SKU 13) is refused there; cart 3 then gives the unit back.
+      One node accepts cart 4.  A new id for it is accepted afterwards."""
+    stock = [30] * N_SKUS
+    stock[0], stock[1], stock[12] = 1, 1, 2
+    inv = cluster(shards=2, stock=stock, sku_shard=np.arange(N_SKUS) // 12)
+    one = kernel.Inventory(stock, max_orders=100, limit_per_user=CAP, backend="cython")
+    first = OrderBatch(sku=[0, 12, 0], qty=[1, 5, 1], offsets=[0, 2, 3], order_id=[1, 2], user_id=[1, 2])
+    want = [Status.OUT_OF_STOCK, Status.ACCEPTED]
+    assert one.reserve(first, ordered=True).status.tolist() == want
+    assert inv.reserve(first, ordered=True).tolist() == want
+    carts = OrderBatch(sku=[1, 12, 1, 13], qty=[1, 5, 1, 1], offsets=[0, 2, 4], order_id=[3, 4], user_id=[3, 4])
+    assert one.reserve(carts, ordered=True).status.tolist() == [Status.OUT_OF_STOCK, Status.ACCEPTED]
+    assert inv.reserve(carts, ordered=True).tolist() == [Status.OUT_OF_STOCK, Status.OUT_OF_STOCK]
+    assert inv.stock[[0, 1, 12, 13]].tolist() == [0, 1, 2, 30]  # the unit cart 4 missed is back on the shelf
+    again = OrderBatch(sku=[1, 13], qty=[1, 1], offsets=[0, 2], order_id=[5], user_id=[4])
+    assert inv.reserve(again).tolist() == [Status.ACCEPTED]
+
+
 def test_shard_killed_mid_stream(cluster):
     """SIGKILL a shard actor's process while batches stream: Ray restarts it
     from its journal, the call in flight is retried, nothing acknowledged is
