@@ -503,3 +503,17 @@ def test_node_removed_from_a_two_node_cluster(ray_address, tmp_path):
                          acknowledged_kept=True, accepted=found["accepted"], conserved=True, no_oversell=True,
                          duplicates=True, split_carts=0), found
     assert found["accepted"] > 0
+
+
+def test_one_incarnation_of_a_shard_writes_its_journal(tmp_path, monkeypatch):
+    """A new incarnation waits for the old one's lock (then fails, and Ray
+    tries the restart again) instead of appending beside it."""
+    from kernel.cluster import shard
+
+    monkeypatch.setattr(shard, "OWNER_WAIT_S", 0.2)
+    path = str(tmp_path / "shard-0.owner")
+    old = shard._take_ownership(path)
+    with pytest.raises(RuntimeError, match="still locked by another live incarnation"):
+        shard._take_ownership(path)
+    os.close(old)  # the old process died
+    os.close(shard._take_ownership(path))

@@ -9,6 +9,7 @@ every call is idempotent by order id (a reserve seen before answers
 DUPLICATE, a second confirm ALREADY_CONFIRMED, ...).
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -48,6 +49,10 @@ class Shard:
         with open(os.path.join(cluster_directory, CONFIG)) as f:
             config = json.load(f)
         directory = os.path.join(cluster_directory, f"shard-{index}")
+        # One writer per journal: if Ray starts a new incarnation while the
+        # old process still lives (a node it wrongly declared dead), the new
+        # one waits for the old one's lock instead of appending beside it.
+        self._owner = _take_ownership(directory + ".owner")
         options = dict(backend=config["backend"], threads=config["threads"], fsync=config["fsync"])
         if os.path.exists(os.path.join(directory, MARKER)):
             self.inv = Inventory.open_durable(directory, **options)
@@ -146,3 +151,22 @@ class Shard:
     def stall(self, seconds):
         """Block this shard for ``seconds`` (tests: an unreachable shard)."""
         time.sleep(seconds)
+
+
+OWNER_WAIT_S = 30  # then the constructor fails and Ray tries the restart again
+
+
+def _take_ownership(path):
+    """An exclusive ``flock`` on ``path``, held for the process's life (the
+    OS drops it when the process dies); waits up to OWNER_WAIT_S."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    give_up = time.monotonic() + OWNER_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > give_up:
+                os.close(fd)
+                raise RuntimeError(f"{path!r} is still locked by another live incarnation of this shard") from None
+            time.sleep(0.05)
