@@ -13,7 +13,7 @@ Ray is an optional dependency: ``pip install 'double11-kernel[ray]'``.
 """
 
 try:
-    import ray  # noqa: F401
+    import ray  # noqa: F401  (only to fail early, with the message below)
 except ImportError as error:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError("kernel.cluster needs Ray, an optional dependency: pip install 'double11-kernel[ray]' "
                       "(or pip install ray)") from error

@@ -74,8 +74,8 @@ def run_cell(workload, shards, batch, calls, root, backend="cython", seed=1):
     stock = np.full(N_SKUS, 1_000)
     max_orders = batch * (calls + 1) + 1
     inv = ShardedInventory.create(os.path.join(root, f"{workload}-{shards}-{batch}"), stock, shards=shards,
-                                  max_orders=max_orders, max_user_skus=3 * max_orders, limit_per_user=6, backend=backend,
-                                  call_timeout_s=300)
+                                  max_orders=max_orders, max_user_skus=3 * max_orders, limit_per_user=6,
+                                  backend=backend, call_timeout_s=300)
     try:
         inv.reserve(batches[0], hold_until=inv.clock() + 3_600_000)
         before = inv.shard_info()
@@ -103,8 +103,7 @@ def run_cell(workload, shards, batch, calls, root, backend="cython", seed=1):
     # The same batches on one durable inventory in this process: the kernel with its journal, no Ray.
     directory = os.path.join(root, f"one-{workload}-{shards}-{batch}")
     one = kernel.Inventory.create_durable(directory, stock, max_orders=max_orders, max_user_skus=3 * max_orders,
-                                          limit_per_user=6, backend=backend,
-                                          threads=1)
+                                          limit_per_user=6, backend=backend, threads=1)
     one.reserve(batches[0], hold_until=3_600_000)
     one_walls = []
     for b in batches[1:]:

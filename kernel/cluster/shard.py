@@ -145,8 +145,8 @@ class Shard:
         journal's statistics."""
         import ray
 
-        return dict(pid=os.getpid(), node=ray.get_runtime_context().get_node_id(), reopened=self.reopened, busy_s=self.busy_s, calls=self.calls,
-                    journal=self.inv.journal_stats())
+        return dict(pid=os.getpid(), node=ray.get_runtime_context().get_node_id(), reopened=self.reopened,
+                    busy_s=self.busy_s, calls=self.calls, journal=self.inv.journal_stats())
 
     def stall(self, seconds):
         """Block this shard for ``seconds`` (tests: an unreachable shard)."""

@@ -25,9 +25,9 @@ from ..inputs import INT64_MAX, as_int64, check_at_least, check_sum_fits, check_
 from ..inventory import _offers, _one_offer_per_sku
 from ..lifecycle import _checked_int
 from ..status import Status
-from ..tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, CapacityError, OrderState, Outcome, as_order_ids
+from ..tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, OrderState, Outcome, as_order_ids
 from .decisions import DecisionLog, LogBusy, LogFailed
-from .routing import ShardMap, SplitBatch, check_user_ids
+from .routing import ShardMap, SplitBatch
 from .shard import CONFIG, Shard
 
 __all__ = ["ShardedInventory", "ShardUnavailable", "NAMESPACE"]
@@ -457,9 +457,11 @@ class ShardedInventory:
             send = {s: np.flatnonzero((seen[s] | unseen) & ~in_round) for s in range(self.shards)}
             answers = self._each("cancel", {s: (ids[w],) for s, w in send.items() if w.size})
             for s in sorted(answers, reverse=True):
-                w = send[s]
-                known = seen[s, w]  # an unseen id answers REMEMBERED everywhere
-                outcome[w[known]] = answers[s][known]
+                w, answer = send[s], answers[s]
+                # An unseen id answers REMEMBERED everywhere, unless its
+                # reserve reached a shard meanwhile: that shard's answer wins.
+                take = seen[s, w] | (answer != Outcome.REMEMBERED)
+                outcome[w[take]] = answer[take]
         return outcome
 
     def expire(self, now):
