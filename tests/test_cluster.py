@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -353,6 +354,7 @@ def _bad_calls():
         ("hold_until size", lambda inv: inv.reserve(OrderBatch(**ok), hold_until=[1, 2])),
         ("hold_until float", lambda inv: inv.reserve(OrderBatch(**ok), hold_until=[1.5])),
         ("threads", lambda inv: inv.reserve(OrderBatch(**ok), threads=0)),
+        ("threads before ids", lambda inv: inv.reserve(OrderBatch(**{**ok, "order_id": None}), threads=-1)),
         ("reserve_one sku", lambda inv: inv.reserve_one(N_SKUS, 1, order_id=5, user_id=1)),
         ("reserve_one qty", lambda inv: inv.reserve_one(0, 0, order_id=5, user_id=1)),
         ("reserve_one id", lambda inv: inv.reserve_one(0, 1, order_id=-1, user_id=1)),
@@ -410,9 +412,12 @@ def test_unreachable_shard_raises_in_bounded_time(cluster):
         assert inv.reserve(cart).tolist() == [Status.DUPLICATE, Status.DUPLICATE]  # the retry is safe
     finally:
         impatient.close()
-    ray.kill(inv.actors[1], no_restart=True)  # gone for good
+    ray.kill(inv.actors[1], no_restart=True)  # gone for good (the kill lands asynchronously)
+    give_up = time.monotonic() + TIMEOUT_S
     with pytest.raises(ShardUnavailable, match="shard 1 is unavailable"):
-        inv.reserve_one(12, 1, order_id=99, user_id=1)
+        for order_id in range(100, 10_000):
+            assert time.monotonic() < give_up, "the killed shard kept answering"
+            inv.reserve_one(12, 1, order_id=order_id, user_id=1)
     with pytest.raises(ShardUnavailable):
         inv.stock
 

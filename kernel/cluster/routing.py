@@ -7,7 +7,7 @@ anything is sent, so a bad input raises here and no shard sees it.
 
 import numpy as np
 
-from ..inputs import INT64_MAX, as_int64, check_at_least
+from ..inputs import INT64_MAX, as_int64, check_at_least, check_threads
 from ..lifecycle import OrderLifecycle
 from ..orders import OrderBatch
 from ..tracking import as_order_ids
@@ -91,13 +91,14 @@ class SplitBatch:
     anything is sent.
     """
 
-    def __init__(self, orders, shard_map, has_limits, hold_until):
+    def __init__(self, orders, shard_map, has_limits, hold_until, threads=None):
         if not isinstance(orders, OrderBatch):
             raise TypeError(f"orders must be an OrderBatch, got {type(orders).__name__}")
         n_skus = shard_map.n_skus
         if orders.max_sku >= n_skus:
             pos = int((orders.sku >= n_skus).argmax())
             raise ValueError(f"sku[{pos}] = {orders.sku[pos]} is out of range [0, {n_skus})")
+        check_threads(threads)  # where the facade checks it: a batch with two faults names the same one
         if orders.order_id is None:
             raise ValueError("order_id: required, this inventory tracks orders")
         ids = as_order_ids("order_id", orders.order_id)

@@ -289,8 +289,7 @@ class ShardedInventory:
             held until ``hold_until``; carts across shards are ACCEPTED only
             once every part is confirmed (final).
         """
-        check_threads(threads)
-        split = SplitBatch(orders, self.map, self.has_limits, hold_until)
+        split = SplitBatch(orders, self.map, self.has_limits, hold_until, threads)
         status = np.full(split.n_orders, Status.DUPLICATE, dtype=np.int8)  # later repeats of an id in the batch
         if split.n_orders == 0:
             return status
