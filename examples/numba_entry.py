@@ -1,7 +1,7 @@
 """Calling the kernel's ``reserve_one`` from your own ``@njit`` code.
 
 ``kernel._numba.kernels.reserve_one`` is itself an ``@njit`` function: pass it
-the 16 arrays of ``Inventory.state_arrays()`` (a tuple; ``*state`` unpacks it
+the 11 arrays of ``Inventory.state_arrays()`` (a tuple; ``*state`` unpacks it
 inside compiled code) and one order.  It is the same lock-free code the
 facade runs, so compiled callers, Python callers and other processes can
 share one inventory.

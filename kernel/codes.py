@@ -74,6 +74,23 @@ HASH_MULTIPLIER = 0x9E3779B97F4A7C15  # 2**64 / golden ratio (Fibonacci hashing)
 UINT64_MASK = (1 << 64) - 1
 NO_LIMIT = (1 << 63) - 1               # INT64_MAX: no cap, any price, no deadline
 
+# ---------------------------------------------------------- record layout
+# The order table holds one record of ORDER_STRIDE words per slot (32 bytes:
+# two records per 64-byte cache line, never straddling one), and the limit
+# table one (key, count) pair of PAIR_STRIDE words per slot (16 bytes), so a
+# new order touches one line of each.  Word offsets within a record / pair:
+ORDER_STRIDE = 4
+ORDER_WORD_AT = 0      # state << STATE_SHIFT | order_id: the one word a CAS publishes
+ORDER_USER_AT = 1      # the buyer (to give the limit back)
+ORDER_DEADLINE_AT = 2  # end of the hold (NO_LIMIT: none)
+ORDER_FILLS_AT = 3     # the order's fill-log range: first << FILL_COUNT_BITS | count
+PAIR_STRIDE = 2
+PAIR_KEY_AT = 0        # 0: empty; else user * n_skus + sku + 1
+PAIR_COUNT_AT = 1      # units of that SKU the user holds or bought
+FILL_COUNT_BITS = 24
+MAX_ORDER_FILLS = (1 << FILL_COUNT_BITS) - 1          # fill-log entries one order may log
+MAX_FILL_LOG = 1 << (63 - FILL_COUNT_BITS)            # fill-log entries (the packed word stays >= 0)
+
 # Every shared constant by name, for the mirror test (the enums below are
 # views of these, not extra codes).
 CODES = {name: value for name, value in dict(globals()).items()

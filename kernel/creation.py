@@ -9,6 +9,7 @@ raises and creates nothing.
 import numpy as np
 
 from . import backends
+from .codes import MAX_FILL_LOG, MAX_ORDER_FILLS
 from .inputs import as_int64, check_at_least, check_below, check_sum_fits
 from .tracking import NO_LIMIT
 
@@ -104,6 +105,14 @@ class Tracking:
     def capacities(self, n_offers_max):
         tracked = self.max_orders > 0
         max_fills = self.max_fills or 4 * self.max_orders * max(1, n_offers_max)
+        if tracked:
+            # An order record packs its fill-log range into one word (kernel.codes,
+            # ORDER_FILLS_AT): the log's size and one SKU's offers must fit it.
+            if max_fills > MAX_FILL_LOG:
+                raise ValueError(f"max_fills: {max_fills} entries, a fill log holds at most {MAX_FILL_LOG}")
+            if n_offers_max > MAX_ORDER_FILLS:
+                raise ValueError(f"a tracked inventory allows at most {MAX_ORDER_FILLS} offers per SKU "
+                                 f"(one SKU has {n_offers_max})")
         # Open addressing at most half full: probes stay short and always end.
         return dict(order_capacity=power_of_two_at_least(2 * self.max_orders) if tracked else 2,
                     limit_capacity=power_of_two_at_least(2 * self.max_user_skus) if tracked else 2,

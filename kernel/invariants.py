@@ -115,7 +115,8 @@ def check_tracked(inv, initial_stock, *, restocked=None, may_have_lost=0):
     """
     state = inv.state
     stock = inv.stock.copy()
-    words = state.order_word.copy()
+    records = state.order_table.reshape(-1, codes.ORDER_STRIDE).copy()  # one row per slot
+    words = records[:, codes.ORDER_WORD_AT]
     _require(stock.min(initial=0) >= 0, lambda: f"G1: negative stock at offer {int(stock.argmin())}")
     used = np.flatnonzero(words)
     ids, states = words[used] & codes.ID_MASK, words[used] >> codes.STATE_SHIFT
@@ -123,7 +124,7 @@ def check_tracked(inv, initial_stock, *, restocked=None, may_have_lost=0):
     unfinished = np.isin(states, (codes.PENDING, codes.CANCEL_REQUESTED))
     _require(not unfinished.any(), lambda: f"order {ids[unfinished.argmax()]} is unfinished")
     holding = used[np.isin(states, (codes.HELD, codes.CONFIRMED))]
-    entry, owner = _log_entries(state, holding)
+    entry, owner = _log_entries(records, holding)
     qty, offer = state.fill_qty[entry], state.fill_offer[entry]
     moved = qty > 0
     qty, offer, owner = qty[moved], offer[moved], owner[moved]
@@ -133,16 +134,17 @@ def check_tracked(inv, initial_stock, *, restocked=None, may_have_lost=0):
     _require(gap.min(initial=0) >= 0, lambda: f"G2: offer {int(gap.argmin())} has more units than it should")
     _require(gap.sum() <= may_have_lost, lambda: f"G2: {int(gap.sum())} units went missing "
                                                   f"(at most {may_have_lost} may)")
-    idle_entry, _ = _log_entries(state, used[~np.isin(states, (codes.HELD, codes.CONFIRMED))])
+    idle_entry, _ = _log_entries(records, used[~np.isin(states, (codes.HELD, codes.CONFIRMED))])
     _require(not state.fill_qty[idle_entry].any(), "an order that holds nothing still logs fills")
     if inv.has_limits and may_have_lost == 0:
         sku = inv.offer_sku[offer]
         capped = state.limit[sku] != codes.NO_LIMIT
-        key = state.order_user[holding][owner[capped]] * inv.n_skus + sku[capped] + 1
+        key = records[holding, codes.ORDER_USER_AT][owner[capped]] * inv.n_skus + sku[capped] + 1
         held_keys, where = np.unique(key, return_inverse=True)
         held_units = _sum_by(where, qty[capped], held_keys.size)
-        counted = state.limit_key != 0
-        keys, counts = state.limit_key[counted], state.limit_count[counted]
+        pairs = state.limit_table.reshape(-1, codes.PAIR_STRIDE)
+        counted = pairs[:, codes.PAIR_KEY_AT] != 0
+        keys, counts = pairs[counted, codes.PAIR_KEY_AT], pairs[counted, codes.PAIR_COUNT_AT]
         order = np.argsort(keys)
         keys, counts = keys[order], counts[order]
         # Every pair that holds units is in the table, with exactly that count.
@@ -156,11 +158,11 @@ def check_tracked(inv, initial_stock, *, restocked=None, may_have_lost=0):
         _require(not over.any(), lambda: f"pair key {keys[over.argmax()]} is over its cap")
 
 
-def _log_entries(state, slots):
-    """The fill-log entries of the orders in ``slots`` and, per entry, the
-    position in ``slots`` of its order."""
-    starts, ends = state.order_fill_start[slots], state.order_fill_end[slots]
-    lengths = ends - starts
+def _log_entries(records, slots):
+    """The fill-log entries of the orders in ``slots`` (rows of the order
+    table) and, per entry, the position in ``slots`` of its order."""
+    fills = records[slots, codes.ORDER_FILLS_AT]
+    starts, lengths = fills >> codes.FILL_COUNT_BITS, fills & codes.MAX_ORDER_FILLS
     owner = np.repeat(np.arange(slots.size), lengths)
     within = np.arange(owner.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return np.repeat(starts, lengths) + within, owner

@@ -394,15 +394,15 @@ class Inventory:
 
     @property
     def state(self):
-        """The 16 state arrays as a :class:`kernel.state.StateArrays` named
-        tuple of live views (``inv.state.order_word``, ...), for checkers
+        """The 11 state arrays as a :class:`kernel.state.StateArrays` named
+        tuple of live views (``inv.state.order_table``, ...), for checkers
         such as :mod:`kernel.invariants`.  What each array holds is
         documented in :mod:`kernel.reference.tracked`.  Read them; write to
         them only through the kernels."""
         return self._check_open()
 
     def state_arrays(self):
-        """The 16 state arrays as a plain tuple, in the order the kernels take
+        """The 11 state arrays as a plain tuple, in the order the kernels take
         them (:data:`kernel.state.STATE_NAMES`).
 
         For calling ``reserve_one`` from your own compiled code: Numba

@@ -65,7 +65,7 @@ class TrackedOrders:
     Parameters
     ----------
     state : kernel.state.StateArrays
-        The inventory's 16 state arrays (live views).
+        The inventory's state arrays (live views).
     kernels : module
         The backend's kernel module.
     threads_for : callable
@@ -88,7 +88,17 @@ class TrackedOrders:
 
     def _give_back_args(self):
         s = self.state
-        return (s.stock, s.offer_sku, s.limit, s.limit_key, s.limit_count, s.order_word, s.order_user)
+        return (s.stock, s.offer_sku, s.limit, s.limit_table, s.order_table, s.fill_offer, s.fill_qty)
+
+    @property
+    def pair_keys(self):
+        """The limit table's (user, SKU) keys (a strided view)."""
+        return self.state.limit_table[codes.PAIR_KEY_AT::codes.PAIR_STRIDE]
+
+    @property
+    def order_words(self):
+        """The order table's id/state words (a strided view)."""
+        return self.state.order_table[codes.ORDER_WORD_AT::codes.ORDER_STRIDE]
 
     # --------------------------------------------------------------- budgets
     def _take_budgets(self, wants):
@@ -137,6 +147,14 @@ class TrackedOrders:
         capped = self.capped[sku]
         budgets = {codes.ORDERS_LEFT: orders.n_orders, codes.PAIRS_LEFT: int(np.count_nonzero(capped)),
                    codes.FILLS_LEFT: int(widths.sum())}
+        if budgets[codes.FILLS_LEFT] > codes.MAX_ORDER_FILLS and orders.n_lines > orders.n_orders:
+            # An order record packs its fill-log range in one word (codes.ORDER_FILLS_AT).
+            upto = np.concatenate(([0], np.cumsum(widths)))
+            per_order = upto[orders.line_start[1:]] - upto[orders.line_start[:-1]]
+            if per_order.max() > codes.MAX_ORDER_FILLS:
+                pos = int(per_order.argmax())
+                raise ValueError(f"order {pos}: its lines name {int(per_order[pos])} offers, a tracked order "
+                                 f"may name at most {codes.MAX_ORDER_FILLS}")
         try:
             self._take_budgets(budgets)
         except CapacityError:
@@ -145,7 +163,7 @@ class TrackedOrders:
             # room (retries are still answered when the table is full).
             # Every other id might be new.  (Two numpy probes: too slow to
             # do on every call.)
-            maybe_new = probe(state.order_word, ids, codes.ID_MASK) < 0
+            maybe_new = probe(self.order_words, ids, codes.ID_MASK) < 0
             lines = maybe_new[orders.line_order]
             budgets = {codes.ORDERS_LEFT: int(np.count_nonzero(maybe_new)),
                        codes.PAIRS_LEFT: self._new_pairs_at_most(users[orders.line_order], sku, capped & lines),
@@ -154,7 +172,7 @@ class TrackedOrders:
 
         status = np.empty(orders.n_orders, dtype=np.int8)
         order_slot = np.empty(orders.n_orders, dtype=np.int64)
-        new_ids = kernels.claim_orders(state.order_word, ids, order_slot, status, n_threads)
+        new_ids = kernels.claim_orders(state.order_table, ids, order_slot, status, n_threads)
         claimed = order_slot >= 0
         widths = np.where(claimed[orders.line_order], widths, 0)
         n_fills = int(widths.sum())
@@ -167,14 +185,14 @@ class TrackedOrders:
         batch = (orders.line_start, sku, orders.qty, orders.price_limits(), fill_slot, users, deadline, order_slot)
 
         def run(order_index, n):
-            return kernels.reserve_tracked(*state[:15], *batch, order_index, status, counters, n)
+            return kernels.reserve_tracked(*state[:-1], *batch, order_index, status, counters, n)
 
         rollbacks_before = counters[codes.ROLLBACKS]
         new_pairs = run(np.flatnonzero(claimed), n_threads)
         if not ordered:
             new_pairs += backends.rerun_refused_after_rollback(counters, rollbacks_before, status, _REFUSED,
                                                                lambda refused: run(refused, 1)) or 0
-        kernels.settle_refused(state.order_word, order_slot, np.flatnonzero(claimed & np.isin(status, _REFUSED)),
+        kernels.settle_refused(state.order_table, order_slot, np.flatnonzero(claimed & np.isin(status, _REFUSED)),
                                n_threads)
         self._give_budgets({codes.ORDERS_LEFT: budgets[codes.ORDERS_LEFT] - new_ids,
                             codes.PAIRS_LEFT: budgets[codes.PAIRS_LEFT] - new_pairs,
@@ -189,7 +207,7 @@ class TrackedOrders:
         table (pairs already there stay there; repeats within the batch are
         counted each time, an over-estimate given back afterwards)."""
         keys = users[capped] * self.n_skus + sku[capped] + 1
-        return int(np.count_nonzero(probe(self.state.limit_key, keys) < 0))
+        return int(np.count_nonzero(probe(self.pair_keys, keys) < 0))
 
     def reserve_one(self, sku, qty, order_id, user_id, max_price, hold_until):
         """One single-line order (arguments as for Inventory.reserve_one)."""
@@ -234,7 +252,7 @@ class TrackedOrders:
     def confirm(self, order_ids, threads):
         ids, n_threads = self._ids_and_threads(order_ids, threads)
         outcome = np.empty(ids.size, dtype=np.int8)
-        self.kernels.confirm_orders(self.state.order_word, ids, outcome, n_threads)
+        self.kernels.confirm_orders(self.state.order_table, ids, outcome, n_threads)
         return outcome
 
     def cancel(self, order_ids, threads):
@@ -245,31 +263,27 @@ class TrackedOrders:
         try:
             self._take_budgets({codes.ORDERS_LEFT: maybe_new})
         except CapacityError:  # as in reserve: known ids need no room
-            maybe_new = int(np.count_nonzero(probe(s.order_word, ids, codes.ID_MASK) < 0))
+            maybe_new = int(np.count_nonzero(probe(self.order_words, ids, codes.ID_MASK) < 0))
             self._take_budgets({codes.ORDERS_LEFT: maybe_new})
-        new = self.kernels.cancel_orders(*self._give_back_args(), s.order_fill_start, s.order_fill_end,
-                                         s.fill_offer, s.fill_qty, ids, outcome, n_threads)
+        new = self.kernels.cancel_orders(*self._give_back_args(), ids, outcome, n_threads)
         self._give_budgets({codes.ORDERS_LEFT: maybe_new - new})
         return outcome
 
     def expire(self, now, threads):
         now = checked_int("now", now, -INT64_MAX - 1, INT64_MAX)
-        s = self.state
-        n_threads = self.threads_for(threads, s.order_word.size)
-        expired = np.zeros(s.order_word.size, dtype=np.int8)
-        self.kernels.expire_orders(*self._give_back_args(), s.order_deadline, s.order_fill_start,
-                                   s.order_fill_end, s.fill_offer, s.fill_qty, now, expired, n_threads)
-        return np.sort(s.order_word[np.flatnonzero(expired)] & codes.ID_MASK)
+        words = self.order_words
+        n_threads = self.threads_for(threads, words.size)
+        expired = np.zeros(words.size, dtype=np.int8)
+        self.kernels.expire_orders(*self._give_back_args(), now, expired, n_threads)
+        return np.sort(words[np.flatnonzero(expired)] & codes.ID_MASK)
 
     def recover(self):
-        s = self.state
-        return self.kernels.recover_orders(*self._give_back_args(), s.order_fill_start, s.order_fill_end,
-                                           s.fill_offer, s.fill_qty, 1)
+        return self.kernels.recover_orders(*self._give_back_args(), 1)
 
     # ---------------------------------------------------------- inspecting
     def state_of(self, order_ids):
         ids = as_order_ids("order_ids", order_ids)
-        words = self.state.order_word
+        words = self.order_words
         slot = probe(words, ids, codes.ID_MASK)
         return np.where(slot >= 0, words[np.maximum(slot, 0)] >> codes.STATE_SHIFT, 0).astype(np.int8)
 
@@ -281,5 +295,6 @@ class TrackedOrders:
         check_at_least("user_ids", users, 0, ">= 0")
         check_at_least("skus", skus, 0, "a SKU id >= 0")
         check_below("skus", skus, self.n_skus)
-        slot = probe(self.state.limit_key, users * self.n_skus + skus + 1)
-        return np.where(slot >= 0, self.state.limit_count[np.maximum(slot, 0)], 0)
+        slot = probe(self.pair_keys, users * self.n_skus + skus + 1)
+        counts = self.state.limit_table[codes.PAIR_COUNT_AT::codes.PAIR_STRIDE]
+        return np.where(slot >= 0, counts[np.maximum(slot, 0)], 0)

@@ -19,13 +19,15 @@ from collections import namedtuple
 
 import numpy as np
 
-from .codes import N_COUNTERS
+from .codes import N_COUNTERS, ORDER_STRIDE, PAIR_STRIDE
 
 __all__ = ["Layout", "Block", "STATE_ARRAYS", "STATE_NAMES", "StateArrays"]
 
 MAGIC = int.from_bytes(b"D11KERNL", "little")
+# 3: one record per order-table slot and one (key, count) pair per limit-table
+#    slot (2 had a separate array per field: order_word, order_user, ...).
 # 2: arrays in STATE_ARRAYS order (1 had the order table before the limit table).
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 _HEADER = ("magic", "version", "total_words", "n_skus", "n_offers", "order_capacity", "limit_capacity",
            "fill_capacity", "tracked")
 _HEADER_WORDS = 16  # room to grow; arrays start on the next cache line
@@ -42,13 +44,8 @@ STATE_ARRAYS = (
     ("offer_by_priority", "n_offers"),
     ("offer_sku", "n_offers"),
     ("limit", "n_skus"),
-    ("limit_key", "limit_capacity"),
-    ("limit_count", "limit_capacity"),
-    ("order_word", "order_capacity"),
-    ("order_user", "order_capacity"),
-    ("order_deadline", "order_capacity"),
-    ("order_fill_start", "order_capacity"),
-    ("order_fill_end", "order_capacity"),
+    ("limit_table", "limit_capacity*PAIR_STRIDE"),    # (key, count) per slot: codes.PAIR_*
+    ("order_table", "order_capacity*ORDER_STRIDE"),   # one 4-word record per slot: codes.ORDER_*
     ("fill_offer", "fill_capacity"),
     ("fill_qty", "fill_capacity"),
     ("counters", "counters"),
@@ -69,7 +66,9 @@ class Layout:
     def __init__(self, n_skus, n_offers, order_capacity, limit_capacity, fill_capacity, tracked):
         self.sizes = {"n_skus": n_skus, "n_offers": n_offers, "order_capacity": order_capacity,
                       "limit_capacity": limit_capacity, "fill_capacity": fill_capacity, "tracked": int(tracked)}
-        lengths = dict(self.sizes, **{"n_skus+1": n_skus + 1, "counters": N_COUNTERS})
+        lengths = dict(self.sizes, **{"n_skus+1": n_skus + 1, "counters": N_COUNTERS,
+                                      "limit_capacity*PAIR_STRIDE": limit_capacity * PAIR_STRIDE,
+                                      "order_capacity*ORDER_STRIDE": order_capacity * ORDER_STRIDE})
         self.offsets = {}
         at = _HEADER_WORDS
         for name, key in STATE_ARRAYS:
@@ -167,7 +166,12 @@ class Block:
     # --------------------------------------------------------------- creating
     @classmethod
     def private(cls, layout):
-        return cls(np.zeros(layout.total_words, dtype=np.int64), layout, "private", None)
+        # Aligned to a cache line, as shared and mapped blocks are (pages):
+        # every array starts on a line, so no 32-byte order record and no
+        # 16-byte pair straddles two (malloc aligns big blocks to 16 bytes).
+        spare = np.zeros(layout.total_words + _WORDS_PER_LINE, dtype=np.int64)
+        skip = (-spare.ctypes.data % (_WORDS_PER_LINE * 8)) // 8
+        return cls(spare[skip:skip + layout.total_words], layout, "private", None)
 
     @classmethod
     def create_shared(cls, name, layout):

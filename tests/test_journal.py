@@ -573,8 +573,8 @@ def test_compiled_capture_helpers_match_numpy_and_big_calls_replay_exactly(tmp_p
     inv.cancel(orders.order_id[:n // 2])
     inv.expire(5)
     keys = np.concatenate([orders.order_id, rng.integers(0, 1 << 40, n)])
-    assert np.array_equal(_fast.probe(inv.state.order_word, keys, kernel.tracking.MAX_ORDER_ID),
-                          numpy_probe(inv.state.order_word, keys, kernel.tracking.MAX_ORDER_ID))
+    assert np.array_equal(_fast.probe(inv.state.order_table[::kernel.codes.ORDER_STRIDE], keys, kernel.tracking.MAX_ORDER_ID),
+                          numpy_probe(inv.state.order_table[::kernel.codes.ORDER_STRIDE], keys, kernel.tracking.MAX_ORDER_ID))
     values = rng.integers(-(1 << 62), 1 << 62, n)
     assert _fast.value_range(values) == (int(values.min()), int(values.max()))
     live = inv._block.words.copy()

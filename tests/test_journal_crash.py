@@ -171,10 +171,13 @@ def _check(inv, expected, in_flight, may_have_lost=0):
              if s != expected.state[i]]
     assert not wrong, f"ids not in their acknowledged state (id, found, expected): {wrong[:5]}"
     held = [i for i in ids if expected.state[i] in (OrderState.HELD, OrderState.CONFIRMED)]
-    state = inv.state
-    slots = kernel.tracking.probe(state.order_word, np.array(held, np.int64), kernel.codes.ID_MASK)
+    codes, state = kernel.codes, inv.state
+    records = state.order_table.reshape(-1, codes.ORDER_STRIDE)
+    slots = kernel.tracking.probe(records[:, codes.ORDER_WORD_AT], np.array(held, np.int64), codes.ID_MASK)
     for oid, slot in zip(held, slots):
-        units = state.fill_qty[state.order_fill_start[slot]:state.order_fill_end[slot]].sum()
+        fills = records[slot, codes.ORDER_FILLS_AT]  # first << FILL_COUNT_BITS | count
+        first = fills >> codes.FILL_COUNT_BITS
+        units = state.fill_qty[first:first + (fills & codes.MAX_ORDER_FILLS)].sum()
         assert units == expected.qty[oid], f"order {oid} holds {units} units, it took {expected.qty[oid]}"
     restocks = [expected.restocked]
     for call in calls:  # a restock in flight may or may not have happened

@@ -6,6 +6,7 @@ import pytest
 
 import kernel
 from kernel import OrderBatch
+from kernel.state import STATE_NAMES
 
 
 @pytest.fixture
@@ -65,9 +66,7 @@ def test_bad_input_names_the_field_and_changes_nothing(shop, case):
 
 
 def assert_unchanged(before, inv):
-    for name, a, b in zip(("stock", "price", "offer_start", "offer_by_priority", "offer_sku", "limit", "limit_key",
-                           "limit_count", "order_word", "order_user", "order_deadline", "order_fill_start",
-                           "order_fill_end", "fill_offer", "fill_qty", "counters"), before, inv.state_arrays()):
+    for name, a, b in zip(STATE_NAMES, before, inv.state_arrays(), strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
 
 
@@ -99,7 +98,20 @@ def test_tracking_calls_on_an_untracked_inventory(backend, call, match):
     (dict(max_orders=4, limit_per_user=-1), r"limit_per_user\[0\] = -1"),
     (dict(max_orders=4, limit_per_user=[1, 2, 3]), "limit_per_user: has 3 entries"),
     (dict(max_orders=4, max_fills=0), "max_fills must be a positive integer"),
+    # An order record packs its fill-log range into one word (codes.ORDER_FILLS_AT).
+    (dict(max_orders=4, max_fills=kernel.codes.MAX_FILL_LOG + 1), "a fill log holds at most"),
 ])
 def test_bad_tracking_options(options, match):
     with pytest.raises(ValueError, match=match):
         kernel.Inventory([5, 5], backend="reference", **options)
+
+
+def test_tracked_tables_are_line_aligned_records(backend):
+    # One 32-byte record per order slot and one 16-byte pair per limit slot,
+    # each table on a 64-byte line, so neither straddles two lines.
+    inv = kernel.Inventory([5, 5], backend=backend, max_orders=16, limit_per_user=3)
+    state = inv.state
+    for name, stride in (("order_table", kernel.codes.ORDER_STRIDE), ("limit_table", kernel.codes.PAIR_STRIDE)):
+        table = getattr(state, name)
+        assert table.ctypes.data % 64 == 0, name
+        assert table.size % stride == 0 and (table.size // stride) & (table.size // stride - 1) == 0, name

@@ -50,6 +50,18 @@ cdef enum:
     K_NEW_PAIR = 2
     # Word layout: an order word is ``state << STATE_SHIFT | order_id``.
     K_STATE_SHIFT = 56
+    # Record layout (kernel/codes.py): words per order-table slot / limit-table
+    # pair, and each field's offset within one.
+    K_ORDER_STRIDE = 4
+    K_ORDER_WORD_AT = 0
+    K_ORDER_USER_AT = 1
+    K_ORDER_DEADLINE_AT = 2
+    K_ORDER_FILLS_AT = 3
+    K_PAIR_STRIDE = 2
+    K_PAIR_KEY_AT = 0
+    K_PAIR_COUNT_AT = 1
+    K_FILL_COUNT_BITS = 24
+    K_MAX_ORDER_FILLS = 16777215
 
 
 cdef extern from *:
@@ -58,9 +70,11 @@ cdef extern from *:
     #define K_HASH_MULTIPLIER ((uint64_t)0x9E3779B97F4A7C15ULL)
     #define K_UINT64_MASK ((uint64_t)0xFFFFFFFFFFFFFFFFULL)
     #define K_NO_LIMIT ((int64_t)0x7FFFFFFFFFFFFFFFLL)
+    #define K_MAX_FILL_LOG ((int64_t)0x0000008000000000LL)
     """
     # 64-bit constants: a Cython enum is a C int, too narrow for these.
     const int64_t K_ID_MASK            # (1 << STATE_SHIFT) - 1: order ids live in the low 56 bits
     const uint64_t K_HASH_MULTIPLIER   # 2**64 / golden ratio (Fibonacci hashing)
     const uint64_t K_UINT64_MASK       # (1 << 64) - 1
     const int64_t K_NO_LIMIT           # INT64_MAX: no cap, any price, no deadline
+    const int64_t K_MAX_FILL_LOG       # 1 << (63 - FILL_COUNT_BITS): fill-log entries at most

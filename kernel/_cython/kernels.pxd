@@ -17,7 +17,7 @@ from libc.stdint cimport int64_t
 
 
 cdef struct TrackedState:
-    # Raw pointers into the 16 state arrays, in kernel.state.STATE_NAMES
+    # Raw pointers into the 11 state arrays, in kernel.state.STATE_NAMES
     # order (= Inventory.state_arrays(); tests/test_mirrors.py checks these
     # fields against it; kernel/reference/tracked.py says what each holds).
     # They do not keep the arrays alive: whoever fills a TrackedState keeps a
@@ -30,18 +30,13 @@ cdef struct TrackedState:
     const int64_t *offer_by_priority
     const int64_t *offer_sku
     const int64_t *limit
-    int64_t *limit_key
-    int64_t *limit_count
-    int64_t *order_word
-    int64_t *order_user
-    int64_t *order_deadline
-    int64_t *order_fill_start
-    int64_t *order_fill_end
+    int64_t *limit_table    # PAIR_STRIDE words per slot: key, count (kernel/codes.py PAIR_*)
+    int64_t *order_table    # ORDER_STRIDE words per slot: word, user, deadline, fills (ORDER_*)
     int64_t *fill_offer
     int64_t *fill_qty
     int64_t *counters
     # Sizes: n_skus == limit.size (offer_start has n_skus + 1 entries);
-    # the two table capacities are powers of two.
+    # the two table capacities are in slots (records / pairs), powers of two.
     int64_t n_skus
     int64_t order_capacity
     int64_t limit_capacity
@@ -56,7 +51,7 @@ cdef struct TrackedState:
 cdef int64_t reserve_one_c(TrackedState *st, int64_t s, int64_t units, int64_t max_p, int64_t order_id,
                            int64_t user, int64_t deadline) noexcept nogil
 
-# Fill ``out`` from the 16 state arrays (a tuple, in state_arrays() order):
+# Fill ``out`` from the 11 state arrays (a tuple, in state_arrays() order):
 # checks each is a 1-D C-contiguous int64 array (writable where the kernels
 # write) and that the sizes agree; raises ValueError / TypeError otherwise.
 cdef int tracked_state_from_arrays(tuple arrays, TrackedState *out) except -1

@@ -48,9 +48,7 @@ cdef inline int8_t *_ptr8(int8_t[::1] a) noexcept:
 # validated the arrays; tracked_state_from_arrays checks for other callers).
 
 cdef void _holds_from_views(TrackedState *st, int64_t[::1] stock, const int64_t[::1] offer_sku,
-                            const int64_t[::1] limit, int64_t[::1] limit_key, int64_t[::1] limit_count,
-                            int64_t[::1] order_word, const int64_t[::1] order_user,
-                            const int64_t[::1] order_fill_start, const int64_t[::1] order_fill_end,
+                            const int64_t[::1] limit, int64_t[::1] limit_table, int64_t[::1] order_table,
                             const int64_t[::1] fill_offer, int64_t[::1] fill_qty) noexcept:
     """Point ``st`` at what ending an order touches (the arrays cancel,
     expire and recover take); the other pointers are NULL."""
@@ -60,36 +58,27 @@ cdef void _holds_from_views(TrackedState *st, int64_t[::1] stock, const int64_t[
     st.offer_by_priority = NULL
     st.offer_sku = _const_ptr(offer_sku)
     st.limit = _const_ptr(limit)
-    st.limit_key = _ptr(limit_key)
-    st.limit_count = _ptr(limit_count)
-    st.order_word = _ptr(order_word)
-    # TrackedState's record and log pointers are writable (a reserve writes
-    # them); the kernels that take these arrays read-only only read them.
-    st.order_user = <int64_t *>_const_ptr(order_user)
-    st.order_deadline = NULL
-    st.order_fill_start = <int64_t *>_const_ptr(order_fill_start)
-    st.order_fill_end = <int64_t *>_const_ptr(order_fill_end)
+    st.limit_table = _ptr(limit_table)
+    st.order_table = _ptr(order_table)
+    # TrackedState's log pointers are writable (a reserve writes them); the
+    # kernels that take fill_offer read-only only read it.
     st.fill_offer = <int64_t *>_const_ptr(fill_offer)
     st.fill_qty = _ptr(fill_qty)
     st.counters = NULL
     st.n_skus = limit.shape[0]
-    st.order_capacity = order_word.shape[0]
-    st.limit_capacity = limit_key.shape[0]
+    st.order_capacity = order_table.shape[0] // K_ORDER_STRIDE
+    st.limit_capacity = limit_table.shape[0] // K_PAIR_STRIDE
     st.fill_size = fill_qty.shape[0]
 
 
 cdef void _state_from_views(TrackedState *st, int64_t[::1] stock, const int64_t[::1] price,
                             const int64_t[::1] offer_start, const int64_t[::1] offer_by_priority,
-                            const int64_t[::1] offer_sku, const int64_t[::1] limit, int64_t[::1] limit_key,
-                            int64_t[::1] limit_count, int64_t[::1] order_word, int64_t[::1] order_user,
-                            int64_t[::1] order_deadline, int64_t[::1] order_fill_start,
-                            int64_t[::1] order_fill_end, int64_t[::1] fill_offer, int64_t[::1] fill_qty,
+                            const int64_t[::1] offer_sku, const int64_t[::1] limit, int64_t[::1] limit_table,
+                            int64_t[::1] order_table, int64_t[::1] fill_offer, int64_t[::1] fill_qty,
                             int64_t[::1] counters) noexcept:
-    """Point ``st`` at all 16 state arrays (arguments in STATE_NAMES order)."""
-    _holds_from_views(st, stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
-                      order_fill_start, order_fill_end, fill_offer, fill_qty)
+    """Point ``st`` at all 11 state arrays (arguments in STATE_NAMES order)."""
+    _holds_from_views(st, stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty)
     st.price = _const_ptr(price)
     st.offer_start = _const_ptr(offer_start)
     st.offer_by_priority = _const_ptr(offer_by_priority)
-    st.order_deadline = _ptr(order_deadline)
     st.counters = _ptr(counters)

@@ -17,9 +17,8 @@ cdef int64_t reserve_one_c(TrackedState *st, int64_t s, int64_t units, int64_t m
     cdef const int64_t *offer_by_priority = st.offer_by_priority
     cdef const int64_t *offer_sku = st.offer_sku
     cdef const int64_t *limit = st.limit
-    cdef int64_t *limit_key = st.limit_key
-    cdef int64_t *limit_count = st.limit_count
-    cdef int64_t *order_word = st.order_word
+    cdef int64_t *limit_table = st.limit_table
+    cdef int64_t *order_table = st.order_table
     cdef int64_t *fill_offer = st.fill_offer
     cdef int64_t *fill_qty = st.fill_qty
     cdef int64_t *counters = st.counters
@@ -27,15 +26,17 @@ cdef int64_t reserve_one_c(TrackedState *st, int64_t s, int64_t units, int64_t m
     cdef int64_t limit_mask = st.limit_capacity - 1
     cdef int64_t order_mask = st.order_capacity - 1
     cdef int64_t n_fills, first_fill, slot, took = 0, missing, status
+    cdef int64_t *record
     cdef bint new_pair
-    slot = find_order(order_word, order_mask, order_id)
+    slot = find_order(order_table, order_mask, order_id)
     if slot >= 0:  # ids never leave the table: a duplicate for sure, and it needs no budget
-        return (K_CANCELLED if state_of(atomic_load_i64(&order_word[slot])) == K_CANCELLED_EARLY
+        return (K_CANCELLED
+                if state_of(atomic_load_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT])) == K_CANCELLED_EARLY
                 else K_DUPLICATE)
     n_fills = offer_start[s + 1] - offer_start[s]
     # Only a (user, SKU) pair not in the table yet needs room there.
     new_pair = (limit[s] != K_NO_LIMIT
-                and limit_slot(limit_key, limit_mask, user * n_skus + s + 1, False) == -1)
+                and limit_slot(limit_table, limit_mask, user * n_skus + s + 1, False) == -1)
     if take_budget(counters, K_ORDERS_LEFT, 1) < 0:
         return K_ORDER_TABLE_FULL
     if new_pair and take_budget(counters, K_PAIRS_LEFT, 1) < 0:
@@ -46,13 +47,15 @@ cdef int64_t reserve_one_c(TrackedState *st, int64_t s, int64_t units, int64_t m
         if new_pair:
             take_budget(counters, K_PAIRS_LEFT, -1)
         return K_FILL_LOG_FULL
-    slot = claim_order(order_word, order_mask, order_id, K_PENDING)
+    slot = claim_order(order_table, order_mask, order_id, K_PENDING)
     if slot < 0:  # claimed by someone else since find_order
         take_budget(counters, K_ORDERS_LEFT, -1)
         take_budget(counters, K_FILLS_LEFT, -n_fills)
         if new_pair:
             take_budget(counters, K_PAIRS_LEFT, -1)
-        return (K_CANCELLED if state_of(atomic_load_i64(&order_word[-1 - slot])) == K_CANCELLED_EARLY
+        slot = -1 - slot
+        return (K_CANCELLED
+                if state_of(atomic_load_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT])) == K_CANCELLED_EARLY
                 else K_DUPLICATE)
     # The budget promised these entries, so the cursor stays in the log.
     first_fill = take_budget(counters, K_FILL_CURSOR, -n_fills)
@@ -60,34 +63,34 @@ cdef int64_t reserve_one_c(TrackedState *st, int64_t s, int64_t units, int64_t m
     # take_tracked's pre-checks, in its order.
     if offers_available(stock, price, offer_start, offer_by_priority, s, max_p, units) < units:
         status = K_OUT_OF_STOCK
-    elif limit_room(limit, n_skus, limit_key, limit_mask, limit_count, user, s) < units:
+    elif limit_room(limit, n_skus, limit_table, limit_mask, user, s) < units:
         status = K_LIMIT_EXCEEDED
     else:
         # The record is complete before the first unit is taken (see take_tracked).
-        st.order_user[slot] = user
-        st.order_deadline[slot] = deadline
-        st.order_fill_start[slot] = first_fill
-        st.order_fill_end[slot] = first_fill + n_fills
-        took = take_limit(limit, n_skus, limit_key, limit_mask, limit_count, user, s, units)
+        record = &order_table[K_ORDER_STRIDE * slot]
+        record[K_ORDER_USER_AT] = user
+        record[K_ORDER_DEADLINE_AT] = deadline
+        record[K_ORDER_FILLS_AT] = (first_fill << K_FILL_COUNT_BITS) | n_fills
+        took = take_limit(limit, n_skus, limit_table, limit_mask, user, s, units)
         if not (took & K_TOOK):
             status = K_LIMIT_EXCEEDED
         else:
             missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, s, units,
                                 max_p, first_fill)
             if missing:
-                give_back_limit(limit, n_skus, limit_key, limit_mask, limit_count, user, s, missing)
-                give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer,
+                give_back_limit(limit, n_skus, limit_table, limit_mask, user, s, missing)
+                give_back_fills(stock, offer_sku, limit, n_skus, limit_table, limit_mask, fill_offer,
                                 fill_qty, user, first_fill, first_fill + n_fills)
                 atomic_add_i64(&counters[K_ROLLBACKS], 1)
                 status = K_OUT_OF_STOCK
             else:
-                status = publish_or_undo(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count,
-                                         order_word, fill_offer, fill_qty, counters, slot, user, first_fill,
+                status = publish_or_undo(stock, offer_sku, limit, n_skus, limit_table, limit_mask,
+                                         order_table, fill_offer, fill_qty, counters, slot, user, first_fill,
                                          first_fill + n_fills)
     if new_pair and not (took & K_NEW_PAIR):
         take_budget(counters, K_PAIRS_LEFT, -1)  # someone else added the pair (or it was not reached)
     if status != K_ACCEPTED and status != K_CANCELLED:
-        settle_refused_slot(order_word, slot)
+        settle_refused_slot(order_table, slot)
     return status
 
 
@@ -96,11 +99,11 @@ cdef inline bint _power_of_two(Py_ssize_t n) noexcept:
 
 
 cdef int tracked_state_from_arrays(tuple arrays, TrackedState *out) except -1:
-    """Fill ``out`` from the 16 state arrays, checking types and sizes once
+    """Fill ``out`` from the 11 state arrays, checking types and sizes once
     (declared in kernels.pxd).  The caller keeps ``arrays`` alive."""
-    if arrays is None or len(arrays) != 16:
-        raise ValueError("expected a tuple of the 16 tracked-state arrays (Inventory.state_arrays())")
-    for i in range(16):
+    if arrays is None or len(arrays) != 11:
+        raise ValueError("expected a tuple of the 11 tracked-state arrays (Inventory.state_arrays())")
+    for i in range(11):
         if arrays[i] is None:  # a typed memoryview would take None for an empty array
             raise TypeError(f"state array {i} is None")
     # Typed memoryviews check dtype (int64), ndim (1), C-contiguity and, for
@@ -111,53 +114,41 @@ cdef int tracked_state_from_arrays(tuple arrays, TrackedState *out) except -1:
     cdef const int64_t[::1] offer_by_priority = arrays[3]
     cdef const int64_t[::1] offer_sku = arrays[4]
     cdef const int64_t[::1] limit = arrays[5]
-    cdef int64_t[::1] limit_key = arrays[6]
-    cdef int64_t[::1] limit_count = arrays[7]
-    cdef int64_t[::1] order_word = arrays[8]
-    cdef int64_t[::1] order_user = arrays[9]
-    cdef int64_t[::1] order_deadline = arrays[10]
-    cdef int64_t[::1] order_fill_start = arrays[11]
-    cdef int64_t[::1] order_fill_end = arrays[12]
-    cdef int64_t[::1] fill_offer = arrays[13]
-    cdef int64_t[::1] fill_qty = arrays[14]
-    cdef int64_t[::1] counters = arrays[15]
-    cdef Py_ssize_t n_offers = stock.shape[0], cap = order_word.shape[0]
+    cdef int64_t[::1] limit_table = arrays[6]
+    cdef int64_t[::1] order_table = arrays[7]
+    cdef int64_t[::1] fill_offer = arrays[8]
+    cdef int64_t[::1] fill_qty = arrays[9]
+    cdef int64_t[::1] counters = arrays[10]
+    cdef Py_ssize_t n_offers = stock.shape[0]
     if price.shape[0] != n_offers or offer_sku.shape[0] != n_offers:
         raise ValueError("stock, price and offer_sku must have one entry per offer")
     if offer_start.shape[0] != limit.shape[0] + 1:
         raise ValueError("offer_start must have n_skus + 1 entries (n_skus = limit.size)")
-    if not _power_of_two(cap):
-        raise ValueError("the order table's capacity must be a power of two")
-    if (order_user.shape[0] != cap or order_deadline.shape[0] != cap or order_fill_start.shape[0] != cap
-            or order_fill_end.shape[0] != cap):
-        raise ValueError("order_user, order_deadline and order_fill_start/end must match order_word")
-    if not _power_of_two(limit_key.shape[0]) or limit_count.shape[0] != limit_key.shape[0]:
-        raise ValueError("limit_key and limit_count must have the same power-of-two size")
+    if order_table.shape[0] % K_ORDER_STRIDE or not _power_of_two(order_table.shape[0] // K_ORDER_STRIDE):
+        raise ValueError(f"order_table must hold a power-of-two number of {K_ORDER_STRIDE}-word records")
+    if limit_table.shape[0] % K_PAIR_STRIDE or not _power_of_two(limit_table.shape[0] // K_PAIR_STRIDE):
+        raise ValueError(f"limit_table must hold a power-of-two number of {K_PAIR_STRIDE}-word pairs")
     if fill_offer.shape[0] != fill_qty.shape[0]:
         raise ValueError("fill_offer and fill_qty must have the same size")
     if counters.shape[0] <= K_FILL_CURSOR:
         raise ValueError("counters must have at least 5 entries")
     # (The budget counters are not checked here: other processes change them
     # while this one binds, so no two reads of them agree.)
-    _state_from_views(out, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
-                      order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
-                      counters)
+    _state_from_views(out, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table,
+                      fill_offer, fill_qty, counters)
     return 0
 
 
 def reserve_one(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
                 const int64_t[::1] offer_by_priority, const int64_t[::1] offer_sku, const int64_t[::1] limit,
-                int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
-                int64_t[::1] order_user, int64_t[::1] order_deadline, int64_t[::1] order_fill_start,
-                int64_t[::1] order_fill_end, int64_t[::1] fill_offer, int64_t[::1] fill_qty,
+                int64_t[::1] limit_table, int64_t[::1] order_table, int64_t[::1] fill_offer, int64_t[::1] fill_qty,
                 int64_t[::1] counters, int64_t s, int64_t units, int64_t max_p, int64_t order_id, int64_t user,
                 int64_t deadline):
     """One order of one line, start to finish; its status, or a negative
     *_FULL code when a budget is spent (then nothing changed)."""
     cdef TrackedState st
-    _state_from_views(&st, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
-                      order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
-                      counters)
+    _state_from_views(&st, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table,
+                      fill_offer, fill_qty, counters)
     return reserve_one_c(&st, s, units, max_p, order_id, user, deadline)
 
 
@@ -243,11 +234,9 @@ cdef object _reserve_one_vectorcall(PyObject *callable, PyObject **args, size_t 
                          **{names[i]: <object>args[nargs + i] for i in range(len(names))})
 
 
-def bind_reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
-                     order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
-                     counters):
+def bind_reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table,
+                     fill_offer, fill_qty, counters):
     """reserve_one with the state bound: a callable
     ``(s, units, max_p, order_id, user, deadline) -> status``."""
-    return ReserveOne((stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
-                       order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer,
-                       fill_qty, counters))
+    return ReserveOne((stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table,
+                       fill_offer, fill_qty, counters))

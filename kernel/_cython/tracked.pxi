@@ -8,11 +8,13 @@
 # their chunk loops and the struct hand-over of their def kernels; it splits
 # further only where kernel/reference/tracked.py does, to stay its mirror.
 #
-# Every shared word (stock, order_word, limit_key, limit_count, counters)
-# changes only by CAS / fetch-add, or by a release store where one owner is
-# guaranteed; records (order_user, order_deadline, order_fill_*) and fill-log
-# entries belong to the one thread that owns the order at that moment and are
-# published to the others by the CAS that moves its order word.
+# Every shared word (stock, an order record's id/state word, a pair's key and
+# count, counters) changes only by CAS / fetch-add, or by a release store where
+# one owner is guaranteed; the rest of a record (user, deadline, fill range)
+# and fill-log entries belong to the one thread that owns the order at that
+# moment and are published to the others by the CAS that moves its order word.
+# Tables: order_table[ORDER_STRIDE * slot + ORDER_*_AT], limit_table[PAIR_STRIDE
+# * slot + PAIR_*_AT] (kernel/codes.py); ``*_mask`` is slots - 1.
 
 
 cdef enum:
@@ -74,30 +76,31 @@ def take_budgets(int64_t[::1] counters, const int64_t[::1] index, const int64_t[
     return -1
 
 
-cdef inline int64_t claim_order(int64_t *order_word, int64_t mask, int64_t order_id,
+cdef inline int64_t claim_order(int64_t *order_table, int64_t mask, int64_t order_id,
                                 int64_t state) noexcept nogil:
     """Insert ``order_id`` in ``state`` unless the table has it: its slot if
     this call inserted it, else ``-1 - slot``."""
     cdef int64_t slot = hash_slot(order_id, mask)
     cdef int64_t seen
     while True:
-        seen = atomic_load_i64(&order_word[slot])
+        seen = atomic_load_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT])
         if seen == 0:
             # CAS 0 -> word; on losing, ``seen`` is the winner's word (a word
             # never returns to 0), examined below like any other.
-            if atomic_cas_i64(&order_word[slot], &seen, make_word(state, order_id)):
+            if atomic_cas_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT], &seen,
+                              make_word(state, order_id)):
                 return slot
         if (seen & K_ID_MASK) == order_id:
             return -1 - slot
         slot = (slot + 1) & mask
 
 
-cdef inline int64_t find_order(int64_t *order_word, int64_t mask, int64_t order_id) noexcept nogil:
+cdef inline int64_t find_order(int64_t *order_table, int64_t mask, int64_t order_id) noexcept nogil:
     """The slot of ``order_id``, or -1 if the table does not have it."""
     cdef int64_t slot = hash_slot(order_id, mask)
     cdef int64_t seen
     while True:
-        seen = atomic_load_i64(&order_word[slot])
+        seen = atomic_load_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT])
         if seen == 0:
             return -1
         if (seen & K_ID_MASK) == order_id:
@@ -105,68 +108,81 @@ cdef inline int64_t find_order(int64_t *order_word, int64_t mask, int64_t order_
         slot = (slot + 1) & mask
 
 
-cdef inline int64_t limit_slot(int64_t *limit_key, int64_t mask, int64_t key, bint insert) noexcept nogil:
+cdef inline int64_t limit_slot(int64_t *limit_table, int64_t mask, int64_t key, bint insert) noexcept nogil:
     """The slot of the (user, SKU) ``key``: ``slot`` if it was there, ``-2 - slot``
     if this call inserted it (``insert``), -1 if absent."""
     cdef int64_t slot = hash_slot(key, mask)
     cdef int64_t seen
     while True:
-        seen = atomic_load_i64(&limit_key[slot])
+        seen = atomic_load_i64(&limit_table[K_PAIR_STRIDE * slot + K_PAIR_KEY_AT])
         if seen == 0:
             if not insert:
                 return -1
             # CAS 0 -> key; on losing, look again at what the winner wrote.
-            if atomic_cas_i64(&limit_key[slot], &seen, key):
+            if atomic_cas_i64(&limit_table[K_PAIR_STRIDE * slot + K_PAIR_KEY_AT], &seen, key):
                 return -2 - slot
         if seen == key:
             return slot
         slot = (slot + 1) & mask
 
 
-cdef inline int64_t limit_room(const int64_t *limit, int64_t n_skus, int64_t *limit_key, int64_t limit_mask,
-                               int64_t *limit_count, int64_t user, int64_t s) noexcept nogil:
+cdef inline int64_t limit_room(const int64_t *limit, int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
+                               int64_t user, int64_t s) noexcept nogil:
     """Units of SKU ``s`` the user may still take (reads only)."""
     cdef int64_t cap = limit[s]
     if cap == K_NO_LIMIT:
         return K_NO_LIMIT
-    cdef int64_t slot = limit_slot(limit_key, limit_mask, user * n_skus + s + 1, False)
-    return cap - (atomic_load_i64(&limit_count[slot]) if slot >= 0 else 0)
+    cdef int64_t slot = limit_slot(limit_table, limit_mask, user * n_skus + s + 1, False)
+    return cap - (atomic_load_i64(&limit_table[K_PAIR_STRIDE * slot + K_PAIR_COUNT_AT]) if slot >= 0 else 0)
 
 
-cdef inline int64_t take_limit(const int64_t *limit, int64_t n_skus, int64_t *limit_key, int64_t limit_mask,
-                               int64_t *limit_count, int64_t user, int64_t s, int64_t units) noexcept nogil:
+cdef inline int64_t take_limit(const int64_t *limit, int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
+                               int64_t user, int64_t s, int64_t units) noexcept nogil:
     """Count ``units`` of SKU ``s`` against the user's cap, or nothing if that
     would pass it; ``TOOK | NEW_PAIR`` bits.  CAS loop on the count."""
     cdef int64_t cap = limit[s]
     if cap == K_NO_LIMIT:
         return K_TOOK
-    cdef int64_t slot = limit_slot(limit_key, limit_mask, user * n_skus + s + 1, True)
+    cdef int64_t slot = limit_slot(limit_table, limit_mask, user * n_skus + s + 1, True)
     cdef int64_t new = 0
     if slot < -1:
         new = K_NEW_PAIR
         slot = -2 - slot
-    cdef int64_t cur = atomic_load_i64(&limit_count[slot])
+    cdef int64_t *count = &limit_table[K_PAIR_STRIDE * slot + K_PAIR_COUNT_AT]
+    cdef int64_t cur = atomic_load_i64(count)
     # Gives up without writing once the cap is reached, as take_exactly does.
     while cur + units <= cap:
-        if atomic_cas_i64(&limit_count[slot], &cur, cur + units):
+        if atomic_cas_i64(count, &cur, cur + units):
             return K_TOOK | new
     return new
 
 
-cdef inline void give_back_limit(const int64_t *limit, int64_t n_skus, int64_t *limit_key, int64_t limit_mask,
-                                 int64_t *limit_count, int64_t user, int64_t s, int64_t units) noexcept nogil:
+cdef inline void give_back_limit(const int64_t *limit, int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
+                                 int64_t user, int64_t s, int64_t units) noexcept nogil:
     """Undo take_limit (fetch-add of -units)."""
     cdef int64_t slot
     if limit[s] != K_NO_LIMIT:
-        slot = limit_slot(limit_key, limit_mask, user * n_skus + s + 1, False)
+        slot = limit_slot(limit_table, limit_mask, user * n_skus + s + 1, False)
         # Always found when the units were counted; the guard only keeps a
         # cap set after the take from writing outside the table.
         if slot >= 0:
-            atomic_add_i64(&limit_count[slot], -units)
+            atomic_add_i64(&limit_table[K_PAIR_STRIDE * slot + K_PAIR_COUNT_AT], -units)
+
+
+cdef inline void record_fills(const int64_t *order_table, int64_t slot, int64_t *user, int64_t *first,
+                              int64_t *last) noexcept nogil:
+    """``user``, ``first``, ``last`` of the record at ``slot``: whose fills, and
+    which fill-log entries (the packed range unpacked).  Plain loads: the
+    caller read the word with acquire order (or won it by CAS) first."""
+    cdef const int64_t *record = &order_table[K_ORDER_STRIDE * slot]
+    cdef int64_t fills = record[K_ORDER_FILLS_AT]
+    user[0] = record[K_ORDER_USER_AT]
+    first[0] = fills >> K_FILL_COUNT_BITS
+    last[0] = first[0] + (fills & K_MAX_ORDER_FILLS)
 
 
 cdef inline void give_back_fills(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
-                                 int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
+                                 int64_t *limit_table, int64_t limit_mask,
                                  const int64_t *fill_offer, int64_t *fill_qty, int64_t user, int64_t first,
                                  int64_t last) noexcept nogil:
     """Give back the logged fills first..last-1 (stock and the user's limit count)."""
@@ -181,7 +197,7 @@ cdef inline void give_back_fills(int64_t *stock, const int64_t *offer_sku, const
             # owner touches its entries, so a plain store is enough.
             fill_qty[f] = 0
             atomic_add_i64(&stock[offer], got)
-            give_back_limit(limit, n_skus, limit_key, limit_mask, limit_count, user, offer_sku[offer], got)
+            give_back_limit(limit, n_skus, limit_table, limit_mask, user, offer_sku[offer], got)
 
 
 cdef inline int64_t take_line(int64_t *stock, const int64_t *price, const int64_t *offer_start,
@@ -208,45 +224,44 @@ cdef inline int64_t take_line(int64_t *stock, const int64_t *price, const int64_
 
 
 cdef inline int8_t publish_or_undo(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
-                                   int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
-                                   int64_t *order_word, const int64_t *fill_offer, int64_t *fill_qty,
+                                   int64_t *limit_table, int64_t limit_mask,
+                                   int64_t *order_table, const int64_t *fill_offer, int64_t *fill_qty,
                                    int64_t *counters, int64_t slot, int64_t user, int64_t first_fill,
                                    int64_t last_fill) noexcept nogil:
     """PENDING -> HELD by CAS; if a cancel got there first (CANCEL_REQUESTED),
     give everything back and end CANCELLED.  Returns the order's status."""
-    cdef int64_t order_id = atomic_load_i64(&order_word[slot]) & K_ID_MASK
+    cdef int64_t order_id = atomic_load_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT]) & K_ID_MASK
     cdef int64_t expected = make_word(K_PENDING, order_id)
     # The CAS is a release: the record and fill log written before it are
     # visible to whoever loads HELD with acquire (cancel, expire).
-    if atomic_cas_i64(&order_word[slot], &expected, make_word(K_HELD, order_id)):
+    if atomic_cas_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT], &expected, make_word(K_HELD, order_id)):
         return K_ACCEPTED
-    give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer, fill_qty,
+    give_back_fills(stock, offer_sku, limit, n_skus, limit_table, limit_mask, fill_offer, fill_qty,
                     user, first_fill, last_fill)
     atomic_add_i64(&counters[K_ROLLBACKS], 1)
     # Only this reserve moves an order out of CANCEL_REQUESTED: a store.
-    atomic_store_i64(&order_word[slot], make_word(K_CANCELLED_HOLD, order_id))
+    atomic_store_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT], make_word(K_CANCELLED_HOLD, order_id))
     return K_CANCELLED
 
 
-cdef inline void settle_refused_slot(int64_t *order_word, int64_t slot) noexcept nogil:
+cdef inline void settle_refused_slot(int64_t *order_table, int64_t slot) noexcept nogil:
     """PENDING -> REFUSED by CAS; on failure the word is CANCEL_REQUESTED,
     which only this reserve leaves: store CANCELLED_HOLD."""
-    cdef int64_t word = atomic_load_i64(&order_word[slot])
+    cdef int64_t word = atomic_load_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT])
     cdef int64_t order_id = word & K_ID_MASK
     cdef int64_t expected = make_word(K_PENDING, order_id)
-    if atomic_cas_i64(&order_word[slot], &expected, make_word(K_REFUSED, order_id)):
+    if atomic_cas_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT], &expected, make_word(K_REFUSED, order_id)):
         return
     # ``expected`` now holds the word; REFUSED for any state but
     # CANCEL_REQUESTED only mirrors the reference when misused (not PENDING).
-    atomic_store_i64(&order_word[slot], make_word(
+    atomic_store_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT], make_word(
         K_CANCELLED_HOLD if state_of(expected) == K_CANCEL_REQUESTED else K_REFUSED, order_id))
 
 
 cdef inline int8_t take_tracked(int64_t *stock, const int64_t *price, const int64_t *offer_start,
                                 const int64_t *offer_by_priority, const int64_t *offer_sku, const int64_t *limit,
-                                int64_t n_skus, int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
-                                int64_t *order_word, int64_t *order_user, int64_t *order_deadline,
-                                int64_t *order_fill_start, int64_t *order_fill_end, int64_t *fill_offer,
+                                int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
+                                int64_t *order_table, int64_t *fill_offer,
                                 int64_t *fill_qty, const int64_t *line_start, const int64_t *sku,
                                 const int64_t *qty, const int64_t *max_price, const int64_t *fill_slot,
                                 const int64_t *user_id, const int64_t *deadline, const int64_t *order_slot,
@@ -266,17 +281,18 @@ cdef inline int8_t take_tracked(int64_t *stock, const int64_t *price, const int6
                             qty[line]) < qty[line]:
             return K_OUT_OF_STOCK
     for line in range(first_line, last_line):
-        if limit_room(limit, n_skus, limit_key, limit_mask, limit_count, user, sku[line]) < qty[line]:
+        if limit_room(limit, n_skus, limit_table, limit_mask, user, sku[line]) < qty[line]:
             return K_LIMIT_EXCEEDED
     # The record is complete before the first unit is taken (the CASes that
     # take are releases), so cancel, expiry and recovery find the log.  An
     # order refused above takes nothing and needs no record.
-    order_user[slot] = user
-    order_deadline[slot] = deadline[order]
-    order_fill_start[slot] = fill_slot[first_line]
-    order_fill_end[slot] = fill_slot[last_line]
+    cdef int64_t *record = &order_table[K_ORDER_STRIDE * slot]
+    record[K_ORDER_USER_AT] = user
+    record[K_ORDER_DEADLINE_AT] = deadline[order]
+    record[K_ORDER_FILLS_AT] = (fill_slot[first_line] << K_FILL_COUNT_BITS) | (fill_slot[last_line]
+                                                                             - fill_slot[first_line])
     for line in range(first_line, last_line):
-        took = take_limit(limit, n_skus, limit_key, limit_mask, limit_count, user, sku[line], qty[line])
+        took = take_limit(limit, n_skus, limit_table, limit_mask, user, sku[line], qty[line])
         new_pairs[0] += took >> 1
         if not (took & K_TOOK):
             status = K_LIMIT_EXCEEDED
@@ -287,14 +303,14 @@ cdef inline int8_t take_tracked(int64_t *stock, const int64_t *price, const int6
         if missing:
             status = K_OUT_OF_STOCK
             # give_back_fills below returns the cap count of what was filled.
-            give_back_limit(limit, n_skus, limit_key, limit_mask, limit_count, user, sku[line], missing)
+            give_back_limit(limit, n_skus, limit_table, limit_mask, user, sku[line], missing)
             undo_to = fill_slot[line + 1]
             break
     else:
-        return publish_or_undo(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, order_word,
+        return publish_or_undo(stock, offer_sku, limit, n_skus, limit_table, limit_mask, order_table,
                                fill_offer, fill_qty, counters, slot, user, fill_slot[first_line],
                                fill_slot[last_line])
-    give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer, fill_qty,
+    give_back_fills(stock, offer_sku, limit, n_skus, limit_table, limit_mask, fill_offer, fill_qty,
                     user, fill_slot[first_line], undo_to)
     # Counted atomically, as in roll_back_order: the facade re-runs refused
     # orders of a batch during which a rollback happened.
@@ -304,7 +320,7 @@ cdef inline int8_t take_tracked(int64_t *stock, const int64_t *price, const int6
 
 # ---- claim_orders
 
-cdef noinline_void _claim_chunk(int64_t *order_word, int64_t order_mask, const int64_t *order_id,
+cdef noinline_void _claim_chunk(int64_t *order_table, int64_t order_mask, const int64_t *order_id,
                                 int64_t *order_slot, int8_t *status, Py_ssize_t start, Py_ssize_t stop,
                                 int64_t *n_new) noexcept nogil:
     """Claim ids start..stop-1; ``*n_new`` gets how many were new."""
@@ -313,8 +329,8 @@ cdef noinline_void _claim_chunk(int64_t *order_word, int64_t order_mask, const i
     for i in range(start, stop):
         if i + TRACKED_PREFETCH_AHEAD < stop:
             # The home slot of an id a few ahead: a random line of a big table.
-            prefetch_rw(&order_word[hash_slot(order_id[i + TRACKED_PREFETCH_AHEAD], order_mask)])
-        slot = claim_order(order_word, order_mask, order_id[i], K_PENDING)
+            prefetch_rw(&order_table[K_ORDER_STRIDE * hash_slot(order_id[i + TRACKED_PREFETCH_AHEAD], order_mask)])
+        slot = claim_order(order_table, order_mask, order_id[i], K_PENDING)
         if slot >= 0:
             order_slot[i] = slot
             status[i] = K_ACCEPTED
@@ -322,12 +338,14 @@ cdef noinline_void _claim_chunk(int64_t *order_word, int64_t order_mask, const i
         else:
             order_slot[i] = -1
             # Relaxed: only the state is read, and CANCELLED_EARLY is final.
-            status[i] = (K_CANCELLED if state_of(atomic_load_i64(&order_word[-1 - slot])) == K_CANCELLED_EARLY
+            status[i] = (K_CANCELLED
+                         if state_of(atomic_load_i64(&order_table[K_ORDER_STRIDE * (-1 - slot) + K_ORDER_WORD_AT]))
+                         == K_CANCELLED_EARLY
                          else K_DUPLICATE)
     n_new[0] = new
 
 
-def claim_orders(int64_t[::1] order_word, const int64_t[::1] order_id, int64_t[::1] order_slot,
+def claim_orders(int64_t[::1] order_table, const int64_t[::1] order_id, int64_t[::1] order_slot,
                  int8_t[::1] status, int n_threads):
     """Claim every id of the batch in state PENDING; return how many were new."""
     cdef Py_ssize_t n = order_id.shape[0]
@@ -335,17 +353,17 @@ def claim_orders(int64_t[::1] order_word, const int64_t[::1] order_id, int64_t[:
     cdef int64_t new = 0, chunk_new
     if n == 0:
         return 0
-    cdef int64_t *order_word_p = _ptr(order_word)
-    cdef int64_t order_mask = order_word.shape[0] - 1
+    cdef int64_t *order_table_p = _ptr(order_table)
+    cdef int64_t order_mask = order_table.shape[0] // K_ORDER_STRIDE - 1
     cdef const int64_t *order_id_p = _const_ptr(order_id)
     cdef int64_t *order_slot_p = _ptr(order_slot)
     cdef int8_t *status_p = _ptr8(status)
     if n_threads <= 1:
         with nogil:
-            _claim_chunk(order_word_p, order_mask, order_id_p, order_slot_p, status_p, 0, n, &new)
+            _claim_chunk(order_table_p, order_mask, order_id_p, order_slot_p, status_p, 0, n, &new)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            _claim_chunk(order_word_p, order_mask, order_id_p, order_slot_p, status_p, c * TRACKED_CHUNK,
+            _claim_chunk(order_table_p, order_mask, order_id_p, order_slot_p, status_p, c * TRACKED_CHUNK,
                          min((c + 1) * TRACKED_CHUNK, n), &chunk_new)
             new += chunk_new
     return new
@@ -369,9 +387,8 @@ cdef struct TrackedBatch:
 
 cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const int64_t *offer_start,
                                    const int64_t *offer_by_priority, const int64_t *offer_sku, const int64_t *limit,
-                                   int64_t n_skus, int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
-                                   int64_t *order_word, int64_t *order_user, int64_t *order_deadline,
-                                   int64_t *order_fill_start, int64_t *order_fill_end, int64_t *fill_offer,
+                                   int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
+                                   int64_t *order_table, int64_t *fill_offer,
                                    int64_t *fill_qty, const int64_t *line_start, const int64_t *sku,
                                    const int64_t *qty, const int64_t *max_price, const int64_t *fill_slot,
                                    const int64_t *user_id, const int64_t *deadline, const int64_t *order_slot,
@@ -381,9 +398,9 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
     cdef int64_t order, pairs = 0, ahead, slot, s, pair
     for k in range(start, stop):
         if k + TRACKED_PREFETCH_AHEAD < stop:
-            # A tracked order touches a dozen random cache lines: its record
-            # (five words in five arrays), its SKU's offer_start / offer /
-            # price / stock / cap words, its (user, SKU) pair's key and count.
+            # A tracked order touches several random cache lines: its record
+            # (one line), its (user, SKU) pair (one line), its SKU's
+            # offer_start / offer / price / stock / cap words.
             # On a big sale each is a miss; fetching them for an order a few
             # ahead overlaps those misses instead of paying them one after
             # another.  The offer words are guessed at index s (one offer per
@@ -394,13 +411,8 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
             slot = order_slot[ahead]
             s = sku[line_start[ahead]]
             pair = hash_slot(user_id[ahead] * n_skus + s + 1, limit_mask)
-            prefetch_rw(&order_word[slot])
-            prefetch_rw(&order_user[slot])
-            prefetch_rw(&order_deadline[slot])
-            prefetch_rw(&order_fill_start[slot])
-            prefetch_rw(&order_fill_end[slot])
-            prefetch_rw(&limit_key[pair])
-            prefetch_rw(&limit_count[pair])
+            prefetch_rw(&order_table[K_ORDER_STRIDE * slot])
+            prefetch_rw(&limit_table[K_PAIR_STRIDE * pair])
             prefetch_rw(&stock[s])
             prefetch_rw(&limit[s])
             prefetch_rw(&offer_start[s])
@@ -408,8 +420,7 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
             prefetch_rw(&price[s])
         order = order_index[k]
         status[order] = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
-                                     limit_key, limit_mask, limit_count, order_word, order_user, order_deadline,
-                                     order_fill_start, order_fill_end, fill_offer, fill_qty, line_start, sku, qty,
+                                     limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku, qty,
                                      max_price, fill_slot, user_id, deadline, order_slot, counters, order, &pairs)
     return pairs
 
@@ -418,17 +429,14 @@ cdef inline int64_t _tracked_chunk_at(const TrackedState *st, const TrackedBatch
                                       Py_ssize_t stop) noexcept nogil:
     """_tracked_chunk on the state ``st`` and the batch ``batch`` (both paths of reserve_tracked)."""
     return _tracked_chunk(st.stock, st.price, st.offer_start, st.offer_by_priority, st.offer_sku, st.limit, st.n_skus,
-                          st.limit_key, st.limit_capacity - 1, st.limit_count, st.order_word, st.order_user,
-                          st.order_deadline, st.order_fill_start, st.order_fill_end, st.fill_offer, st.fill_qty,
+                          st.limit_table, st.limit_capacity - 1, st.order_table, st.fill_offer, st.fill_qty,
                           batch.line_start, batch.sku, batch.qty, batch.max_price, batch.fill_slot, batch.user_id,
                           batch.deadline, batch.order_slot, batch.order_index, batch.status, st.counters, start, stop)
 
 
 def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
                     const int64_t[::1] offer_by_priority, const int64_t[::1] offer_sku, const int64_t[::1] limit,
-                    int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
-                    int64_t[::1] order_user, int64_t[::1] order_deadline, int64_t[::1] order_fill_start,
-                    int64_t[::1] order_fill_end, int64_t[::1] fill_offer, int64_t[::1] fill_qty,
+                    int64_t[::1] limit_table, int64_t[::1] order_table, int64_t[::1] fill_offer, int64_t[::1] fill_qty,
                     const int64_t[::1] line_start, const int64_t[::1] sku, const int64_t[::1] qty,
                     const int64_t[::1] max_price, const int64_t[::1] fill_slot, const int64_t[::1] user_id,
                     const int64_t[::1] deadline, const int64_t[::1] order_slot, const int64_t[::1] order_index,
@@ -441,8 +449,8 @@ def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[
     if n == 0:
         return 0
     cdef TrackedState st
-    _state_from_views(&st, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
-                      order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+    _state_from_views(&st, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                      order_table, fill_offer, fill_qty,
                       counters)
     cdef TrackedBatch batch
     batch.line_start = _const_ptr(line_start)
@@ -467,16 +475,16 @@ def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[
 
 # ---- settle_refused
 
-cdef noinline_void _settle_chunk(int64_t *order_word, const int64_t *order_slot, const int64_t *order_index,
+cdef noinline_void _settle_chunk(int64_t *order_table, const int64_t *order_slot, const int64_t *order_index,
                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t k
     for k in range(start, stop):
         if k + TRACKED_PREFETCH_AHEAD < stop:  # as in _claim_chunk
-            prefetch_rw(&order_word[order_slot[order_index[k + TRACKED_PREFETCH_AHEAD]]])
-        settle_refused_slot(order_word, order_slot[order_index[k]])
+            prefetch_rw(&order_table[K_ORDER_STRIDE * order_slot[order_index[k + TRACKED_PREFETCH_AHEAD]]])
+        settle_refused_slot(order_table, order_slot[order_index[k]])
 
 
-def settle_refused(int64_t[::1] order_word, const int64_t[::1] order_slot, const int64_t[::1] order_index,
+def settle_refused(int64_t[::1] order_table, const int64_t[::1] order_slot, const int64_t[::1] order_index,
                    int n_threads):
     """PENDING -> REFUSED for the refused orders order_index (CAS), or
     CANCELLED where a cancel asked for it meanwhile."""
@@ -484,15 +492,15 @@ def settle_refused(int64_t[::1] order_word, const int64_t[::1] order_slot, const
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
     if n == 0:
         return
-    cdef int64_t *order_word_p = _ptr(order_word)
+    cdef int64_t *order_table_p = _ptr(order_table)
     cdef const int64_t *order_slot_p = _const_ptr(order_slot)
     cdef const int64_t *order_index_p = _const_ptr(order_index)
     if n_threads <= 1:
         with nogil:
-            _settle_chunk(order_word_p, order_slot_p, order_index_p, 0, n)
+            _settle_chunk(order_table_p, order_slot_p, order_index_p, 0, n)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            _settle_chunk(order_word_p, order_slot_p, order_index_p, c * TRACKED_CHUNK,
+            _settle_chunk(order_table_p, order_slot_p, order_index_p, c * TRACKED_CHUNK,
                           min((c + 1) * TRACKED_CHUNK, n))
 
 
@@ -511,44 +519,45 @@ cdef inline int8_t outcome_of(int64_t state) noexcept nogil:
 
 # ---- confirm_orders
 
-cdef noinline_void _confirm_chunk(int64_t *order_word, int64_t order_mask, const int64_t *order_id, int8_t *outcome,
+cdef noinline_void _confirm_chunk(int64_t *order_table, int64_t order_mask, const int64_t *order_id, int8_t *outcome,
                                    Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t i
     cdef int64_t slot, word
     for i in range(start, stop):
-        slot = find_order(order_word, order_mask, order_id[i])
+        slot = find_order(order_table, order_mask, order_id[i])
         if slot < 0:
             outcome[i] = K_UNKNOWN
             continue
         # Relaxed: confirm reads no record, and the CAS checks the state.
-        word = atomic_load_i64(&order_word[slot])
+        word = atomic_load_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT])
         while True:
             if state_of(word) != K_HELD:
                 outcome[i] = outcome_of(state_of(word))
                 break
             # One CAS decides a confirm racing an expiry or a cancel; on
             # losing, ``word`` is the winner's and we decide again.
-            if atomic_cas_i64(&order_word[slot], &word, make_word(K_CONFIRMED, order_id[i])):
+            if atomic_cas_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT], &word,
+                              make_word(K_CONFIRMED, order_id[i])):
                 outcome[i] = K_DONE
                 break
 
 
-def confirm_orders(int64_t[::1] order_word, const int64_t[::1] order_id, int8_t[::1] outcome, int n_threads):
+def confirm_orders(int64_t[::1] order_table, const int64_t[::1] order_id, int8_t[::1] outcome, int n_threads):
     """HELD -> CONFIRMED for each id (one CAS each); outcome[i] says what happened."""
     cdef Py_ssize_t n = order_id.shape[0]
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
     if n == 0:
         return
-    cdef int64_t *order_word_p = _ptr(order_word)
-    cdef int64_t order_mask = order_word.shape[0] - 1
+    cdef int64_t *order_table_p = _ptr(order_table)
+    cdef int64_t order_mask = order_table.shape[0] // K_ORDER_STRIDE - 1
     cdef const int64_t *order_id_p = _const_ptr(order_id)
     cdef int8_t *outcome_p = _ptr8(outcome)
     if n_threads <= 1:
         with nogil:
-            _confirm_chunk(order_word_p, order_mask, order_id_p, outcome_p, 0, n)
+            _confirm_chunk(order_table_p, order_mask, order_id_p, outcome_p, 0, n)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            _confirm_chunk(order_word_p, order_mask, order_id_p, outcome_p, c * TRACKED_CHUNK,
+            _confirm_chunk(order_table_p, order_mask, order_id_p, outcome_p, c * TRACKED_CHUNK,
                            min((c + 1) * TRACKED_CHUNK, n))
 
 
@@ -559,17 +568,16 @@ def confirm_orders(int64_t[::1] order_word, const int64_t[::1] order_id, int8_t[
 # taking the struct, ran 7% (cancel) to 19% (expire) more instructions.)
 
 cdef noinline_void _cancel_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
-                                 int64_t *limit_key, int64_t limit_mask, int64_t *limit_count, int64_t *order_word,
-                                 int64_t order_mask, const int64_t *order_user, const int64_t *order_fill_start,
-                                 const int64_t *order_fill_end, const int64_t *fill_offer, int64_t *fill_qty,
+                                 int64_t *limit_table, int64_t limit_mask, int64_t *order_table, int64_t order_mask,
+                                 const int64_t *fill_offer, int64_t *fill_qty,
                                  const int64_t *order_id, int8_t *outcome, Py_ssize_t start, Py_ssize_t stop,
                                  int64_t *n_new) noexcept nogil:
     """Cancel ids start..stop-1; ``*n_new`` gets how many were new to the table."""
     cdef Py_ssize_t i
-    cdef int64_t slot, word, state, oid, new = 0
+    cdef int64_t slot, word, state, oid, user, first, last, new = 0
     for i in range(start, stop):
         oid = order_id[i]
-        slot = claim_order(order_word, order_mask, oid, K_CANCELLED_EARLY)
+        slot = claim_order(order_table, order_mask, oid, K_CANCELLED_EARLY)
         if slot >= 0:
             outcome[i] = K_REMEMBERED
             new += 1
@@ -577,20 +585,22 @@ cdef noinline_void _cancel_chunk(int64_t *stock, const int64_t *offer_sku, const
         slot = -1 - slot
         # Acquire: the record read below is the one published with HELD (the
         # winning CAS is an acquire too; this keeps the pairing explicit).
-        word = atomic_load_acquire_i64(&order_word[slot])
+        word = atomic_load_acquire_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT])
         while True:
             state = state_of(word)
             if state == K_HELD:
                 # Win the hold first (against confirm / expiry), then give back.
-                if atomic_cas_i64(&order_word[slot], &word, make_word(K_CANCELLED_HOLD, oid)):
-                    give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count,
-                                    fill_offer, fill_qty, order_user[slot], order_fill_start[slot],
-                                    order_fill_end[slot])
+                if atomic_cas_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT], &word,
+                                  make_word(K_CANCELLED_HOLD, oid)):
+                    record_fills(order_table, slot, &user, &first, &last)
+                    give_back_fills(stock, offer_sku, limit, n_skus, limit_table, limit_mask, fill_offer, fill_qty,
+                                    user, first, last)
                     outcome[i] = K_DONE
                     break
             elif state == K_PENDING:
                 # The running reserve sees this and undoes itself.
-                if atomic_cas_i64(&order_word[slot], &word, make_word(K_CANCEL_REQUESTED, oid)):
+                if atomic_cas_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT], &word,
+                                  make_word(K_CANCEL_REQUESTED, oid)):
                     outcome[i] = K_DONE
                     break
             else:
@@ -602,15 +612,14 @@ cdef noinline_void _cancel_chunk(int64_t *stock, const int64_t *offer_sku, const
 
 cdef inline void _cancel_chunk_at(const TrackedState *st, const int64_t *order_id, int8_t *outcome,
                                   Py_ssize_t start, Py_ssize_t stop, int64_t *n_new) noexcept nogil:
-    _cancel_chunk(st.stock, st.offer_sku, st.limit, st.n_skus, st.limit_key, st.limit_capacity - 1, st.limit_count,
-                  st.order_word, st.order_capacity - 1, st.order_user, st.order_fill_start, st.order_fill_end,
-                  st.fill_offer, st.fill_qty, order_id, outcome, start, stop, n_new)
+    _cancel_chunk(st.stock, st.offer_sku, st.limit, st.n_skus, st.limit_table, st.limit_capacity - 1,
+                  st.order_table, st.order_capacity - 1, st.fill_offer, st.fill_qty, order_id, outcome, start, stop,
+                  n_new)
 
 
 def cancel_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_t[::1] limit,
-                  int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
-                  const int64_t[::1] order_user, const int64_t[::1] order_fill_start,
-                  const int64_t[::1] order_fill_end, const int64_t[::1] fill_offer, int64_t[::1] fill_qty,
+                  int64_t[::1] limit_table, int64_t[::1] order_table, const int64_t[::1] fill_offer,
+                  int64_t[::1] fill_qty,
                   const int64_t[::1] order_id, int8_t[::1] outcome, int n_threads):
     """Cancel each id (see the reference); return how many ids were new to the table."""
     cdef Py_ssize_t n = order_id.shape[0]
@@ -619,8 +628,7 @@ def cancel_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_
     if n == 0:
         return 0
     cdef TrackedState st
-    _holds_from_views(&st, stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
-                      order_fill_start, order_fill_end, fill_offer, fill_qty)
+    _holds_from_views(&st, stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty)
     cdef const int64_t *order_id_p = _const_ptr(order_id)
     cdef int8_t *outcome_p = _ptr8(outcome)
     if n_threads <= 1:
@@ -635,22 +643,22 @@ def cancel_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_
 
 
 cdef inline int64_t _expire_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
-                                  int64_t *limit_key, int64_t limit_mask, int64_t *limit_count, int64_t *order_word,
-                                  const int64_t *order_user, const int64_t *order_deadline,
-                                  const int64_t *order_fill_start, const int64_t *order_fill_end,
+                                  int64_t *limit_table, int64_t limit_mask, int64_t *order_table,
                                   const int64_t *fill_offer, int64_t *fill_qty, int64_t now, int8_t *expired,
                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t slot
-    cdef int64_t word, count = 0
+    cdef int64_t word, user, first, last, count = 0
     for slot in range(start, stop):
         # Acquire: the deadline read next is the one published with HELD.
-        word = atomic_load_acquire_i64(&order_word[slot])
-        while state_of(word) == K_HELD and order_deadline[slot] <= now:
+        word = atomic_load_acquire_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT])
+        while state_of(word) == K_HELD and order_table[K_ORDER_STRIDE * slot + K_ORDER_DEADLINE_AT] <= now:
             # One CAS decides an expiry racing a confirm or a cancel; on
             # losing, ``word`` is the winner's (no longer HELD): the loop ends.
-            if atomic_cas_i64(&order_word[slot], &word, make_word(K_EXPIRED, word & K_ID_MASK)):
-                give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer,
-                                fill_qty, order_user[slot], order_fill_start[slot], order_fill_end[slot])
+            if atomic_cas_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT], &word,
+                              make_word(K_EXPIRED, word & K_ID_MASK)):
+                record_fills(order_table, slot, &user, &first, &last)
+                give_back_fills(stock, offer_sku, limit, n_skus, limit_table, limit_mask, fill_offer, fill_qty,
+                                user, first, last)
                 expired[slot] = 1
                 count += 1
                 break
@@ -659,28 +667,23 @@ cdef inline int64_t _expire_chunk(int64_t *stock, const int64_t *offer_sku, cons
 
 cdef inline int64_t _expire_chunk_at(const TrackedState *st, int64_t now, int8_t *expired, Py_ssize_t start,
                                      Py_ssize_t stop) noexcept nogil:
-    return _expire_chunk(st.stock, st.offer_sku, st.limit, st.n_skus, st.limit_key, st.limit_capacity - 1,
-                         st.limit_count, st.order_word, st.order_user, st.order_deadline, st.order_fill_start,
-                         st.order_fill_end, st.fill_offer, st.fill_qty, now, expired, start, stop)
+    return _expire_chunk(st.stock, st.offer_sku, st.limit, st.n_skus, st.limit_table, st.limit_capacity - 1,
+                         st.order_table, st.fill_offer, st.fill_qty, now, expired, start, stop)
 
 
 def expire_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_t[::1] limit,
-                  int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
-                  const int64_t[::1] order_user, const int64_t[::1] order_deadline,
-                  const int64_t[::1] order_fill_start, const int64_t[::1] order_fill_end,
+                  int64_t[::1] limit_table, int64_t[::1] order_table,
                   const int64_t[::1] fill_offer, int64_t[::1] fill_qty, int64_t now, int8_t[::1] expired,
                   int n_threads):
     """HELD -> EXPIRED for every hold whose deadline is <= now, giving its
     stock and cap count back; expired[slot] = 1 marks them.  Returns how many."""
-    cdef Py_ssize_t n = order_word.shape[0]
+    cdef Py_ssize_t n = order_table.shape[0] // K_ORDER_STRIDE
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, CHUNK)
     cdef int64_t count = 0
     if n == 0:
         return 0
     cdef TrackedState st
-    _holds_from_views(&st, stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
-                      order_fill_start, order_fill_end, fill_offer, fill_qty)
-    st.order_deadline = <int64_t *>_const_ptr(order_deadline)  # read only (see _holds_from_views)
+    _holds_from_views(&st, stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty)
     cdef int8_t *expired_p = _ptr8(expired)
     if n_threads <= 1:
         with nogil:
@@ -693,23 +696,24 @@ def expire_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_
 
 
 cdef inline int64_t _recover_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
-                                   int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
-                                   int64_t *order_word, const int64_t *order_user, const int64_t *order_fill_start,
-                                   const int64_t *order_fill_end, const int64_t *fill_offer, int64_t *fill_qty,
+                                   int64_t *limit_table, int64_t limit_mask,
+                                   int64_t *order_table,
+                                   const int64_t *fill_offer, int64_t *fill_qty,
                                    Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t slot
-    cdef int64_t word, state, count = 0
+    cdef int64_t word, state, user, first, last, count = 0
     for slot in range(start, stop):
         # Acquire: the record read below is at least as new as the word.
-        word = atomic_load_acquire_i64(&order_word[slot])
+        word = atomic_load_acquire_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT])
         state = state_of(word)
         if state == K_PENDING or state == K_CANCEL_REQUESTED:
             # Give back first, as the reference does: entries are zeroed as
             # they go, so a recovery killed here and re-run gives nothing twice.
-            give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer,
-                            fill_qty, order_user[slot], order_fill_start[slot], order_fill_end[slot])
+            record_fills(order_table, slot, &user, &first, &last)
+            give_back_fills(stock, offer_sku, limit, n_skus, limit_table, limit_mask, fill_offer, fill_qty,
+                            user, first, last)
             # CAS loop: a cancel may still turn PENDING into CANCEL_REQUESTED.
-            while not atomic_cas_i64(&order_word[slot], &word, make_word(
+            while not atomic_cas_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT], &word, make_word(
                     K_CANCELLED_HOLD if state_of(word) == K_CANCEL_REQUESTED else K_REFUSED,
                     word & K_ID_MASK)):
                 pass
@@ -718,26 +722,24 @@ cdef inline int64_t _recover_chunk(int64_t *stock, const int64_t *offer_sku, con
 
 
 cdef inline int64_t _recover_chunk_at(const TrackedState *st, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    return _recover_chunk(st.stock, st.offer_sku, st.limit, st.n_skus, st.limit_key, st.limit_capacity - 1,
-                          st.limit_count, st.order_word, st.order_user, st.order_fill_start, st.order_fill_end,
+    return _recover_chunk(st.stock, st.offer_sku, st.limit, st.n_skus, st.limit_table, st.limit_capacity - 1,
+                          st.order_table,
                           st.fill_offer, st.fill_qty, start, stop)
 
 
 def recover_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_t[::1] limit,
-                   int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
-                   const int64_t[::1] order_user, const int64_t[::1] order_fill_start,
-                   const int64_t[::1] order_fill_end, const int64_t[::1] fill_offer, int64_t[::1] fill_qty,
+                   int64_t[::1] limit_table, int64_t[::1] order_table, const int64_t[::1] fill_offer,
+                  int64_t[::1] fill_qty,
                    int n_threads):
     """While no reserve runs: give back what every unfinished order logged and
     end it REFUSED (CANCELLED if a cancel asked).  Returns how many."""
-    cdef Py_ssize_t n = order_word.shape[0]
+    cdef Py_ssize_t n = order_table.shape[0] // K_ORDER_STRIDE
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, CHUNK)
     cdef int64_t count = 0
     if n == 0:
         return 0
     cdef TrackedState st
-    _holds_from_views(&st, stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
-                      order_fill_start, order_fill_end, fill_offer, fill_qty)
+    _holds_from_views(&st, stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty)
     if n_threads <= 1:
         with nogil:
             count = _recover_chunk_at(&st, 0, n)

@@ -39,7 +39,7 @@ def _check_state(found):
     problems = []
     if arrays["stock"].size and arrays["stock"].min() < 0:
         problems.append("negative stock")
-    words = arrays["order_word"]
+    words = arrays["order_table"][spec.ORDER_WORD_AT::spec.ORDER_STRIDE]
     used = words[words != 0]
     ids, states = used & spec.ID_MASK, used >> spec.STATE_SHIFT
     if np.unique(ids).size != ids.size:

@@ -254,7 +254,7 @@ class DurableInventory(Inventory):
 
 def _slots(inv, ids):
     from ._fast import probe
-    return probe(inv.state.order_word, np.ascontiguousarray(ids, dtype=np.int64), spec.ID_MASK)
+    return probe(effects.order_words(inv.state._asdict()), np.ascontiguousarray(ids, dtype=np.int64), spec.ID_MASK)
 
 
 def _drop_before(directory, seq):

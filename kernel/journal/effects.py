@@ -32,9 +32,19 @@ from .. import codes as spec
 from ._fast import probe
 from .records import Effects
 
-ROW = ("order_word", "order_user", "order_deadline", "order_fill_start", "order_fill_end")
 FILL = ("fill_offer", "fill_qty")
-PAIR = ("limit_key", "limit_count")
+_ROW_WORDS = np.arange(spec.ORDER_STRIDE)   # an order slot is one record of ORDER_STRIDE words
+_PAIR_WORDS = np.arange(spec.PAIR_STRIDE)   # a (user, SKU) slot is PAIR_STRIDE words
+
+
+def order_words(arrays):
+    """The id/state word of every order slot (a strided view of the order table)."""
+    return arrays["order_table"][spec.ORDER_WORD_AT::spec.ORDER_STRIDE]
+
+
+def _rows(effects, arrays, slots):
+    """The whole records of the order slots ``slots``."""
+    effects.indexed(("order_table",), (slots[:, None] * spec.ORDER_STRIDE + _ROW_WORDS).ravel(), arrays)
 
 # Below this many offers the whole stock array is one RANGE section (cheaper
 # than finding the distinct offers a batch touched).
@@ -59,8 +69,10 @@ def _pairs(effects, arrays, users, skus):
     capped = limit[skus] != spec.NO_LIMIT
     if capped.any():
         keys = users[capped] * limit.size + skus[capped] + 1
-        slots = probe(arrays["limit_key"], keys)  # repeated pairs repeat a slot: harmless
-        effects.indexed(PAIR, slots[slots >= 0], arrays)
+        pair_keys = arrays["limit_table"][spec.PAIR_KEY_AT::spec.PAIR_STRIDE]
+        slots = probe(pair_keys, keys)  # repeated pairs repeat a slot: harmless
+        slots = slots[slots >= 0]
+        effects.indexed(("limit_table",), (slots[:, None] * spec.PAIR_STRIDE + _PAIR_WORDS).ravel(), arrays)
 
 
 def _counters(effects, arrays):
@@ -69,8 +81,8 @@ def _counters(effects, arrays):
 
 def reserve_tracked(arrays, ids, users, skus, line_order, cursor_before):
     effects = Effects()
-    slots = probe(arrays["order_word"], ids, spec.ID_MASK)
-    effects.indexed(ROW, slots[slots >= 0], arrays)
+    slots = probe(order_words(arrays), ids, spec.ID_MASK)
+    _rows(effects, arrays, slots[slots >= 0])
     cursor_after = int(arrays["counters"][spec.FILL_CURSOR])
     effects.range(FILL, cursor_before, cursor_after, arrays)
     _stock(effects, arrays, arrays["fill_offer"][cursor_before:cursor_after])
@@ -82,8 +94,8 @@ def reserve_tracked(arrays, ids, users, skus, line_order, cursor_before):
 
 def reserve_one(arrays, order_id, user, sku, cursor_before):
     effects = Effects()
-    slot = probe(arrays["order_word"], np.array([order_id], dtype=np.int64), spec.ID_MASK)
-    effects.indexed(ROW, slot[slot >= 0], arrays)
+    slot = probe(order_words(arrays), np.array([order_id], dtype=np.int64), spec.ID_MASK)
+    _rows(effects, arrays, slot[slot >= 0])
     cursor_after = int(arrays["counters"][spec.FILL_CURSOR])
     effects.range(FILL, cursor_before, cursor_after, arrays)
     offer_start = arrays["offer_start"]
@@ -104,8 +116,8 @@ def stock_only(arrays, offers):
 def rows(arrays, ids):
     """confirm: only the order words change (the whole row is cheap)."""
     effects = Effects()
-    slots = probe(arrays["order_word"], ids, spec.ID_MASK)
-    effects.indexed(ROW, slots[slots >= 0], arrays)
+    slots = probe(order_words(arrays), ids, spec.ID_MASK)
+    _rows(effects, arrays, slots[slots >= 0])
     _counters(effects, arrays)
     return effects
 
@@ -114,14 +126,16 @@ def rows_and_fills(arrays, slots):
     """cancel, expire, recover: rows that may have given their fills back."""
     effects = Effects()
     slots = slots[slots >= 0]
-    effects.indexed(ROW, slots, arrays)
-    starts, ends = arrays["order_fill_start"][slots], arrays["order_fill_end"][slots]
-    lengths = np.maximum(ends - starts, 0)
+    _rows(effects, arrays, slots)
+    records = arrays["order_table"].reshape(-1, spec.ORDER_STRIDE)[slots]
+    fills = records[:, spec.ORDER_FILLS_AT]  # first << FILL_COUNT_BITS | count
+    starts = fills >> spec.FILL_COUNT_BITS
+    lengths = fills & spec.MAX_ORDER_FILLS
     entry = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
     effects.indexed(FILL, entry, arrays)
     offers = arrays["fill_offer"][entry]
     _stock(effects, arrays, offers)
-    owner_user = np.repeat(arrays["order_user"][slots], lengths)
+    owner_user = np.repeat(records[:, spec.ORDER_USER_AT], lengths)
     _pairs(effects, arrays, owner_user, arrays["offer_sku"][offers])
     _counters(effects, arrays)
     return effects
@@ -129,5 +143,5 @@ def rows_and_fills(arrays, slots):
 
 def unfinished_slots(arrays):
     """Slots ``recover`` will finish (read before it runs)."""
-    state = arrays["order_word"] >> spec.STATE_SHIFT
+    state = order_words(arrays) >> spec.STATE_SHIFT
     return np.flatnonzero((state == spec.PENDING) | (state == spec.CANCEL_REQUESTED))

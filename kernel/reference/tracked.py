@@ -11,25 +11,32 @@ State (int64 arrays, zero-filled at creation, so an all-zero block of
 shared memory is a valid empty state; kernel/state.py lays them out):
 
 Order table (open addressing, linear probing; its capacity is a power of
-two at least twice the ids it may hold, so a probe always ends):
-    ``order_word[slot]``        0: empty; else ``state << STATE_SHIFT | order_id``.
+two at least twice the ids it may hold, so a probe always ends).  One record
+of ORDER_STRIDE (4) words per slot, at ``order_table[4 * slot + ...]``, so
+that everything a new order writes shares one cache line (32-byte records,
+two per line):
+    ``+ ORDER_WORD_AT``         0: empty; else ``state << STATE_SHIFT | order_id``.
                                 One word holds the id *and* its state, so a
                                 slot is claimed, and every lifecycle step
                                 taken, by one CAS: nothing is ever half
                                 published, whoever dies when.
-    ``order_user[slot]``        the buyer (to give the limit back)
-    ``order_deadline[slot]``    end of the hold (INT64_MAX: none)
-    ``order_fill_start/end[slot]``  the order's range in the fill log
+    ``+ ORDER_USER_AT``         the buyer (to give the limit back)
+    ``+ ORDER_DEADLINE_AT``     end of the hold (INT64_MAX: none)
+    ``+ ORDER_FILLS_AT``        the order's range in the fill log, packed:
+                                ``first << FILL_COUNT_BITS | count`` (count <=
+                                MAX_ORDER_FILLS, first < MAX_FILL_LOG: the
+                                facade checks both, so the word is >= 0)
 Fill log (append-only; a batch takes one range for its new orders, one
 entry per (line, offer of the line's SKU)):
     ``fill_offer[f], fill_qty[f]``  units taken from an offer: logged right
                                 after the CAS that took them and zeroed right
                                 before they go back, so an entry never
                                 claims more than was taken
-Limit table (open addressing over (user, SKU) pairs):
+Limit table (open addressing over (user, SKU) pairs; one pair of
+PAIR_STRIDE (2) words per slot, key and count side by side in 16 bytes):
     ``limit[sku]``              per-user cap (NO_LIMIT: none)
-    ``limit_key[slot]``         0: empty; else ``user * n_skus + sku + 1``
-    ``limit_count[slot]``       units of that SKU the user holds or bought
+    ``limit_table[2 * slot + PAIR_KEY_AT]``    0: empty; else ``user * n_skus + sku + 1``
+    ``limit_table[2 * slot + PAIR_COUNT_AT]``  units of that SKU the user holds or bought
 Budgets in ``counters`` (taken with :func:`take_budget` before anything
 changes, so a full table is an error that changes nothing): ids the order
 table may still take, pairs the limit table may still take, fill-log
@@ -46,6 +53,8 @@ Batch arrays beyond the untracked ones: ``order_id``, ``user_id``,
 from ..codes import (ACCEPTED, ALREADY_CANCELLED, ALREADY_CONFIRMED, ALREADY_EXPIRED, CANCEL_REQUESTED, CANCELLED,
                      CANCELLED_EARLY, CANCELLED_HOLD, CONFIRMED, DONE, DUPLICATE, EXPIRED, HASH_MULTIPLIER, HELD,
                      ID_MASK, IN_FLIGHT, LIMIT_EXCEEDED, NEW_PAIR, NO_LIMIT, OUT_OF_STOCK, PENDING, REFUSED,
+                     ORDER_DEADLINE_AT, ORDER_FILLS_AT, ORDER_STRIDE, ORDER_USER_AT, ORDER_WORD_AT,
+                     FILL_COUNT_BITS, MAX_ORDER_FILLS, PAIR_COUNT_AT, PAIR_KEY_AT, PAIR_STRIDE,
                      REMEMBERED, ROLLBACKS, STATE_SHIFT, TOOK, UINT64_MASK, UNKNOWN, WAS_REFUSED)
 from .stock import offers_available, take_up_to
 
@@ -80,28 +89,28 @@ def take_budgets(counters, index, amount, old):
     return -1
 
 
-def claim_order(order_word, order_id, state):
+def claim_order(order_table, order_id, state):
     """Insert ``order_id`` in ``state`` unless the table has it: return its
     slot if this call inserted it, else ``-1 - slot``.  (Compiled: CAS the
     empty word; on losing the race, look again at what the winner wrote.)"""
-    mask = order_word.size - 1
+    mask = order_table.size // ORDER_STRIDE - 1
     slot = hash_slot(order_id, mask)
     while True:
-        word = order_word[slot]
+        word = order_table[ORDER_STRIDE * slot + ORDER_WORD_AT]
         if word == 0:
-            order_word[slot] = (state << STATE_SHIFT) | order_id
+            order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] = (state << STATE_SHIFT) | order_id
             return slot
         if word & ID_MASK == order_id:
             return -1 - slot
         slot = (slot + 1) & mask
 
 
-def find_order(order_word, order_id):
+def find_order(order_table, order_id):
     """The slot of ``order_id``, or -1 if the table does not have it."""
-    mask = order_word.size - 1
+    mask = order_table.size // ORDER_STRIDE - 1
     slot = hash_slot(order_id, mask)
     while True:
-        word = order_word[slot]
+        word = order_table[ORDER_STRIDE * slot + ORDER_WORD_AT]
         if word == 0:
             return -1
         if word & ID_MASK == order_id:
@@ -109,32 +118,32 @@ def find_order(order_word, order_id):
         slot = (slot + 1) & mask
 
 
-def limit_slot(limit_key, key, insert):
+def limit_slot(limit_table, key, insert):
     """The slot of the (user, SKU) ``key``: ``slot`` if it was there,
     ``-2 - slot`` if this call inserted it (``insert``), -1 if absent."""
-    mask = limit_key.size - 1
+    mask = limit_table.size // PAIR_STRIDE - 1
     slot = hash_slot(key, mask)
     while True:
-        seen = limit_key[slot]
+        seen = limit_table[PAIR_STRIDE * slot + PAIR_KEY_AT]
         if seen == key:
             return slot
         if seen == 0:
             if not insert:
                 return -1
-            limit_key[slot] = key  # compiled: CAS 0 -> key; on losing, look again
+            limit_table[PAIR_STRIDE * slot + PAIR_KEY_AT] = key  # compiled: CAS 0 -> key; on losing, look again
             return -2 - slot
         slot = (slot + 1) & mask
 
 
-def limit_room(limit, limit_key, limit_count, user, s):
+def limit_room(limit, limit_table, user, s):
     """Units of SKU ``s`` the user may still take (read-only)."""
     if limit[s] == NO_LIMIT:
         return NO_LIMIT
-    slot = limit_slot(limit_key, user * limit.size + s + 1, False)
-    return limit[s] - (limit_count[slot] if slot >= 0 else 0)
+    slot = limit_slot(limit_table, user * limit.size + s + 1, False)
+    return limit[s] - (limit_table[PAIR_STRIDE * slot + PAIR_COUNT_AT] if slot >= 0 else 0)
 
 
-def take_limit(limit, limit_key, limit_count, user, s, units):
+def take_limit(limit, limit_table, user, s, units):
     """Count ``units`` of SKU ``s`` against the user's cap, or nothing if
     that would pass it.  Returns ``TOOK | NEW_PAIR`` bits: ``TOOK`` if it
     counted them, ``NEW_PAIR`` if this call added the (user, SKU) pair to the
@@ -142,25 +151,35 @@ def take_limit(limit, limit_key, limit_count, user, s, units):
     always takes and counts nothing.  (Compiled: CAS loop on the count.)"""
     if limit[s] == NO_LIMIT:
         return TOOK
-    slot = limit_slot(limit_key, user * limit.size + s + 1, True)
+    slot = limit_slot(limit_table, user * limit.size + s + 1, True)
     new = NEW_PAIR if slot < -1 else 0
     if new:
         slot = -2 - slot
-    if limit_count[slot] + units > limit[s]:
+    count_at = PAIR_STRIDE * slot + PAIR_COUNT_AT
+    if limit_table[count_at] + units > limit[s]:
         return new
-    limit_count[slot] += units
+    limit_table[count_at] += units
     return TOOK | new
 
 
-def give_back_limit(limit, limit_key, limit_count, user, s, units):
+def give_back_limit(limit, limit_table, user, s, units):
     """Undo :func:`take_limit` (compiled: fetch-add)."""
     if limit[s] != NO_LIMIT:
-        slot = limit_slot(limit_key, user * limit.size + s + 1, False)
+        slot = limit_slot(limit_table, user * limit.size + s + 1, False)
         if slot >= 0:  # always, unless the state was corrupted
-            limit_count[slot] -= units
+            limit_table[PAIR_STRIDE * slot + PAIR_COUNT_AT] -= units
 
 
-def give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user, first, last):
+def record_fills(order_table, slot):
+    """``(user, first, last)`` of the record at ``slot``: whose fills, and
+    which fill-log entries (the packed range unpacked)."""
+    record = ORDER_STRIDE * slot
+    fills = order_table[record + ORDER_FILLS_AT]
+    first = fills >> FILL_COUNT_BITS
+    return order_table[record + ORDER_USER_AT], first, first + (fills & MAX_ORDER_FILLS)
+
+
+def give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user, first, last):
     """Give back the logged fills ``first:last`` (stock and the user's limit
     count).  Each entry is zeroed *before* its units go back: a process
     killed in between loses those units, it never returns them twice."""
@@ -169,7 +188,7 @@ def give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer,
         if got:
             fill_qty[f] = 0
             stock[fill_offer[f]] += got
-            give_back_limit(limit, limit_key, limit_count, user, offer_sku[fill_offer[f]], got)
+            give_back_limit(limit, limit_table, user, offer_sku[fill_offer[f]], got)
 
 
 def take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, s, units, max_p, first_fill):
@@ -191,33 +210,33 @@ def take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty
     return units
 
 
-def publish_or_undo(stock, offer_sku, limit, limit_key, limit_count, order_word, fill_offer, fill_qty, counters,
+def publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty, counters,
                     slot, user, first_fill, last_fill):
     """An order took everything: PENDING -> HELD (compiled: CAS).  If a
     cancel got there first (CANCEL_REQUESTED), give it all back instead and
     end CANCELLED.  Returns the order's status."""
-    word = order_word[slot]
+    word = order_table[ORDER_STRIDE * slot + ORDER_WORD_AT]
     if word >> STATE_SHIFT == PENDING:
-        order_word[slot] = (HELD << STATE_SHIFT) | (word & ID_MASK)
+        order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] = (HELD << STATE_SHIFT) | (word & ID_MASK)
         return ACCEPTED
-    give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user, first_fill, last_fill)
+    give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user, first_fill, last_fill)
     counters[ROLLBACKS] += 1
     # Only this reserve moves an order out of CANCEL_REQUESTED: a plain store.
-    order_word[slot] = (CANCELLED_HOLD << STATE_SHIFT) | (word & ID_MASK)
+    order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] = (CANCELLED_HOLD << STATE_SHIFT) | (word & ID_MASK)
     return CANCELLED
 
 
-def settle_refused_slot(order_word, slot):
+def settle_refused_slot(order_table, slot):
     """:func:`settle_refused` for one slot (compiled: CAS from PENDING; on
     failure the word is CANCEL_REQUESTED, which only this reserve leaves)."""
-    word = order_word[slot]
+    word = order_table[ORDER_STRIDE * slot + ORDER_WORD_AT]
     final = CANCELLED_HOLD if word >> STATE_SHIFT == CANCEL_REQUESTED else REFUSED
-    order_word[slot] = (final << STATE_SHIFT) | (word & ID_MASK)
+    order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] = (final << STATE_SHIFT) | (word & ID_MASK)
 
 
-def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
-                 order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
-                 line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order):
+def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table,
+                 fill_offer, fill_qty, line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot,
+                 counters, order):
     """Reserve one claimed (PENDING) order, all or nothing: each line counts
     against the user's cap, then takes stock.  Returns ``(status, new
     (user, SKU) pairs)``.  A refused order stays PENDING for
@@ -234,18 +253,19 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                             qty[line]) < qty[line]:
             return OUT_OF_STOCK, 0
     for line in range(first_line, last_line):
-        if limit_room(limit, limit_key, limit_count, user, sku[line]) < qty[line]:
+        if limit_room(limit, limit_table, user, sku[line]) < qty[line]:
             return LIMIT_EXCEEDED, 0
     # The record is complete before the first unit is taken, so cancel,
     # expiry and crash recovery always find the log of what it took.  (An
     # order refused above takes nothing and needs no record.)
-    order_user[slot] = user
-    order_deadline[slot] = deadline[order]
-    order_fill_start[slot] = fill_slot[first_line]
-    order_fill_end[slot] = fill_slot[last_line]
+    record = ORDER_STRIDE * slot
+    order_table[record + ORDER_USER_AT] = user
+    order_table[record + ORDER_DEADLINE_AT] = deadline[order]
+    order_table[record + ORDER_FILLS_AT] = (fill_slot[first_line] << FILL_COUNT_BITS
+                                            | fill_slot[last_line] - fill_slot[first_line])
     new_pairs = 0
     for line in range(first_line, last_line):
-        took = take_limit(limit, limit_key, limit_count, user, sku[line], qty[line])
+        took = take_limit(limit, limit_table, user, sku[line], qty[line])
         new_pairs += took >> 1
         if not took & TOOK:
             status = LIMIT_EXCEEDED
@@ -256,19 +276,19 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
         if missing:
             status = OUT_OF_STOCK
             # give_back_fills below returns the cap count of what was filled.
-            give_back_limit(limit, limit_key, limit_count, user, sku[line], missing)
+            give_back_limit(limit, limit_table, user, sku[line], missing)
             undo_to = fill_slot[line + 1]
             break
     else:
-        return publish_or_undo(stock, offer_sku, limit, limit_key, limit_count, order_word, fill_offer, fill_qty,
+        return publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty,
                                counters, slot, user, fill_slot[first_line], fill_slot[last_line]), new_pairs
-    give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user,
+    give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user,
                     fill_slot[first_line], undo_to)
     counters[ROLLBACKS] += 1
     return status, new_pairs
 
 
-def claim_orders(order_word, order_id, order_slot, status, n_threads):
+def claim_orders(order_table, order_id, order_slot, status, n_threads):
     """Claim every id of the batch in state PENDING.
 
     ``order_slot[i]`` gets the slot of order ``i``, or -1 if its id was
@@ -279,20 +299,20 @@ def claim_orders(order_word, order_id, order_slot, status, n_threads):
     """
     new = 0
     for i in range(len(order_id)):
-        slot = claim_order(order_word, order_id[i], PENDING)
+        slot = claim_order(order_table, order_id[i], PENDING)
         if slot >= 0:
             order_slot[i] = slot
             status[i] = ACCEPTED
             new += 1
         else:
             order_slot[i] = -1
-            early = order_word[-1 - slot] >> STATE_SHIFT == CANCELLED_EARLY
+            early = order_table[ORDER_STRIDE * (-1 - slot) + ORDER_WORD_AT] >> STATE_SHIFT == CANCELLED_EARLY
             status[i] = CANCELLED if early else DUPLICATE
     return new
 
 
-def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
-                    order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                    order_table, fill_offer, fill_qty,
                     line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
                     status, counters, n_threads):
     """Run :func:`take_tracked` for the claimed orders ``order_index``;
@@ -305,18 +325,18 @@ def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, lim
     new_pairs = 0
     for order in order_index:
         status[order], pairs = take_tracked(
-            stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
-            order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+            stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+            order_table, fill_offer, fill_qty,
             line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order)
         new_pairs += pairs
     return new_pairs
 
 
-def settle_refused(order_word, order_slot, order_index, n_threads):
+def settle_refused(order_table, order_slot, order_index, n_threads):
     """PENDING -> REFUSED for the refused orders ``order_index`` (compiled:
     CAS), or CANCELLED where a cancel asked for it meanwhile."""
     for order in order_index:
-        settle_refused_slot(order_word, order_slot[order])
+        settle_refused_slot(order_table, order_slot[order])
 
 
 def outcome_of(state):
@@ -332,82 +352,81 @@ def outcome_of(state):
     return ALREADY_CANCELLED  # CANCELLED_HOLD, CANCEL_REQUESTED, CANCELLED_EARLY
 
 
-def confirm_orders(order_word, order_id, outcome, n_threads):
+def confirm_orders(order_table, order_id, outcome, n_threads):
     """HELD -> CONFIRMED for each id.  One CAS decides it, so a confirm
     racing an expiry or a cancel has exactly one winner; ``outcome[i]`` says
     what happened."""
     for i in range(len(order_id)):
-        slot = find_order(order_word, order_id[i])
+        slot = find_order(order_table, order_id[i])
         if slot < 0:
             outcome[i] = UNKNOWN
             continue
-        state = order_word[slot] >> STATE_SHIFT
+        state = order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] >> STATE_SHIFT
         if state == HELD:
-            order_word[slot] = (CONFIRMED << STATE_SHIFT) | order_id[i]
+            order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] = (CONFIRMED << STATE_SHIFT) | order_id[i]
             outcome[i] = DONE
         else:
             outcome[i] = outcome_of(state)
 
 
-def cancel_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
-                  order_fill_end, fill_offer, fill_qty, order_id, outcome, n_threads):
+def cancel_orders(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty, order_id, outcome,
+                  n_threads):
     """Cancel each id.  HELD -> CANCELLED gives its stock and cap count back;
     PENDING -> CANCEL_REQUESTED makes the running reserve undo itself; an id
     not seen yet is remembered (CANCELLED_EARLY), so its late reserve is
     refused.  Returns how many ids were new to the table."""
     new = 0
     for i in range(len(order_id)):
-        slot = claim_order(order_word, order_id[i], CANCELLED_EARLY)
+        slot = claim_order(order_table, order_id[i], CANCELLED_EARLY)
         if slot >= 0:
             outcome[i] = REMEMBERED
             new += 1
             continue
         slot = -1 - slot
-        state = order_word[slot] >> STATE_SHIFT
+        state = order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] >> STATE_SHIFT
         if state == HELD:
-            order_word[slot] = (CANCELLED_HOLD << STATE_SHIFT) | order_id[i]
-            give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty,
-                            order_user[slot], order_fill_start[slot], order_fill_end[slot])
+            order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] = (CANCELLED_HOLD << STATE_SHIFT) | order_id[i]
+            give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty,
+                            *record_fills(order_table, slot))
             outcome[i] = DONE
         elif state == PENDING:
-            order_word[slot] = (CANCEL_REQUESTED << STATE_SHIFT) | order_id[i]
+            order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] = (CANCEL_REQUESTED << STATE_SHIFT) | order_id[i]
             outcome[i] = DONE
         else:
             outcome[i] = outcome_of(state)
     return new
 
 
-def expire_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_deadline,
-                  order_fill_start, order_fill_end, fill_offer, fill_qty, now, expired, n_threads):
+def expire_orders(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty, now, expired,
+                  n_threads):
     """HELD -> EXPIRED for every hold whose deadline is ``<= now``, giving
     its stock and cap count back; ``expired[slot] = 1`` marks them.  Returns
     how many.  (Compiled: the word is loaded with acquire order before the
     deadline is read, so the deadline seen is the one published with HELD.)"""
     count = 0
-    for slot in range(order_word.size):
-        word = order_word[slot]
-        if word >> STATE_SHIFT == HELD and order_deadline[slot] <= now:
-            order_word[slot] = (EXPIRED << STATE_SHIFT) | (word & ID_MASK)
-            give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty,
-                            order_user[slot], order_fill_start[slot], order_fill_end[slot])
+    for slot in range(order_table.size // ORDER_STRIDE):
+        word = order_table[ORDER_STRIDE * slot + ORDER_WORD_AT]
+        if word >> STATE_SHIFT == HELD and order_table[ORDER_STRIDE * slot + ORDER_DEADLINE_AT] <= now:
+            order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] = (EXPIRED << STATE_SHIFT) | (word & ID_MASK)
+            give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty,
+                            *record_fills(order_table, slot))
             expired[slot] = 1
             count += 1
     return count
 
 
-def recover_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
-                   order_fill_end, fill_offer, fill_qty, n_threads):
+def recover_orders(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty, n_threads):
     """After a process died mid-reserve, while no reserve runs: give back
     what every unfinished (PENDING or CANCEL_REQUESTED) order logged and end
     it REFUSED (CANCELLED if a cancel asked).  Returns how many."""
     count = 0
-    for slot in range(order_word.size):
-        word = order_word[slot]
+    for slot in range(order_table.size // ORDER_STRIDE):
+        word = order_table[ORDER_STRIDE * slot + ORDER_WORD_AT]
         state = word >> STATE_SHIFT
         if state == PENDING or state == CANCEL_REQUESTED:
-            give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty,
-                            order_user[slot], order_fill_start[slot], order_fill_end[slot])
+            give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty,
+                            *record_fills(order_table, slot))
             final = CANCELLED_HOLD if state == CANCEL_REQUESTED else REFUSED
-            order_word[slot] = (final << STATE_SHIFT) | (word & ID_MASK)
+            order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] = (final << STATE_SHIFT) | (word & ID_MASK)
             count += 1
     return count

@@ -1,0 +1,278 @@
+/* Hand-written C baselines of the tracked (flash-sale service) path, for
+ * bench/quick.py: the kernel's speed target, timed side by side with it.
+ *
+ * Same work per order as the kernel's reserve of one tracked single-line
+ * order (kernel/reference/tracked.py): claim the id in an open-addressing
+ * table (duplicate -> 2), check stock (-> 1) and the user's cap on the SKU
+ * (-> 3), write the hold record (user, deadline, fill range), count the
+ * units against the (user, SKU) pair, take the stock, log the fill, publish
+ * PENDING -> HELD; a refused order ends REFUSED.  Same hash, same table
+ * layout as the kernel's version-3 state (kernel/codes.py): 4-word records,
+ * 2-word (key, count) pairs, so with one thread the statuses and tables
+ * equal the kernel's word for word (bench/quick.py checks that).
+ *
+ * Unlike the kernel it does everything in one pass (the kernel claims the
+ * whole batch first, then reserves, then settles the refused), and takes
+ * its fill-log entry at the order's index (the kernel hands out a range per
+ * batch): the best the work allows, not a copy of the kernel's structure.
+ *
+ * seq_*: one thread, plain loads and stores (single writer: not safe to
+ *        share, the upper bound);
+ * cas_*: OpenMP threads, a CAS or fetch-add per shared-word decision.
+ * Both prefetch the record, the pair and the stock word TRACKED_AHEAD orders
+ * ahead (bench/quick.py --c-ahead builds other distances).
+ *
+ * Calling convention: bench/c_baseline.c's (stock, [start,] sku, qty, status,
+ * n), then the tracked arguments, then ``threads`` for the cas_ loops.
+ */
+#include <stdint.h>
+
+#ifndef TRACKED_AHEAD
+#define TRACKED_AHEAD 8
+#endif
+
+#define MULT 0x9E3779B97F4A7C15ULL
+#define STATE_SHIFT 56
+#define ID_MASK ((INT64_C(1) << STATE_SHIFT) - 1)
+#define PENDING INT64_C(1)
+#define HELD INT64_C(2)
+#define REFUSED INT64_C(6)
+#define NO_DEADLINE INT64_MAX
+#define FILL_COUNT_BITS 24
+
+static inline int64_t hash_slot(int64_t key, int64_t mask) {
+    return (int64_t)(((uint64_t)key * MULT) >> 32) & mask;
+}
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define CAS(p, e, d) __atomic_compare_exchange_n((p), (e), (d), 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)
+
+/* One tracked single-line order.  ATOMIC selects the CAS / plain version at
+ * compile time (the compiler removes the other branches). */
+static inline int8_t tracked_one(const int ATOMIC, int64_t *stock, int64_t s, int64_t q, int64_t id, int64_t user,
+                                 int64_t *order_table, int64_t order_mask, int64_t *limit_table, int64_t limit_mask,
+                                 int64_t *fill_offer, int64_t *fill_qty, int64_t f, int64_t n_skus, int64_t cap) {
+    /* claim */
+    int64_t slot = hash_slot(id, order_mask), mine = (PENDING << STATE_SHIFT) | id, *word;
+    for (;;) {
+        word = &order_table[4 * slot];
+        int64_t w = ATOMIC ? LOAD(word) : *word;
+        if (w == 0) {
+            if (!ATOMIC) { *word = mine; break; }
+            if (CAS(word, &w, mine)) break;
+        }
+        if ((w & ID_MASK) == id) return 2;
+        slot = (slot + 1) & order_mask;
+    }
+    int8_t status = 0;
+    /* pre-checks: stock, then the cap */
+    int64_t key = user * n_skus + s + 1, p = hash_slot(key, limit_mask), *pair;
+    if ((ATOMIC ? LOAD(&stock[s]) : stock[s]) < q) { status = 1; goto refuse; }
+    for (;;) {
+        pair = &limit_table[2 * p];
+        int64_t k = ATOMIC ? LOAD(pair) : *pair;
+        if (k == key) break;
+        if (k == 0) {
+            if (!ATOMIC) { *pair = key; break; }
+            if (CAS(pair, &k, key) || k == key) break;
+        }
+        p = (p + 1) & limit_mask;
+    }
+    if ((ATOMIC ? LOAD(&pair[1]) : pair[1]) + q > cap) { status = 3; goto refuse; }
+    /* record, then the cap count, then the stock */
+    word[1] = user;
+    word[2] = NO_DEADLINE;
+    word[3] = (f << FILL_COUNT_BITS) | 1;
+    if (ATOMIC) {
+        int64_t c = LOAD(&pair[1]);
+        for (;;) {
+            if (c + q > cap) { status = 3; goto refuse; }
+            if (CAS(&pair[1], &c, c + q)) break;
+        }
+        int64_t v = LOAD(&stock[s]);
+        for (;;) {
+            if (v < q) { __atomic_fetch_add(&pair[1], -q, __ATOMIC_ACQ_REL); status = 1; goto refuse; }
+            if (CAS(&stock[s], &v, v - q)) break;
+        }
+    } else {
+        pair[1] += q;  /* the pre-check saw room, and no one else writes */
+        stock[s] -= q;  /* the pre-check saw enough, and no one else writes */
+    }
+    fill_offer[f] = s;
+    fill_qty[f] = q;
+    if (ATOMIC) {
+        int64_t expected = mine;
+        if (!CAS(word, &expected, (HELD << STATE_SHIFT) | id)) return 4;  /* cancelled meanwhile: not in a bench */
+    } else {
+        *word = (HELD << STATE_SHIFT) | id;
+    }
+    return 0;
+refuse:
+    if (ATOMIC) __atomic_store_n(word, (REFUSED << STATE_SHIFT) | id, __ATOMIC_RELEASE);
+    else *word = (REFUSED << STATE_SHIFT) | id;
+    return status;
+}
+
+static inline void prefetch_order(const int64_t *sku, const int64_t *order_id, const int64_t *user_id,
+                                  int64_t *stock, int64_t *order_table, int64_t order_mask, int64_t *limit_table,
+                                  int64_t limit_mask, int64_t n_skus, int64_t i) {
+    int64_t s = sku[i];
+    __builtin_prefetch(&order_table[4 * hash_slot(order_id[i], order_mask)], 1, 3);
+    __builtin_prefetch(&limit_table[2 * hash_slot(user_id[i] * n_skus + s + 1, limit_mask)], 1, 3);
+    __builtin_prefetch(&stock[s], 1, 3);
+}
+
+#define TRACKED_ARGS const int64_t *order_id, const int64_t *user_id, int64_t *order_table, int64_t order_slots, \
+    int64_t *limit_table, int64_t limit_slots, int64_t *fill_offer, int64_t *fill_qty, int64_t n_skus, int64_t cap
+
+void seq_tracked_single(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status, int64_t n,
+                        TRACKED_ARGS) {
+    int64_t om = order_slots - 1, lm = limit_slots - 1;
+    for (int64_t i = 0; i < n; i++) {
+        if (i + TRACKED_AHEAD < n)
+            prefetch_order(sku, order_id, user_id, stock, order_table, om, limit_table, lm, n_skus, i + TRACKED_AHEAD);
+        status[i] = tracked_one(0, stock, sku[i], qty[i], order_id[i], user_id[i], order_table, om, limit_table, lm,
+                                fill_offer, fill_qty, i, n_skus, cap);
+    }
+}
+
+void cas_tracked_single(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status, int64_t n,
+                        TRACKED_ARGS, int threads) {
+    int64_t om = order_slots - 1, lm = limit_slots - 1;
+    #pragma omp parallel num_threads(threads)
+    {
+        /* static blocks: each thread walks its own range, prefetching in it */
+        #pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            if (i + TRACKED_AHEAD < n)
+                prefetch_order(sku, order_id, user_id, stock, order_table, om, limit_table, lm, n_skus,
+                               i + TRACKED_AHEAD);
+            status[i] = tracked_one(1, stock, sku[i], qty[i], order_id[i], user_id[i], order_table, om, limit_table,
+                                    lm, fill_offer, fill_qty, i, n_skus, cap);
+        }
+    }
+}
+
+/* One tracked cart (lines a..b-1), all or nothing, in the kernel's order:
+ * claim; every line's stock, then every line's cap (read only); the record;
+ * then per line the cap count and the stock, logging the fill at the line's
+ * index; on a refusal the lines taken so far go back (log entry zeroed first). */
+#define MAX_CART 64
+static inline int8_t tracked_cart(const int ATOMIC, int64_t *stock, const int64_t *sku, const int64_t *qty,
+                                  int64_t a, int64_t b, int64_t id, int64_t user, int64_t *order_table,
+                                  int64_t order_mask, int64_t *limit_table, int64_t limit_mask, int64_t *fill_offer,
+                                  int64_t *fill_qty, int64_t n_skus, int64_t cap) {
+    int64_t slot = hash_slot(id, order_mask), mine = (PENDING << STATE_SHIFT) | id, *word;
+    for (;;) {
+        word = &order_table[4 * slot];
+        int64_t w = ATOMIC ? LOAD(word) : *word;
+        if (w == 0) {
+            if (!ATOMIC) { *word = mine; break; }
+            if (CAS(word, &w, mine)) break;
+        }
+        if ((w & ID_MASK) == id) return 2;
+        slot = (slot + 1) & order_mask;
+    }
+    int8_t status = 0;
+    int64_t *pairs[MAX_CART], l;
+    for (l = a; l < b; l++)
+        if ((ATOMIC ? LOAD(&stock[sku[l]]) : stock[sku[l]]) < qty[l]) { status = 1; goto refuse; }
+    for (l = a; l < b; l++) {  /* find (or make) each line's pair; the pre-check reads its count */
+        int64_t key = user * n_skus + sku[l] + 1, p = hash_slot(key, limit_mask), *pair;
+        for (;;) {
+            pair = &limit_table[2 * p];
+            int64_t k = ATOMIC ? LOAD(pair) : *pair;
+            if (k == key) break;
+            if (k == 0) {
+                if (!ATOMIC) { *pair = key; break; }
+                if (CAS(pair, &k, key) || k == key) break;
+            }
+            p = (p + 1) & limit_mask;
+        }
+        if (l - a < MAX_CART) pairs[l - a] = pair;
+        if ((ATOMIC ? LOAD(&pair[1]) : pair[1]) + qty[l] > cap) { status = 3; goto refuse; }
+    }
+    word[1] = user;
+    word[2] = NO_DEADLINE;
+    word[3] = (a << FILL_COUNT_BITS) | (b - a);
+    for (l = a; l < b; l++) {
+        int64_t s = sku[l], q = qty[l], *count = &pairs[(l - a) & (MAX_CART - 1)][1];
+        if (ATOMIC) {
+            int64_t c = LOAD(count), v;
+            for (;;) {
+                if (c + q > cap) { status = 3; goto undo; }
+                if (CAS(count, &c, c + q)) break;
+            }
+            v = LOAD(&stock[s]);
+            for (;;) {
+                if (v < q) { __atomic_fetch_add(count, -q, __ATOMIC_ACQ_REL); status = 1; goto undo; }
+                if (CAS(&stock[s], &v, v - q)) break;
+            }
+        } else {
+            if (*count + q > cap) { status = 3; goto undo; }
+            if (stock[s] < q) { status = 1; goto undo; }
+            *count += q;
+            stock[s] -= q;
+        }
+        fill_offer[l] = s;
+        fill_qty[l] = q;
+    }
+    if (ATOMIC) {
+        int64_t expected = mine;
+        if (!CAS(word, &expected, (HELD << STATE_SHIFT) | id)) return 4;
+    } else {
+        *word = (HELD << STATE_SHIFT) | id;
+    }
+    return 0;
+undo:
+    for (int64_t k = a; k < l; k++) {
+        int64_t got = fill_qty[k];
+        fill_qty[k] = 0;
+        if (ATOMIC) {
+            __atomic_fetch_add(&stock[sku[k]], got, __ATOMIC_ACQ_REL);
+            __atomic_fetch_add(&pairs[(k - a) & (MAX_CART - 1)][1], -got, __ATOMIC_ACQ_REL);
+        } else {
+            stock[sku[k]] += got;
+            pairs[(k - a) & (MAX_CART - 1)][1] -= got;
+        }
+    }
+refuse:
+    if (ATOMIC) __atomic_store_n(word, (REFUSED << STATE_SHIFT) | id, __ATOMIC_RELEASE);
+    else *word = (REFUSED << STATE_SHIFT) | id;
+    return status;
+}
+
+static inline void prefetch_cart(const int64_t *start, const int64_t *sku, const int64_t *order_id,
+                                 const int64_t *user_id, int64_t *stock, int64_t *order_table, int64_t order_mask,
+                                 int64_t *limit_table, int64_t limit_mask, int64_t n_skus, int64_t o) {
+    __builtin_prefetch(&order_table[4 * hash_slot(order_id[o], order_mask)], 1, 3);
+    for (int64_t l = start[o]; l < start[o + 1]; l++) {
+        __builtin_prefetch(&limit_table[2 * hash_slot(user_id[o] * n_skus + sku[l] + 1, limit_mask)], 1, 3);
+        __builtin_prefetch(&stock[sku[l]], 1, 3);
+    }
+}
+
+void seq_tracked_carts(int64_t *stock, const int64_t *start, const int64_t *sku, const int64_t *qty, int8_t *status,
+                       int64_t n, TRACKED_ARGS) {
+    int64_t om = order_slots - 1, lm = limit_slots - 1;
+    for (int64_t o = 0; o < n; o++) {
+        if (o + TRACKED_AHEAD < n)
+            prefetch_cart(start, sku, order_id, user_id, stock, order_table, om, limit_table, lm, n_skus,
+                          o + TRACKED_AHEAD);
+        status[o] = tracked_cart(0, stock, sku, qty, start[o], start[o + 1], order_id[o], user_id[o], order_table, om,
+                                 limit_table, lm, fill_offer, fill_qty, n_skus, cap);
+    }
+}
+
+void cas_tracked_carts(int64_t *stock, const int64_t *start, const int64_t *sku, const int64_t *qty, int8_t *status,
+                       int64_t n, TRACKED_ARGS, int threads) {
+    int64_t om = order_slots - 1, lm = limit_slots - 1;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t o = 0; o < n; o++) {
+        if (o + TRACKED_AHEAD < n)
+            prefetch_cart(start, sku, order_id, user_id, stock, order_table, om, limit_table, lm, n_skus,
+                          o + TRACKED_AHEAD);
+        status[o] = tracked_cart(1, stock, sku, qty, start[o], start[o + 1], order_id[o], user_id[o], order_table, om,
+                                 limit_table, lm, fill_offer, fill_qty, n_skus, cap);
+    }
+}
