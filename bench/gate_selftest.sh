@@ -37,7 +37,7 @@ build
 
 for i in $(seq 1 "$runs"); do
   if gate "clean$i"; then
-    worst=$("$py" -c 'import json,sys; rows=json.load(open(sys.argv[1]))["verdict"]["rows"]; print(f"{max(abs(r["base_change"] or 0) for r in rows):.3%}")' "$work/clean$i/gate.json")
+    worst=$("$py" -c 'import json,sys; rows=json.load(open(sys.argv[1]))["verdict"]["rows"]; print("%.3f%%" % (100 * max(abs(r["base_change"] or 0) for r in rows)))' "$work/clean$i/gate.json")
     echo "clean run $i/$runs: pass (largest change vs base: $worst)"
   else
     echo "gate self-test FAILED: clean run $i of an unchanged tree did not pass"
