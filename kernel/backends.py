@@ -1,4 +1,6 @@
-"""The registry of backends (name -> kernel module) and the thread-count policy.
+"""The registry of backends (name -> kernel module) and the policies the
+facade drives every kernel with: how many threads a call gets, and when a
+concurrent batch's refused orders are re-run (G4).
 
 Every backend module exposes the functions of :mod:`kernel.reference` with the
 same names and arguments; adding a backend is one entry in ``BACKENDS``.
@@ -7,7 +9,12 @@ same names and arguments; adding a backend is one entry in ``BACKENDS``.
 import importlib
 import os
 
-__all__ = ["BACKENDS", "available_backends", "load", "openmp_enabled", "resolve_threads", "default_threads"]
+import numpy as np
+
+from .codes import ROLLBACKS
+
+__all__ = ["BACKENDS", "available_backends", "load", "openmp_enabled", "resolve_threads", "default_threads",
+           "rerun_refused_after_rollback"]
 
 # Preference order for backend="auto": the first importable one wins.
 BACKENDS = {
@@ -46,8 +53,15 @@ if hasattr(os, "register_at_fork"):
 def load(name):
     """Import and return the kernel module of backend ``name``.
 
-    ``"auto"`` picks the first available of cython, numba, reference.
+    ``"auto"`` picks the first available of cython, numba, reference.  A
+    non-string is taken as a kernel module already (a module of
+    :data:`BACKENDS`, or a wrapper around one that exposes the same
+    functions and ``__name__``, such as the instruction-count gate's probe)
+    and returned as it is.
     """
+    if not isinstance(name, str):
+        backend_name(name)  # must stand for a registered backend
+        return name
     if name == "auto":
         for candidate in BACKENDS:
             if _try_load(candidate) is not None:
@@ -71,8 +85,12 @@ def _try_load(name):
 
 
 def backend_name(module):
-    """The registry name of a loaded kernel module."""
-    return next(name for name, path in BACKENDS.items() if path == module.__name__)
+    """The registry name of a loaded kernel module (or of a wrapper with its
+    ``__name__``)."""
+    for name, path in BACKENDS.items():
+        if path == getattr(module, "__name__", None):
+            return name
+    raise ValueError(f"backend must be one of {['auto', *BACKENDS]} or one of their kernel modules, got {module!r}")
 
 
 def available_backends():
@@ -116,3 +134,21 @@ def resolve_threads(module, threads, work, contended=False):
     if n > 1:
         _parallel_used = True
     return n
+
+
+def rerun_refused_after_rollback(counters, rollbacks_before, status, refused, rerun):
+    """The G4 (no under-selling) rule for a concurrent batch.
+
+    A rollback hands units back after other orders may have been refused for
+    lack of them.  So when one happened while the batch ran (in it, or in
+    another call on the same inventory: ``counters[ROLLBACKS]`` moved past
+    ``rollbacks_before``), every order whose ``status`` is in ``refused`` is
+    run again, one by one in arrival order, by ``rerun(order_indices)``:
+    an order still refused then was refused against stock that only shrinks
+    from there on, so no order is refused for stock that is there at the end.
+
+    Returns what ``rerun`` returned, or ``None`` when no rollback happened.
+    """
+    if counters[ROLLBACKS] == rollbacks_before:
+        return None
+    return rerun(np.flatnonzero(np.isin(status, refused)).astype(np.int64))

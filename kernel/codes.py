@@ -13,7 +13,6 @@ are built from the same constants.
 
 from enum import IntEnum
 
-__all__ = ["Status", "OrderState", "Outcome", "CODES"]
 
 # ---------------------------------------------------------------- statuses
 # One per order of a batch (stored as int8): kernel.Status.
@@ -75,6 +74,7 @@ NO_LIMIT = (1 << 63) - 1               # INT64_MAX: no cap, any price, no deadli
 # views of these, not extra codes).
 CODES = {name: value for name, value in dict(globals()).items()
          if name.isupper() and isinstance(value, int) and not name.startswith("_")}
+__all__ = [*CODES, "CODES", "Status", "OrderState", "Outcome"]
 
 
 class Status(IntEnum):

@@ -8,7 +8,7 @@ import numpy as np
 
 INT64_MAX = int(np.iinfo(np.int64).max)
 
-__all__ = ["INT64_MAX", "as_int64", "check_at_least", "check_sum_fits", "check_threads"]
+__all__ = ["INT64_MAX", "as_int64", "check_at_least", "check_below", "check_sum_fits", "check_threads"]
 
 
 def as_int64(name, values, *, copy=False):
@@ -71,6 +71,14 @@ def check_at_least(name, arr, low, what):
     if arr.size and arr.min() < low:
         pos = int((arr < low).argmax())
         raise ValueError(f"{name}[{pos}] = {arr[pos]} must be {what}")
+
+
+def check_below(name, arr, high):
+    """Raise ``ValueError`` naming the first position where ``arr >= high``
+    (for ids already known to be ``>= 0``): ``sku[2] = 3 is out of range [0, 3)``."""
+    if arr.size and arr.max() >= high:
+        pos = int((arr >= high).argmax())
+        raise ValueError(f"{name}[{pos}] = {arr[pos]} is out of range [0, {high})")
 
 
 def check_sum_fits(name, arr):

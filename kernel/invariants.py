@@ -9,8 +9,8 @@ inventories, :func:`check_tracked` checks the whole state at once.
 
 import numpy as np
 
-from . import reference as spec
-from .status import Status
+from . import codes
+from .codes import Status
 
 __all__ = ["InvariantViolation", "check_run", "accepted_alone", "check_tracked"]
 
@@ -67,7 +67,7 @@ def check_run(inv, orders, result, initial_stock, *, under_selling=False):
     _require(not per_line[~line_accepted].any(), "G3: a refused line has units")
     if under_selling:
         refused = np.flatnonzero(status == Status.OUT_OF_STOCK)
-        if inv._single_offer and orders.max_price is None:
+        if inv.one_offer_per_sku and orders.max_price is None:
             fits = _fits_alone_single_offer(orders, stock)
             _require(not fits[refused].any(),
                      lambda: f"G4: refused order {refused[fits[refused]][0]} fits the final stock")
@@ -113,17 +113,18 @@ def check_tracked(inv, initial_stock, *, restocked=None, may_have_lost=0):
     logged nothing; and every (user, SKU) cap count equals what that user's
     HELD and CONFIRMED orders took of the SKU, and is within the cap.
     """
+    state = inv.state
     stock = inv.stock.copy()
-    words = inv._order_word.copy()
+    words = state.order_word.copy()
     _require(stock.min(initial=0) >= 0, lambda: f"G1: negative stock at offer {int(stock.argmin())}")
     used = np.flatnonzero(words)
-    ids, states = words[used] & spec.ID_MASK, words[used] >> spec.STATE_SHIFT
+    ids, states = words[used] & codes.ID_MASK, words[used] >> codes.STATE_SHIFT
     _require(np.unique(ids).size == ids.size, "an order id sits in two slots")
-    unfinished = np.isin(states, (spec.PENDING, spec.CANCEL_REQUESTED))
+    unfinished = np.isin(states, (codes.PENDING, codes.CANCEL_REQUESTED))
     _require(not unfinished.any(), lambda: f"order {ids[unfinished.argmax()]} is unfinished")
-    holding = used[np.isin(states, (spec.HELD, spec.CONFIRMED))]
-    entry, owner = _log_entries(inv, holding)
-    qty, offer = inv._fill_qty[entry], inv._fill_offer[entry]
+    holding = used[np.isin(states, (codes.HELD, codes.CONFIRMED))]
+    entry, owner = _log_entries(state, holding)
+    qty, offer = state.fill_qty[entry], state.fill_offer[entry]
     moved = qty > 0
     qty, offer, owner = qty[moved], offer[moved], owner[moved]
     held = _sum_by(offer, qty, stock.size)
@@ -132,16 +133,16 @@ def check_tracked(inv, initial_stock, *, restocked=None, may_have_lost=0):
     _require(gap.min(initial=0) >= 0, lambda: f"G2: offer {int(gap.argmin())} has more units than it should")
     _require(gap.sum() <= may_have_lost, lambda: f"G2: {int(gap.sum())} units went missing "
                                                   f"(at most {may_have_lost} may)")
-    idle_entry, _ = _log_entries(inv, used[~np.isin(states, (spec.HELD, spec.CONFIRMED))])
-    _require(not inv._fill_qty[idle_entry].any(), "an order that holds nothing still logs fills")
+    idle_entry, _ = _log_entries(state, used[~np.isin(states, (codes.HELD, codes.CONFIRMED))])
+    _require(not state.fill_qty[idle_entry].any(), "an order that holds nothing still logs fills")
     if inv.has_limits and may_have_lost == 0:
         sku = inv.offer_sku[offer]
-        capped = inv._limit[sku] != spec.NO_LIMIT
-        key = inv._order_user[holding][owner[capped]] * inv.n_skus + sku[capped] + 1
+        capped = state.limit[sku] != codes.NO_LIMIT
+        key = state.order_user[holding][owner[capped]] * inv.n_skus + sku[capped] + 1
         held_keys, where = np.unique(key, return_inverse=True)
         held_units = _sum_by(where, qty[capped], held_keys.size)
-        counted = inv._limit_key != 0
-        keys, counts = inv._limit_key[counted], inv._limit_count[counted]
+        counted = state.limit_key != 0
+        keys, counts = state.limit_key[counted], state.limit_count[counted]
         order = np.argsort(keys)
         keys, counts = keys[order], counts[order]
         # Every pair that holds units is in the table, with exactly that count.
@@ -151,14 +152,14 @@ def check_tracked(inv, initial_stock, *, restocked=None, may_have_lost=0):
         bad = np.flatnonzero(counts != expected_counts)
         _require(bad.size == 0, lambda: f"cap count of pair key {keys[bad[0]]} is {counts[bad[0]]}, its orders "
                                         f"hold {expected_counts[bad[0]]}")
-        over = counts > inv._limit[(keys - 1) % inv.n_skus]
+        over = counts > state.limit[(keys - 1) % inv.n_skus]
         _require(not over.any(), lambda: f"pair key {keys[over.argmax()]} is over its cap")
 
 
-def _log_entries(inv, slots):
+def _log_entries(state, slots):
     """The fill-log entries of the orders in ``slots`` and, per entry, the
     position in ``slots`` of its order."""
-    starts, ends = inv._order_fill_start[slots], inv._order_fill_end[slots]
+    starts, ends = state.order_fill_start[slots], state.order_fill_end[slots]
     lengths = ends - starts
     owner = np.repeat(np.arange(slots.size), lengths)
     within = np.arange(owner.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)

@@ -1,38 +1,31 @@
-"""The facade: ``Inventory`` and ``Result``.
+"""The facade: :class:`Inventory`, what a service imports.
 
 Validation happens here, once; the kernels (:mod:`kernel.reference` and its
 Cython and Numba mirrors) trust what they are given.  Every check runs before
 the first write, so a bad input raises and changes nothing.
 """
 
-import threading
-from dataclasses import dataclass
-
 import numpy as np
 
-from . import backends
-from . import reference as spec
-from .inputs import INT64_MAX, as_int64, check_at_least, check_sum_fits, check_threads
-from .lifecycle import OrderLifecycle
+from . import backends, codes
+from .codes import Status
+from .inputs import as_int64, check_at_least, check_below, check_sum_fits, check_threads
+from .lifecycle import TrackedOrders
 from .orders import OrderBatch
-from .state import STATE_NAMES, Block, Layout
-from .status import Status
+from .result import Fills, Result, readonly
+from .state import Block, Layout
 from .tracking import NO_LIMIT
 
 __all__ = ["Inventory", "Result", "Fills"]
 
-_ROLLBACKS = spec.ROLLBACKS  # index of the rollback counter in Inventory._counters
+_OUT_OF_STOCK = (Status.OUT_OF_STOCK,)  # what the untracked paths refuse for stock
 CONTENDED_SKUS = 4096  # fewer SKUs than this: see Inventory._contended
-
-
-def _readonly(arr):
-    view = arr.view()
-    view.flags.writeable = False
-    return view
 
 
 def _one_offer_per_sku(stock):
     stock = as_int64("stock", stock)
+    if stock.size == 0:
+        raise ValueError("stock: is empty; an inventory needs at least one SKU")
     check_at_least("stock", stock, 0, ">= 0")
     check_sum_fits("stock", stock)
     n = stock.size
@@ -50,10 +43,10 @@ def _offers(sku, qty, price, n_skus):
         n_skus = int(sku.max()) + 1 if sku.size else 0
     elif isinstance(n_skus, bool) or not isinstance(n_skus, (int, np.integer)) or n_skus < 0:
         raise ValueError(f"n_skus must be a non-negative integer, got {n_skus!r}")
+    if n_skus == 0:
+        raise ValueError("n_skus: is 0 (no offers and no n_skus); an inventory needs at least one SKU")
     check_at_least("sku", sku, 0, "a SKU id >= 0")
-    if sku.size and sku.max() >= n_skus:
-        pos = int((sku >= n_skus).argmax())
-        raise ValueError(f"sku[{pos}] = {sku[pos]} is out of range [0, {n_skus})")
+    check_below("sku", sku, n_skus)
     check_at_least("qty", qty, 0, ">= 0")
     check_at_least("price", price, 0, ">= 0")
     check_sum_fits("qty", qty)
@@ -124,97 +117,7 @@ class _Tracking:
                     fill_capacity=max_fills if tracked else 1, tracked=tracked)
 
 
-@dataclass(frozen=True)
-class Fills:
-    """Which offer served how much of which line, for accepted orders only.
-
-    One row per (line, offer) pair that moved units, sorted by line and then
-    by the offer's priority.  All fields are ``int64`` arrays of equal length.
-
-    Attributes
-    ----------
-    order : numpy.ndarray
-        The order (position in the batch) the line belongs to.
-    line : numpy.ndarray
-        The line (position in ``OrderBatch.sku``).
-    offer : numpy.ndarray
-        The offer that served it (position in the inventory's offers; equals
-        the SKU id for an inventory built from one stock figure per SKU).
-    qty : numpy.ndarray
-        Units taken from that offer (``> 0``).
-    """
-
-    order: np.ndarray
-    line: np.ndarray
-    offer: np.ndarray
-    qty: np.ndarray
-
-    def __len__(self):
-        return self.qty.size
-
-
-class Result:
-    """The outcome of :meth:`Inventory.reserve` for one batch.
-
-    Attributes
-    ----------
-    status : numpy.ndarray of int8
-        One :class:`Status` code per order (read-only).
-    threads : int
-        Threads the kernel actually ran on (the thread policy may use fewer
-        than asked for: small batches, few contended SKUs, forked children).
-    """
-
-    def __init__(self, inventory, orders, status, taken, slot_start, threads):
-        self.threads = threads
-        self._inventory = inventory
-        self._orders = orders
-        self._taken = taken  # None on the single-offer fast path
-        self._slot_start = slot_start
-        self._fills = None
-        self._released = False
-        self.status = _readonly(status)
-
-    @property
-    def accepted(self):
-        """Boolean mask: ``True`` where the order was accepted."""
-        return self.status == Status.ACCEPTED
-
-    @property
-    def n_accepted(self):
-        """Number of accepted orders."""
-        return int(np.count_nonzero(self.status == Status.ACCEPTED))
-
-    @property
-    def released(self):
-        """Whether :meth:`Inventory.release` already gave this result back."""
-        return self._released
-
-    @property
-    def fills(self):
-        """The :class:`Fills` of the accepted orders (computed on first use)."""
-        if self._fills is None:
-            self._fills = self._make_fills()
-        return self._fills
-
-    def _make_fills(self):
-        orders, inv = self._orders, self._inventory
-        line_order = orders.line_order
-        if self._taken is None:  # one offer per SKU: an accepted line took all of its qty
-            line = np.flatnonzero(self.status[line_order] == Status.ACCEPTED)
-            return Fills(order=line_order[line], line=line, offer=orders.sku[line].copy(), qty=orders.qty[line].copy())
-        slot = np.flatnonzero(self._taken)
-        slots_per_line = np.diff(self._slot_start)
-        line = np.repeat(np.arange(orders.n_lines, dtype=np.int64), slots_per_line)[slot]
-        rank = slot - self._slot_start[line]
-        offer = inv._offer_by_priority[inv._offer_start[orders.sku[line]] + rank]
-        return Fills(order=line_order[line], line=line, offer=offer, qty=self._taken[slot].copy())
-
-    def __repr__(self):
-        return f"Result(n_orders={self.status.size}, n_accepted={self.n_accepted})"
-
-
-class Inventory(OrderLifecycle):
+class Inventory:
     """Stock of every offer, reserved lock-free by batches of orders.
 
     Parameters
@@ -386,6 +289,11 @@ class Inventory(OrderLifecycle):
         """The shared segment's name or the file's path (``None`` if private)."""
         return self._block.where
 
+    @property
+    def closed(self):
+        """Whether :meth:`close` detached this inventory from its state."""
+        return self._state is None
+
     def flush(self):
         """Force a file-backed inventory's state to disk (``msync``)."""
         self._check_open()
@@ -393,12 +301,11 @@ class Inventory(OrderLifecycle):
 
     def close(self):
         """Detach this process from the state; the inventory is unusable
-        afterwards.  Other processes, and the segment or file, are unaffected."""
-        if self._block.words is None:
+        afterwards (every call raises ``ValueError``).  Other processes, and
+        the segment or file, are unaffected."""
+        if self._state is None:
             return
-        for name in STATE_NAMES:
-            setattr(self, "_" + name, None)
-        self._one = None  # it holds the arrays too
+        self._state = self._tracked = None  # both hold views of the block
         self._block.close()
 
     def unlink(self):
@@ -413,8 +320,9 @@ class Inventory(OrderLifecycle):
         self.close()
 
     def _check_open(self):
-        if self._block.words is None:
+        if self._state is None:
             raise ValueError("inventory: is closed")
+        return self._state
 
     # --------------------------------------------------------------- building
     def _build(self, market, backend, threads, tracking, make_block):
@@ -427,19 +335,18 @@ class Inventory(OrderLifecycle):
         block = make_block(layout)
         try:
             block.prefault()
-            arrays = block.arrays()
-            arrays["stock"][:] = stock
-            arrays["price"][:] = price
-            arrays["offer_sku"][:] = offer_sku
+            state = block.arrays()
+            state.stock[:] = stock
+            state.price[:] = price
+            state.offer_sku[:] = offer_sku
             # Priority order: by SKU, then price ascending, then as given (stable).
-            arrays["offer_by_priority"][:] = np.lexsort((np.arange(stock.size), price, offer_sku))
-            np.cumsum(np.bincount(offer_sku, minlength=n_skus), out=arrays["offer_start"][1:])
-            arrays["limit"][:] = limit
-            counters = arrays["counters"]
-            counters[spec.ORDERS_LEFT] = tracking.max_orders
-            counters[spec.PAIRS_LEFT] = tracking.max_user_skus
-            counters[spec.FILLS_LEFT] = layout.sizes["fill_capacity"]
-            del arrays, counters
+            state.offer_by_priority[:] = np.lexsort((np.arange(stock.size), price, offer_sku))
+            np.cumsum(np.bincount(offer_sku, minlength=n_skus), out=state.offer_start[1:])
+            state.limit[:] = limit
+            state.counters[codes.ORDERS_LEFT] = tracking.max_orders
+            state.counters[codes.PAIRS_LEFT] = tracking.max_user_skus
+            state.counters[codes.FILLS_LEFT] = layout.sizes["fill_capacity"]
+            del state
             block.publish()
         except BaseException:
             block.close()
@@ -447,48 +354,98 @@ class Inventory(OrderLifecycle):
             raise
         self._bind(block, kernels, threads)
 
-    def _bind(self, block, backend, threads):
-        self._kernels = backend if not isinstance(backend, str) else backends.load(backend)
-        self.backend = backends.backend_name(self._kernels)
+    def _bind(self, block, kernels, threads):
+        self._kernels = kernels
+        self.backend = backends.backend_name(kernels)
         self.threads = check_threads(threads)
         self._block = block
-        for name, view in block.arrays().items():
-            setattr(self, "_" + name, view)
+        self._state = state = block.arrays()
         sizes = block.layout.sizes
         self.n_skus = sizes["n_skus"]
-        # A (user, SKU) pair is keyed by user * n_skus + sku + 1, which must fit int64.
-        self._max_user = (INT64_MAX - self.n_skus) // max(self.n_skus, 1)
         self.tracks_orders = bool(sizes["tracked"])
-        self._capped = self._limit != NO_LIMIT
-        self.has_limits = bool(self._capped.any())
+        # The tracked-order component exists only where orders are tracked:
+        # its absence is what refuses tracked calls on a plain inventory.
+        self._tracked = TrackedOrders(state, kernels, self._threads_for, self.n_skus) if self.tracks_orders else None
+        self.has_limits = bool(np.any(state.limit != NO_LIMIT))
         # One offer per SKU whose id is the SKU id: the flash-sale fast path.
-        self._single_offer = (self._stock.size == self.n_skus
-                              and bool(np.all(self._offer_sku == np.arange(self.n_skus))))
-        self._offers_per_sku = np.diff(self._offer_start)
-        self._release_lock = threading.Lock()  # guards Result._released; never held in a kernel
+        self._one_offer_per_sku = (state.stock.size == self.n_skus
+                                   and bool(np.all(state.offer_sku == np.arange(self.n_skus))))
+
+    def _threads_for(self, threads, work, contended=False):
+        """The thread policy (:func:`kernel.backends.resolve_threads`) for a
+        call of ``work`` lines whose ``threads`` argument was given."""
+        return backends.resolve_threads(self._kernels, check_threads(threads) or self.threads, work, contended)
 
     # ------------------------------------------------------------------ views
     @property
     def stock(self):
         """Remaining units per offer (read-only ``int64`` view, live)."""
-        return _readonly(self._stock)
+        return readonly(self._check_open().stock)
 
     @property
     def price(self):
         """Unit price per offer (read-only)."""
-        return _readonly(self._price)
+        return readonly(self._check_open().price)
 
     @property
     def offer_sku(self):
         """The SKU of each offer (read-only)."""
-        return _readonly(self._offer_sku)
+        return readonly(self._check_open().offer_sku)
+
+    @property
+    def offer_start(self):
+        """CSR over SKUs (read-only, ``n_skus + 1`` entries): the offers of
+        SKU ``s`` in priority order are ``offer_by_priority[offer_start[s]:offer_start[s + 1]]``."""
+        return readonly(self._check_open().offer_start)
+
+    @property
+    def offer_by_priority(self):
+        """Offer ids grouped by SKU, each SKU's in priority order (price
+        ascending, then as given); read-only."""
+        return readonly(self._check_open().offer_by_priority)
 
     @property
     def n_offers(self):
         """Number of offers."""
-        return self._stock.size
+        return self._check_open().stock.size
+
+    @property
+    def one_offer_per_sku(self):
+        """Whether offer ``s`` is the only offer of SKU ``s`` (an inventory
+        built from one stock figure per SKU): the fast paths that need no
+        per-offer matching apply."""
+        return self._one_offer_per_sku
+
+    @property
+    def kernels(self):
+        """The backend's kernel module (what ``backend=`` resolved to)."""
+        return self._kernels
+
+    @property
+    def state(self):
+        """The 16 state arrays as a :class:`kernel.state.StateArrays` named
+        tuple of live views (``inv.state.order_word``, ...), for checkers
+        such as :mod:`kernel.invariants`.  What each array holds is
+        documented in :mod:`kernel.reference.tracked`.  Read them; write to
+        them only through the kernels."""
+        return self._check_open()
+
+    def state_arrays(self):
+        """The 16 state arrays as a plain tuple, in the order the kernels take
+        them (:data:`kernel.state.STATE_NAMES`).
+
+        For calling ``reserve_one`` from your own compiled code: Numba
+        (``kernel._numba.kernels.reserve_one(*state, sku, qty, max_price,
+        order_id, user_id, deadline)`` inside ``@njit``; Numba unpacks a
+        plain tuple, not a named one) or Cython
+        (``kernel/_cython/tracked.pxd``); see the README.  The arrays are live
+        views of this inventory's state; use them only through those kernels.
+        """
+        return tuple(self._check_open())
 
     def __repr__(self):
+        if self._state is None:
+            return f"Inventory(closed, n_skus={self.n_skus}, backend={self.backend!r})"
         return (f"Inventory(n_skus={self.n_skus}, n_offers={self.n_offers}, backend={self.backend!r}, "
                 f"threads={self.threads})")
 
@@ -540,57 +497,52 @@ class Inventory(OrderLifecycle):
         """
         if not isinstance(orders, OrderBatch):
             raise TypeError(f"orders must be an OrderBatch, got {type(orders).__name__}")
-        self._check_open()
-        if orders.max_sku >= self.n_skus:
-            pos = int((orders.sku >= self.n_skus).argmax())
-            raise ValueError(f"sku[{pos}] = {orders.sku[pos]} is out of range [0, {self.n_skus})")
+        state = self._check_open()
+        check_below("sku", orders.sku, self.n_skus)
         kernels = self._kernels
-        n_threads = backends.resolve_threads(kernels, check_threads(threads) or self.threads, orders.n_lines,
-                                             contended=self._contended(orders))
+        n_threads = self._threads_for(threads, orders.n_lines, contended=self._contended(orders))
+        offer_map = dict(offer_start=state.offer_start, offer_by_priority=state.offer_by_priority)
         if self.tracks_orders:
-            return self._reserve_tracked(orders, ordered, n_threads, hold_until)
+            status, taken, slot_start = self._tracked.reserve(orders, ordered, n_threads, hold_until)
+            return Result(self, orders, status, n_threads, taken=taken, slot_start=slot_start, **offer_map)
         for name, value in (("order_id", orders.order_id), ("hold_until", hold_until)):
             if value is not None:
                 raise ValueError(f"{name}: this inventory does not track orders (create it with max_orders=...)")
         status = np.empty(orders.n_orders, dtype=np.int8)
         if orders.n_orders == 0:
-            return Result(self, orders, status, None, None, n_threads)  # no lines: no fills either way
-        # A rollback hands units back after other orders may have been refused
-        # for lack of them.  So when one happened while the batch ran (in it,
-        # or in another batch on this inventory), its refused orders are run
-        # again one by one: every order still refused then was refused against
-        # stock that only shrinks from there on, so no order is refused for
-        # stock that is there at the end (G4, no under-selling).
-        rollbacks_before = self._counters[_ROLLBACKS]
+            return Result(self, orders, status, n_threads)  # no lines: no fills either way
+        rollbacks_before = state.counters[codes.ROLLBACKS]  # for the G4 re-run rule, see backends
         everyone = orders.all_orders()
-        if self._single_offer and orders.max_price is None:
+        if self._one_offer_per_sku and orders.max_price is None:
             # One offer per SKU and no price limits: no `taken` slots needed,
             # an accepted line took all its qty from offer sku[line].
-            carts = (self._stock, orders.line_start, orders.sku, orders.qty)
+            carts = (state.stock, orders.line_start, orders.sku, orders.qty)
             if orders.one_line_per_order:
                 run = kernels.reserve_single_ordered if ordered else kernels.reserve_single
-                run(self._stock, orders.sku, orders.qty, status, n_threads)
+                run(state.stock, orders.sku, orders.qty, status, n_threads)
             elif ordered:
-                kernels.reserve_carts_ordered(*carts, everyone, status, self._counters, 1)
+                kernels.reserve_carts_ordered(*carts, everyone, status, state.counters, 1)
             else:
-                kernels.reserve_carts(*carts, everyone, status, self._counters, n_threads)
-            if not ordered and self._counters[_ROLLBACKS] != rollbacks_before:
-                kernels.reserve_carts_ordered(*carts, self._refused(status), status, self._counters, 1)
-            return Result(self, orders, status, None, None, n_threads)
+                kernels.reserve_carts(*carts, everyone, status, state.counters, n_threads)
+                backends.rerun_refused_after_rollback(
+                    state.counters, rollbacks_before, status, _OUT_OF_STOCK,
+                    lambda refused: kernels.reserve_carts_ordered(*carts, refused, status, state.counters, 1))
+            return Result(self, orders, status, n_threads)
 
         slot_start = self._slot_start(orders)
         taken = np.zeros(slot_start[-1], dtype=np.int64)
-        general = (self._stock, self._price, self._offer_start, self._offer_by_priority, orders.line_start,
+        general = (state.stock, state.price, state.offer_start, state.offer_by_priority, orders.line_start,
                    orders.sku, orders.qty, orders.price_limits(), slot_start)
         if ordered:
             # Splitting orders by SKU keeps arrival order only for one-line orders.
-            kernels.reserve_general_ordered(*general, everyone, taken, status, self._counters,
+            kernels.reserve_general_ordered(*general, everyone, taken, status, state.counters,
                                             n_threads if orders.one_line_per_order else 1)
         else:
-            kernels.reserve_general(*general, everyone, taken, status, self._counters, n_threads)
-            if self._counters[_ROLLBACKS] != rollbacks_before:
-                kernels.reserve_general_ordered(*general, self._refused(status), taken, status, self._counters, 1)
-        return Result(self, orders, status, taken, slot_start, n_threads)
+            kernels.reserve_general(*general, everyone, taken, status, state.counters, n_threads)
+            backends.rerun_refused_after_rollback(
+                state.counters, rollbacks_before, status, _OUT_OF_STOCK,
+                lambda refused: kernels.reserve_general_ordered(*general, refused, taken, status, state.counters, 1))
+        return Result(self, orders, status, n_threads, taken=taken, slot_start=slot_start, **offer_map)
 
     def _contended(self, orders):
         """Would threads mostly fight over the same stock cache lines?
@@ -606,13 +558,10 @@ class Inventory(OrderLifecycle):
         head = orders.sku[:4096]
         return head.size > 1 and np.count_nonzero(head[1:] == head[:-1]) < 0.9 * (head.size - 1)
 
-    @staticmethod
-    def _refused(status):
-        return np.flatnonzero(status == Status.OUT_OF_STOCK).astype(np.int64)
-
     def _slot_start(self, orders):
         # Each line gets one `taken` slot per offer of its SKU, in priority order.
-        per_line = self._offer_start[orders.sku + 1] - self._offer_start[orders.sku]
+        offer_start = self._state.offer_start
+        per_line = offer_start[orders.sku + 1] - offer_start[orders.sku]
         slot_start = np.empty(orders.n_lines + 1, dtype=np.int64)
         slot_start[0] = 0
         np.cumsum(per_line, out=slot_start[1:])
@@ -639,16 +588,193 @@ class Inventory(OrderLifecycle):
         """
         if not isinstance(result, Result):
             raise TypeError(f"result must be a Result, got {type(result).__name__}")
-        if result._inventory is not self:
+        state = self._check_open()
+        if result.inventory is not self:
             raise ValueError("result: comes from another inventory")
-        if result._orders is not orders:
+        if result.orders is not orders:
             raise ValueError("orders: is not the batch this result was computed for")
         if self.tracks_orders:
             raise ValueError("release: tracked orders are given back with cancel(order_ids)")
         fills = result.fills
-        n_threads = backends.resolve_threads(self._kernels, check_threads(threads) or self.threads, len(fills))
-        with self._release_lock:
-            if result._released:
-                raise ValueError("result: was already released")
-            result._released = True
-        self._kernels.give_back(self._stock, fills.offer, fills.qty, n_threads)
+        n_threads = self._threads_for(threads, len(fills))
+        if not result.mark_released():
+            raise ValueError("result: was already released")
+        self._kernels.give_back(state.stock, fills.offer, fills.qty, n_threads)
+
+    # ---------------------------------------------------------- tracked orders
+    # The work is done by the TrackedOrders component (kernel.lifecycle);
+    # these are the documented entry points.
+    def _require_tracking(self, what):
+        self._check_open()
+        if not self.tracks_orders:
+            raise ValueError(f"{what}: this inventory does not track orders (create it with max_orders=...)")
+        return self._tracked
+
+    def reserve_one(self, sku, qty=1, *, order_id, user_id=0, max_price=None, hold_until=None):
+        """Reserve one single-line order: the lowest-overhead call there is.
+
+        Parameters
+        ----------
+        sku, qty : int
+            The SKU and units wanted (``qty >= 1``).
+        order_id : int
+            The order's id, ``0 <= order_id < 2**56``: an id seen before gets
+            ``Status.DUPLICATE`` and changes nothing.
+        user_id : int
+            The buyer, for per-user limits.
+        max_price : int, optional
+            Highest acceptable unit price; ``None``: any.
+        hold_until : int, optional
+            Deadline of the hold, in the caller's clock (the unit
+            :meth:`expire` is called with); ``None``: held until confirmed
+            or cancelled.
+
+        Returns
+        -------
+        Status
+
+        Raises
+        ------
+        ValueError, TypeError
+            A bad argument (named); nothing changes.
+        CapacityError
+            A table sized at creation is full; nothing changes.
+        """
+        tracked = self._tracked or self._require_tracking("reserve_one")
+        return tracked.reserve_one(sku, qty, order_id, user_id, max_price, hold_until)
+
+    def reserve_one_unchecked(self):
+        """The backend's ``reserve_one`` kernel with this inventory's arrays
+        bound: a callable ``(sku, qty, max_price, order_id, user_id,
+        deadline) -> int`` (a :class:`Status` code, or a negative ``*_FULL``
+        code of :mod:`kernel.codes` when a table is full).
+
+        No argument is checked: out-of-range values corrupt the state.  For
+        benchmarks of the kernel alone (``python -m kernel.bench.single``)
+        and for callers that validated already; :meth:`reserve_one` is the
+        safe entry point.
+        """
+        return self._require_tracking("reserve_one_unchecked").bound_reserve_one()
+
+    def confirm(self, order_ids, *, threads=None):
+        """Confirm (pay for) held orders: HELD -> CONFIRMED, final.
+
+        Parameters
+        ----------
+        order_ids : array_like of int
+        threads : int, optional
+
+        Returns
+        -------
+        numpy.ndarray of int8
+            One :class:`kernel.Outcome` per id: ``DONE``, or why not (already
+            confirmed / cancelled / expired, refused, unknown, in flight).
+            A confirm racing an expiry or a cancel has exactly one winner.
+        """
+        return self._require_tracking("confirm").confirm(order_ids, threads)
+
+    def cancel(self, order_ids, *, threads=None):
+        """Cancel orders: a hold gives its stock and cap count back.
+
+        An id whose reserve is still running is cancelled when that reserve
+        ends (it answers ``Status.CANCELLED``); an id not seen yet is
+        remembered, and its late reserve is refused.  Confirmed orders are
+        final and stay confirmed.
+
+        Returns
+        -------
+        numpy.ndarray of int8
+            One :class:`kernel.Outcome` per id.
+
+        Raises
+        ------
+        CapacityError
+            Remembering the unseen ids could overflow the order table;
+            nothing changes.
+        """
+        return self._require_tracking("cancel").cancel(order_ids, threads)
+
+    def expire(self, now, *, threads=None):
+        """End every hold whose deadline (``hold_until``) is ``<= now``,
+        giving its stock and cap count back.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            The ids that expired in this call, ascending.
+        """
+        return self._require_tracking("expire").expire(now, threads)
+
+    def recover(self):
+        """Finish what processes killed mid-reserve left: give back what each
+        unfinished order logged, and end it REFUSED (or CANCELLED).
+
+        Call it only while no reserve runs on this inventory in any process
+        (e.g. when a supervisor restarts its workers, or on reopening a
+        mapped file): an unfinished order of a live process looks the same.
+
+        Returns
+        -------
+        int
+            How many orders it finished.
+
+        Notes
+        -----
+        What a process killed at any instruction can leave:
+
+        * no order is ever half visible: an order is HELD (every unit taken)
+          or not, by one CAS of its word; confirm / cancel / expire steps are
+          single CASes too;
+        * no oversell, ever: stock only moves by CAS, and the fill log never
+          claims more than was taken (logged after the take, zeroed before
+          a give-back);
+        * every accepted (HELD / CONFIRMED) reservation survives intact;
+        * the killed process's unfinished order stays PENDING until
+          ``recover`` gives back what it logged;
+        * what it cannot give back: units taken in the few instructions
+          between a successful stock CAS and its log entry (at most one
+          line's units per killed process) stay out of stock, and a cap
+          count taken for that line stays counted.  Lost, never oversold.
+        """
+        return self._require_tracking("recover").recover()
+
+    def state_of(self, order_ids):
+        """The :class:`kernel.OrderState` of each id (int8 codes; a snapshot)."""
+        return self._require_tracking("state_of").state_of(order_ids)
+
+    def limit_used(self, user_ids, skus):
+        """Units of ``skus[k]`` that ``user_ids[k]`` holds or bought (counted
+        against a cap; 0 for uncapped SKUs)."""
+        return self._require_tracking("limit_used").limit_used(user_ids, skus)
+
+    # ------------------------------------------------------------- restocking
+    def restock(self, offer, qty, *, threads=None):
+        """Add units to offers, safely while orders are being reserved.
+
+        Parameters
+        ----------
+        offer, qty : int or array_like of int
+            Offer ids (SKU ids for an inventory made from ``stock``) and the
+            units to add (``>= 0``).
+
+        Raises
+        ------
+        ValueError
+            Unknown offer, negative qty, or a stock that would overflow,
+            naming the first bad position; nothing changes.
+        """
+        state = self._check_open()
+        offer = as_int64("offer", np.atleast_1d(offer))
+        qty = as_int64("qty", np.atleast_1d(qty))
+        if qty.size != offer.size:
+            raise ValueError(f"qty: has {qty.size} entries but offer has {offer.size}")
+        check_at_least("offer", offer, 0, "an offer id >= 0")
+        check_below("offer", offer, self.n_offers)
+        check_at_least("qty", qty, 0, ">= 0")
+        check_sum_fits("qty", qty)
+        stock = state.stock
+        added = np.bincount(offer, weights=qty, minlength=self.n_offers)  # float: only a bound
+        if (added > 0).any() and (stock.astype(np.float64) + added).max() >= 2.0**63:
+            pos = int(np.argmax(stock.astype(np.float64)[offer] + added[offer] >= 2.0**63))
+            raise ValueError(f"qty[{pos}]: offer {offer[pos]} would hold more than int64 allows")
+        self._kernels.give_back(stock, offer, qty, self._threads_for(threads, offer.size))

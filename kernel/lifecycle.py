@@ -1,33 +1,40 @@
-"""Tracked orders on an :class:`~kernel.Inventory`: idempotent reserves,
-per-user caps, and holds that are confirmed, cancelled or expire.
+"""Tracked orders: the component of an :class:`~kernel.Inventory` that runs
+idempotent reserves, per-user caps, and holds that are confirmed, cancelled
+or expire.
 
-The kernels are the "Tracked orders" functions of :mod:`kernel.reference`
-and their Cython and Numba mirrors; this mixin validates, takes the table
-budgets before anything changes, and runs them.  A budget a call turns out
-not to need is given back afterwards.
+The kernels are :mod:`kernel.reference.tracked` / :mod:`kernel.reference.one`
+and their Cython and Numba mirrors.  :class:`TrackedOrders` validates what
+only tracked calls take (ids, users, deadlines), takes the table budgets
+before anything changes, runs the kernels, and gives back a budget a call
+turns out not to need.  Its whole interface to the inventory is the
+constructor: the state arrays, the kernel module, the thread policy and the
+number of SKUs.  The public entry points (with their documentation) are the
+:class:`~kernel.Inventory` methods that delegate here.
 """
 
 import operator
 
 import numpy as np
 
-from . import backends
-from . import reference as spec
-from .inputs import INT64_MAX, as_int64, check_at_least, check_sum_fits, check_threads
-from .status import Status
+from . import backends, codes
+from .codes import Status
+from .inputs import INT64_MAX, as_int64, check_at_least, check_below
 from .tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, CapacityError, as_order_ids, probe
 
-__all__ = ["OrderLifecycle"]
+__all__ = ["TrackedOrders", "checked_int"]
 
 _STATUSES = tuple(Status)
-_BUDGET_NAMES = {spec.ORDERS_LEFT: "order table (max_orders)", spec.PAIRS_LEFT: "limit table (max_user_skus)",
-                 spec.FILLS_LEFT: "fill log (max_fills)"}
-_FULL = {spec.ORDER_TABLE_FULL: spec.ORDERS_LEFT, spec.LIMIT_TABLE_FULL: spec.PAIRS_LEFT,
-         spec.FILL_LOG_FULL: spec.FILLS_LEFT}
+_BUDGET_NAMES = {codes.ORDERS_LEFT: "order table (max_orders)", codes.PAIRS_LEFT: "limit table (max_user_skus)",
+                 codes.FILLS_LEFT: "fill log (max_fills)"}
+_FULL = {codes.ORDER_TABLE_FULL: codes.ORDERS_LEFT, codes.LIMIT_TABLE_FULL: codes.PAIRS_LEFT,
+         codes.FILL_LOG_FULL: codes.FILLS_LEFT}
 _REFUSED = (Status.OUT_OF_STOCK, Status.LIMIT_EXCEEDED)
 
 
-def _checked_int(name, value, low, high):
+def checked_int(name, value, low, high):
+    """``value`` as a Python int in ``[low, high]``, else ``TypeError`` /
+    ``ValueError`` naming it (the message uses the half-open notation of
+    every other range error: ``sku = 2 is out of range [0, 2)``)."""
     # The common case (a Python int in range) costs two comparisons.
     if type(value) is not int:
         try:
@@ -35,51 +42,53 @@ def _checked_int(name, value, low, high):
         except TypeError:
             raise TypeError(f"{name} = {value!r} is not an integer") from None
     if not low <= value <= high:
-        raise ValueError(f"{name} = {value} is out of range [{low}, {high}]")
+        raise ValueError(f"{name} = {value} is out of range [{low}, {high + 1})")
     return value
 
 
-class OrderLifecycle:
-    """The tracked-order methods of :class:`kernel.Inventory`."""
+class TrackedOrders:
+    """The tracked-order operations on one inventory's state.
 
-    _one = None  # reserve_one's bound kernel, made on first use
+    Parameters
+    ----------
+    state : kernel.state.StateArrays
+        The inventory's 16 state arrays (live views).
+    kernels : module
+        The backend's kernel module.
+    threads_for : callable
+        ``threads_for(threads, work) -> int``: the inventory's thread policy
+        (a call's ``threads`` argument, or ``None``, and its size).
+    n_skus : int
+    """
 
-    # ------------------------------------------------------------ state views
-    def state_arrays(self):
-        """The 16 state arrays, in the order the single-order kernels take them.
-
-        For calling ``reserve_one`` from your own compiled code: Numba
-        (``kernel._numba.kernels.reserve_one(*state, sku, qty, max_price,
-        order_id, user_id, deadline)`` inside ``@njit``) or Cython
-        (``kernel/_cython/tracked.pxd``); see the README.  The arrays are live
-        views of this inventory's state; use them only through those kernels.
-        """
-        self._check_open()
-        return (self._stock, self._price, self._offer_start, self._offer_by_priority, self._offer_sku, self._limit,
-                self._limit_key, self._limit_count, self._order_word, self._order_user, self._order_deadline,
-                self._order_fill_start, self._order_fill_end, self._fill_offer, self._fill_qty, self._counters)
+    def __init__(self, state, kernels, threads_for, n_skus):
+        self.state = state
+        self.kernels = kernels
+        self.threads_for = threads_for
+        self.n_skus = n_skus
+        # A (user, SKU) pair is keyed by user * n_skus + sku + 1, which must fit int64.
+        self.max_user = (INT64_MAX - n_skus) // max(n_skus, 1)
+        self.capped = state.limit != NO_LIMIT
+        self.has_limits = bool(self.capped.any())
+        self.offers_per_sku = np.diff(state.offer_start)
+        self._bound_one = None  # reserve_one's kernel with the arrays bound, made on first use
 
     def _give_back_args(self):
-        return (self._stock, self._offer_sku, self._limit, self._limit_key, self._limit_count, self._order_word,
-                self._order_user)
-
-    def _require_tracking(self, what):
-        self._check_open()
-        if not self.tracks_orders:
-            raise ValueError(f"{what}: this inventory does not track orders (create it with max_orders=...)")
-
+        s = self.state
+        return (s.stock, s.offer_sku, s.limit, s.limit_key, s.limit_count, s.order_word, s.order_user)
 
     # --------------------------------------------------------------- budgets
     def _take_budgets(self, wants):
         """Take every ``{counter: amount}`` budget or none (CapacityError)."""
+        counters = self.state.counters
         index = np.fromiter(wants, dtype=np.int64, count=len(wants))
         amount = np.fromiter(wants.values(), dtype=np.int64, count=len(wants))
         old = np.empty(len(wants), dtype=np.int64)
-        failed = self._kernels.take_budgets(self._counters, index, amount, old)
+        failed = self.kernels.take_budgets(counters, index, amount, old)
         if failed >= 0:
             which = int(index[failed])
             raise CapacityError(f"{_BUDGET_NAMES[which]} is full: {int(amount[failed])} more needed, "
-                                f"{int(self._counters[which])} left; nothing changed")
+                                f"{int(counters[which])} left; nothing changed")
         return old
 
     def _give_budgets(self, unused):
@@ -88,9 +97,10 @@ class OrderLifecycle:
             self._take_budgets({k: -v for k, v in unused.items()})
 
     # ------------------------------------------------------------- reserving
-    def _reserve_tracked(self, orders, ordered, n_threads, hold_until):
-        from .inventory import Result  # the facade module imports this one
-
+    def reserve(self, orders, ordered, n_threads, hold_until):
+        """Reserve a checked batch (SKUs in range): ``(status, taken,
+        slot_start)`` for :class:`kernel.Result` (``taken`` is what each line
+        took from each of its SKU's offers, as the log held it)."""
         if orders.order_id is None:
             raise ValueError("order_id: required, this inventory tracks orders")
         ids = as_order_ids("order_id", orders.order_id)
@@ -101,18 +111,19 @@ class OrderLifecycle:
         else:
             users = orders.user_id
             check_at_least("user_id", users, 0, ">= 0")
-            if users.size and users.max() > self._max_user:
-                pos = int((users > self._max_user).argmax())
-                raise ValueError(f"user_id[{pos}] = {users[pos]} must be <= {self._max_user}")
+            if users.size and users.max() > self.max_user:
+                pos = int((users > self.max_user).argmax())
+                raise ValueError(f"user_id[{pos}] = {users[pos]} must be <= {self.max_user}")
         deadline = self._deadlines(hold_until, orders.n_orders)
-        kernels, counters = self._kernels, self._counters
+        state, kernels = self.state, self.kernels
+        counters = state.counters
         if ordered:
             n_threads = 1  # ids and caps span SKUs: only arrival order is the serial outcome
         sku = orders.sku
-        widths = self._offers_per_sku[sku]
-        capped = self._capped[sku]
-        budgets = {spec.ORDERS_LEFT: orders.n_orders, spec.PAIRS_LEFT: int(np.count_nonzero(capped)),
-                   spec.FILLS_LEFT: int(widths.sum())}
+        widths = self.offers_per_sku[sku]
+        capped = self.capped[sku]
+        budgets = {codes.ORDERS_LEFT: orders.n_orders, codes.PAIRS_LEFT: int(np.count_nonzero(capped)),
+                   codes.FILLS_LEFT: int(widths.sum())}
         try:
             self._take_budgets(budgets)
         except CapacityError:
@@ -121,51 +132,51 @@ class OrderLifecycle:
             # room (retries are still answered when the table is full).
             # Every other id might be new.  (Two numpy probes: too slow to
             # do on every call.)
-            maybe_new = probe(self._order_word, ids, spec.ID_MASK) < 0
+            maybe_new = probe(state.order_word, ids, codes.ID_MASK) < 0
             lines = maybe_new[orders.line_order]
-            budgets = {spec.ORDERS_LEFT: int(np.count_nonzero(maybe_new)),
-                       spec.PAIRS_LEFT: self._new_pairs_at_most(users[orders.line_order], sku, capped & lines),
-                       spec.FILLS_LEFT: int(widths.sum(where=lines))}
+            budgets = {codes.ORDERS_LEFT: int(np.count_nonzero(maybe_new)),
+                       codes.PAIRS_LEFT: self._new_pairs_at_most(users[orders.line_order], sku, capped & lines),
+                       codes.FILLS_LEFT: int(widths.sum(where=lines))}
             self._take_budgets(budgets)
 
         status = np.empty(orders.n_orders, dtype=np.int8)
         order_slot = np.empty(orders.n_orders, dtype=np.int64)
-        new_ids = kernels.claim_orders(self._order_word, ids, order_slot, status, n_threads)
+        new_ids = kernels.claim_orders(state.order_word, ids, order_slot, status, n_threads)
         claimed = order_slot >= 0
         widths = np.where(claimed[orders.line_order], widths, 0)
         n_fills = int(widths.sum())
-        first = int(self._take_budgets({spec.FILL_CURSOR: -n_fills})[0])  # fetch-add: the log's next range
+        first = int(self._take_budgets({codes.FILL_CURSOR: -n_fills})[0])  # fetch-add: the log's next range
         fill_slot = np.empty(orders.n_lines + 1, dtype=np.int64)
         fill_slot[0] = first
         np.cumsum(widths, out=fill_slot[1:])
         fill_slot[1:] += first
 
-        state = self.state_arrays()
         batch = (orders.line_start, sku, orders.qty, orders.price_limits(), fill_slot, users, deadline, order_slot)
-        rollbacks_before = counters[spec.ROLLBACKS]
-        new_pairs = kernels.reserve_tracked(*state[:15], *batch, np.flatnonzero(claimed), status, counters,
-                                            n_threads)
-        # As in Inventory.reserve: after a rollback, re-run the refused one by
-        # one, so none is refused for stock (or cap room) there at the end.
-        if not ordered and counters[spec.ROLLBACKS] != rollbacks_before:
-            retry = np.flatnonzero(claimed & np.isin(status, _REFUSED))
-            new_pairs += kernels.reserve_tracked(*state[:15], *batch, retry, status, counters, 1)
-        kernels.settle_refused(self._order_word, order_slot, np.flatnonzero(claimed & np.isin(status, _REFUSED)),
+
+        def run(order_index, n):
+            return kernels.reserve_tracked(*state[:15], *batch, order_index, status, counters, n)
+
+        rollbacks_before = counters[codes.ROLLBACKS]
+        new_pairs = run(np.flatnonzero(claimed), n_threads)
+        if not ordered:
+            new_pairs += backends.rerun_refused_after_rollback(counters, rollbacks_before, status, _REFUSED,
+                                                               lambda refused: run(refused, 1)) or 0
+        kernels.settle_refused(state.order_word, order_slot, np.flatnonzero(claimed & np.isin(status, _REFUSED)),
                                n_threads)
-        self._give_budgets({spec.ORDERS_LEFT: budgets[spec.ORDERS_LEFT] - new_ids,
-                            spec.PAIRS_LEFT: budgets[spec.PAIRS_LEFT] - new_pairs,
-                            spec.FILLS_LEFT: budgets[spec.FILLS_LEFT] - n_fills})
+        self._give_budgets({codes.ORDERS_LEFT: budgets[codes.ORDERS_LEFT] - new_ids,
+                            codes.PAIRS_LEFT: budgets[codes.PAIRS_LEFT] - new_pairs,
+                            codes.FILLS_LEFT: budgets[codes.FILLS_LEFT] - n_fills})
         # What each accepted line took, as the kernels left the log (later
         # cancels zero the log, not this copy).
-        taken = self._fill_qty[first:first + n_fills].copy()
-        return Result(self, orders, status, taken, fill_slot - first, n_threads)
+        taken = state.fill_qty[first:first + n_fills].copy()
+        return status, taken, fill_slot - first
 
     def _new_pairs_at_most(self, users, sku, capped):
         """How many (user, SKU) pairs of these lines could be new to the limit
         table (pairs already there stay there; repeats within the batch are
         counted each time, an over-estimate given back afterwards)."""
         keys = users[capped] * self.n_skus + sku[capped] + 1
-        return int(np.count_nonzero(probe(self._limit_key, keys) < 0))
+        return int(np.count_nonzero(probe(self.state.limit_key, keys) < 0))
 
     @staticmethod
     def _deadlines(hold_until, n_orders):
@@ -178,37 +189,9 @@ class OrderLifecycle:
             raise ValueError(f"hold_until: has {deadline.size} entries but the batch has {n_orders} orders")
         return deadline
 
-    def reserve_one(self, sku, qty=1, *, order_id, user_id=0, max_price=None, hold_until=None):
-        """Reserve one single-line order: the lowest-overhead call there is.
-
-        Parameters
-        ----------
-        sku, qty : int
-            The SKU and units wanted (``qty >= 1``).
-        order_id : int
-            The order's id, ``0 <= order_id < 2**56``: an id seen before gets
-            ``Status.DUPLICATE`` and changes nothing.
-        user_id : int
-            The buyer, for per-user limits.
-        max_price : int, optional
-            Highest acceptable unit price; ``None``: any.
-        hold_until : int, optional
-            Deadline of the hold, in the caller's clock (the unit
-            :meth:`expire` is called with); ``None``: held until confirmed
-            or cancelled.
-
-        Returns
-        -------
-        Status
-
-        Raises
-        ------
-        ValueError, TypeError
-            A bad argument (named); nothing changes.
-        CapacityError
-            A table sized at creation is full; nothing changes.
-        """
-        one = self._one or self._bound_reserve_one()
+    def reserve_one(self, sku, qty, order_id, user_id, max_price, hold_until):
+        """One single-line order (arguments as for Inventory.reserve_one)."""
+        one = self._bound_one or self.bound_reserve_one()
         if max_price is None:
             max_price = NO_LIMIT  # any price
         if hold_until is None:
@@ -218,196 +201,83 @@ class OrderLifecycle:
         if not (type(sku) is int and type(qty) is int and type(order_id) is int and type(user_id) is int
                 and type(max_price) is int and type(hold_until) is int
                 and 0 <= sku < self.n_skus and 0 < qty <= INT64_MAX and 0 <= order_id <= MAX_ORDER_ID
-                and 0 <= user_id <= self._max_user and 0 <= max_price <= INT64_MAX
+                and 0 <= user_id <= self.max_user and 0 <= max_price <= INT64_MAX
                 and -INT64_MAX - 1 <= hold_until <= INT64_MAX):
-            sku = _checked_int("sku", sku, 0, self.n_skus - 1)
-            qty = _checked_int("qty", qty, 1, INT64_MAX)
-            order_id = _checked_int("order_id", order_id, 0, MAX_ORDER_ID)
-            user_id = _checked_int("user_id", user_id, 0, self._max_user)
-            max_price = _checked_int("max_price", max_price, 0, INT64_MAX)
-            hold_until = _checked_int("hold_until", hold_until, -INT64_MAX - 1, INT64_MAX)
+            sku = checked_int("sku", sku, 0, self.n_skus - 1)
+            qty = checked_int("qty", qty, 1, INT64_MAX)
+            order_id = checked_int("order_id", order_id, 0, MAX_ORDER_ID)
+            user_id = checked_int("user_id", user_id, 0, self.max_user)
+            max_price = checked_int("max_price", max_price, 0, INT64_MAX)
+            hold_until = checked_int("hold_until", hold_until, -INT64_MAX - 1, INT64_MAX)
         code = one(sku, qty, max_price, order_id, user_id, hold_until)
         if code < 0:
             which = _FULL[code]
-            raise CapacityError(f"{_BUDGET_NAMES[which]} is full ({int(self._counters[which])} left); "
+            raise CapacityError(f"{_BUDGET_NAMES[which]} is full ({int(self.state.counters[which])} left); "
                                 f"nothing changed")
         return _STATUSES[code]
 
-    def _bound_reserve_one(self):
-        """The backend's reserve_one with this inventory's arrays bound once
-        (so a call converts no array): ``(sku, qty, max_price, order_id,
-        user_id, deadline) -> status code``, unchecked."""
-        self._require_tracking("reserve_one")
-        if self._one is None:
-            self._one = self._kernels.bind_reserve_one(*self.state_arrays())
-        return self._one
+    def bound_reserve_one(self):
+        """The backend's reserve_one with the arrays bound once (so a call
+        converts no array): ``(sku, qty, max_price, order_id, user_id,
+        deadline) -> status code``, unchecked."""
+        if self._bound_one is None:
+            self._bound_one = self.kernels.bind_reserve_one(*self.state)
+        return self._bound_one
 
     # ------------------------------------------------------------- lifecycle
-    def _ids_and_threads(self, what, order_ids, threads):
-        self._require_tracking(what)
+    def _ids_and_threads(self, order_ids, threads):
         ids = as_order_ids("order_ids", order_ids)
-        n_threads = backends.resolve_threads(self._kernels, check_threads(threads) or self.threads, ids.size)
-        return ids, n_threads
+        return ids, self.threads_for(threads, ids.size)
 
-    def confirm(self, order_ids, *, threads=None):
-        """Confirm (pay for) held orders: HELD -> CONFIRMED, final.
-
-        Parameters
-        ----------
-        order_ids : array_like of int
-        threads : int, optional
-
-        Returns
-        -------
-        numpy.ndarray of int8
-            One :class:`kernel.Outcome` per id: ``DONE``, or why not (already
-            confirmed / cancelled / expired, refused, unknown, in flight).
-            A confirm racing an expiry or a cancel has exactly one winner.
-        """
-        ids, n_threads = self._ids_and_threads("confirm", order_ids, threads)
+    def confirm(self, order_ids, threads):
+        ids, n_threads = self._ids_and_threads(order_ids, threads)
         outcome = np.empty(ids.size, dtype=np.int8)
-        self._kernels.confirm_orders(self._order_word, ids, outcome, n_threads)
+        self.kernels.confirm_orders(self.state.order_word, ids, outcome, n_threads)
         return outcome
 
-    def cancel(self, order_ids, *, threads=None):
-        """Cancel orders: a hold gives its stock and cap count back.
-
-        An id whose reserve is still running is cancelled when that reserve
-        ends (it answers ``Status.CANCELLED``); an id not seen yet is
-        remembered, and its late reserve is refused.  Confirmed orders are
-        final and stay confirmed.
-
-        Returns
-        -------
-        numpy.ndarray of int8
-            One :class:`kernel.Outcome` per id.
-
-        Raises
-        ------
-        CapacityError
-            Remembering the unseen ids could overflow the order table;
-            nothing changes.
-        """
-        ids, n_threads = self._ids_and_threads("cancel", order_ids, threads)
+    def cancel(self, order_ids, threads):
+        ids, n_threads = self._ids_and_threads(order_ids, threads)
+        s = self.state
         outcome = np.empty(ids.size, dtype=np.int8)
         maybe_new = ids.size
         try:
-            self._take_budgets({spec.ORDERS_LEFT: maybe_new})
+            self._take_budgets({codes.ORDERS_LEFT: maybe_new})
         except CapacityError:  # as in reserve: known ids need no room
-            maybe_new = int(np.count_nonzero(probe(self._order_word, ids, spec.ID_MASK) < 0))
-            self._take_budgets({spec.ORDERS_LEFT: maybe_new})
-        new = self._kernels.cancel_orders(*self._give_back_args(), self._order_fill_start, self._order_fill_end,
-                                          self._fill_offer, self._fill_qty, ids, outcome, n_threads)
-        self._give_budgets({spec.ORDERS_LEFT: maybe_new - new})
+            maybe_new = int(np.count_nonzero(probe(s.order_word, ids, codes.ID_MASK) < 0))
+            self._take_budgets({codes.ORDERS_LEFT: maybe_new})
+        new = self.kernels.cancel_orders(*self._give_back_args(), s.order_fill_start, s.order_fill_end,
+                                         s.fill_offer, s.fill_qty, ids, outcome, n_threads)
+        self._give_budgets({codes.ORDERS_LEFT: maybe_new - new})
         return outcome
 
-    def expire(self, now, *, threads=None):
-        """End every hold whose deadline (``hold_until``) is ``<= now``,
-        giving its stock and cap count back.
-
-        Returns
-        -------
-        numpy.ndarray of int64
-            The ids that expired in this call, ascending.
-        """
-        self._require_tracking("expire")
-        now = _checked_int("now", now, -INT64_MAX - 1, INT64_MAX)
-        n_threads = backends.resolve_threads(self._kernels, check_threads(threads) or self.threads,
-                                             self._order_word.size)
-        expired = np.zeros(self._order_word.size, dtype=np.int8)
-        self._kernels.expire_orders(*self._give_back_args(), self._order_deadline, self._order_fill_start,
-                                    self._order_fill_end, self._fill_offer, self._fill_qty, now, expired, n_threads)
-        return np.sort(self._order_word[np.flatnonzero(expired)] & spec.ID_MASK)
+    def expire(self, now, threads):
+        now = checked_int("now", now, -INT64_MAX - 1, INT64_MAX)
+        s = self.state
+        n_threads = self.threads_for(threads, s.order_word.size)
+        expired = np.zeros(s.order_word.size, dtype=np.int8)
+        self.kernels.expire_orders(*self._give_back_args(), s.order_deadline, s.order_fill_start,
+                                   s.order_fill_end, s.fill_offer, s.fill_qty, now, expired, n_threads)
+        return np.sort(s.order_word[np.flatnonzero(expired)] & codes.ID_MASK)
 
     def recover(self):
-        """Finish what processes killed mid-reserve left: give back what each
-        unfinished order logged, and end it REFUSED (or CANCELLED).
-
-        Call it only while no reserve runs on this inventory in any process
-        (e.g. when a supervisor restarts its workers, or on reopening a
-        mapped file): an unfinished order of a live process looks the same.
-
-        Returns
-        -------
-        int
-            How many orders it finished.
-
-        Notes
-        -----
-        What a process killed at any instruction can leave:
-
-        * no order is ever half visible: an order is HELD (every unit taken)
-          or not, by one CAS of its word; confirm / cancel / expire steps are
-          single CASes too;
-        * no oversell, ever: stock only moves by CAS, and the fill log never
-          claims more than was taken (logged after the take, zeroed before
-          a give-back);
-        * every accepted (HELD / CONFIRMED) reservation survives intact;
-        * the killed process's unfinished order stays PENDING until
-          ``recover`` gives back what it logged;
-        * what it cannot give back: units taken in the few instructions
-          between a successful stock CAS and its log entry (at most one
-          line's units per killed process) stay out of stock, and a cap
-          count taken for that line stays counted.  Lost, never oversold.
-        """
-        self._require_tracking("recover")
-        return self._kernels.recover_orders(*self._give_back_args(), self._order_fill_start, self._order_fill_end,
-                                            self._fill_offer, self._fill_qty, 1)
-
-    def restock(self, offer, qty, *, threads=None):
-        """Add units to offers, safely while orders are being reserved.
-
-        Parameters
-        ----------
-        offer, qty : int or array_like of int
-            Offer ids (SKU ids for an inventory made from ``stock``) and the
-            units to add (``>= 0``).
-
-        Raises
-        ------
-        ValueError
-            Unknown offer, negative qty, or a stock that would overflow,
-            naming the first bad position; nothing changes.
-        """
-        self._check_open()
-        offer = as_int64("offer", np.atleast_1d(offer))
-        qty = as_int64("qty", np.atleast_1d(qty))
-        if qty.size != offer.size:
-            raise ValueError(f"qty: has {qty.size} entries but offer has {offer.size}")
-        check_at_least("offer", offer, 0, "an offer id >= 0")
-        if offer.size and offer.max() >= self.n_offers:
-            pos = int((offer >= self.n_offers).argmax())
-            raise ValueError(f"offer[{pos}] = {offer[pos]} is out of range [0, {self.n_offers})")
-        check_at_least("qty", qty, 0, ">= 0")
-        check_sum_fits("qty", qty)
-        added = np.bincount(offer, weights=qty, minlength=self.n_offers)  # float: only a bound
-        if (added > 0).any() and (self._stock.astype(np.float64) + added).max() >= 2.0**63:
-            pos = int(np.argmax(self._stock.astype(np.float64)[offer] + added[offer] >= 2.0**63))
-            raise ValueError(f"qty[{pos}]: offer {offer[pos]} would hold more than int64 allows")
-        n_threads = backends.resolve_threads(self._kernels, check_threads(threads) or self.threads, offer.size)
-        self._kernels.give_back(self._stock, offer, qty, n_threads)
+        s = self.state
+        return self.kernels.recover_orders(*self._give_back_args(), s.order_fill_start, s.order_fill_end,
+                                           s.fill_offer, s.fill_qty, 1)
 
     # ---------------------------------------------------------- inspecting
     def state_of(self, order_ids):
-        """The :class:`kernel.OrderState` of each id (int8 codes; a snapshot)."""
-        self._require_tracking("state_of")
         ids = as_order_ids("order_ids", order_ids)
-        slot = probe(self._order_word, ids, spec.ID_MASK)
-        words = self._order_word[np.maximum(slot, 0)]
-        return np.where(slot >= 0, words >> spec.STATE_SHIFT, 0).astype(np.int8)
+        words = self.state.order_word
+        slot = probe(words, ids, codes.ID_MASK)
+        return np.where(slot >= 0, words[np.maximum(slot, 0)] >> codes.STATE_SHIFT, 0).astype(np.int8)
 
     def limit_used(self, user_ids, skus):
-        """Units of ``skus[k]`` that ``user_ids[k]`` holds or bought (counted
-        against a cap; 0 for uncapped SKUs)."""
-        self._require_tracking("limit_used")
         users = as_int64("user_ids", user_ids)
         skus = as_int64("skus", skus)
         if users.size != skus.size:
             raise ValueError(f"skus: has {skus.size} entries but user_ids has {users.size}")
         check_at_least("user_ids", users, 0, ">= 0")
         check_at_least("skus", skus, 0, "a SKU id >= 0")
-        if skus.size and skus.max() >= self.n_skus:
-            pos = int((skus >= self.n_skus).argmax())
-            raise ValueError(f"skus[{pos}] = {skus[pos]} is out of range [0, {self.n_skus})")
-        slot = probe(self._limit_key, users * self.n_skus + skus + 1)
-        return np.where(slot >= 0, self._limit_count[np.maximum(slot, 0)], 0)
+        check_below("skus", skus, self.n_skus)
+        slot = probe(self.state.limit_key, users * self.n_skus + skus + 1)
+        return np.where(slot >= 0, self.state.limit_count[np.maximum(slot, 0)], 0)

@@ -15,12 +15,13 @@ an attacher never sees a half-built block.
 import mmap
 import os
 import re
+from collections import namedtuple
 
 import numpy as np
 
 from .codes import N_COUNTERS
 
-__all__ = ["Layout", "Block", "STATE_ARRAYS", "STATE_NAMES"]
+__all__ = ["Layout", "Block", "STATE_ARRAYS", "STATE_NAMES", "StateArrays"]
 
 MAGIC = int.from_bytes(b"D11KERNL", "little")
 # 2: arrays in STATE_ARRAYS order (1 had the order table before the limit table).
@@ -53,6 +54,9 @@ STATE_ARRAYS = (
     ("counters", "counters"),
 )
 STATE_NAMES = tuple(name for name, _ in STATE_ARRAYS)
+# Inventory.state_arrays() returns one of these: a tuple (so ``*state`` passes
+# the arrays positionally to a kernel) whose fields name them.
+StateArrays = namedtuple("StateArrays", STATE_NAMES)
 
 
 def _round_up(n, to):
@@ -134,8 +138,8 @@ class Block:
         self._mapping = mapping
 
     def arrays(self):
-        """The named views into the block."""
-        return {name: self.words[at:at + n] for name, (at, n) in self.layout.offsets.items()}
+        """The named views into the block, as a :data:`StateArrays`."""
+        return StateArrays(*(self.words[at:at + n] for at, n in self.layout.offsets.values()))
 
     def prefault(self):
         """Touch every page now.  Fresh memory is mapped lazily: left alone,

@@ -125,3 +125,37 @@ def test_release_refuses_foreign_results_other_batches_and_double_release(backen
 def test_stock_view_is_read_only(inv):
     with pytest.raises(ValueError):
         inv.stock[0] = 100
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda backend: kernel.Inventory([], backend=backend), "stock: is empty; an inventory needs at least one SKU"),
+    (lambda backend: kernel.Inventory.from_offers([], [], [], backend=backend), "n_skus: is 0"),
+    (lambda backend: kernel.Inventory.from_offers([], [], [], n_skus=0, backend=backend), "n_skus: is 0"),
+])
+def test_an_inventory_without_skus_is_refused(backend, make, match):
+    with pytest.raises(ValueError, match=match):
+        make(backend)
+
+
+def test_skus_without_offers_are_valid_and_always_out_of_stock(backend):
+    inv = kernel.Inventory.from_offers([], [], [], n_skus=2, backend=backend)
+    assert inv.n_offers == 0
+    assert inv.reserve(OrderBatch([1, 0], [1, 1])).status.tolist() == [kernel.Status.OUT_OF_STOCK] * 2
+
+
+@pytest.mark.parametrize("tracked", [False, True])
+def test_a_closed_inventory_raises_value_error_everywhere_and_still_has_a_repr(backend, tracked):
+    inv = kernel.Inventory([3, 4], backend=backend, max_orders=8 if tracked else None)
+    inv.close()
+    assert inv.closed
+    assert repr(inv) == f"Inventory(closed, n_skus=2, backend={backend!r})"
+    views = ["stock", "price", "offer_sku", "offer_start", "offer_by_priority", "n_offers", "state"]
+    for view in views:
+        with pytest.raises(ValueError, match="inventory: is closed"):
+            getattr(inv, view)
+    calls = [lambda: inv.state_arrays(), lambda: inv.reserve(OrderBatch([0], [1])), lambda: inv.restock([0], [1]),
+             lambda: inv.confirm([1]), lambda: inv.cancel([1]), lambda: inv.expire(0), lambda: inv.recover(),
+             lambda: inv.state_of([1]), lambda: inv.reserve_one(0, 1, order_id=1), lambda: inv.flush()]
+    for call in calls:
+        with pytest.raises(ValueError, match="inventory: is closed"):
+            call()

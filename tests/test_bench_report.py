@@ -92,7 +92,8 @@ def test_measure_raises_on_a_wrong_result(monkeypatch):
         result = real(self, orders, **kw)
         status = np.array(result.status)
         status[np.flatnonzero(status == Status.ACCEPTED)[0]] = Status.OUT_OF_STOCK
-        return Result(self, orders, status, result._taken, result._slot_start, result.threads)
+        return Result(self, orders, status, result.threads, taken=result._taken, slot_start=result._slot_start,
+                      offer_start=self.offer_start, offer_by_priority=self.offer_by_priority)
 
     monkeypatch.setattr(Inventory, "reserve", broken)
     case = make_case("uniform", TINY)

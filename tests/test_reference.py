@@ -57,7 +57,7 @@ def test_cart_is_all_or_nothing_and_rolls_back():
     assert result.status.tolist() == [O, A]
     assert inv.stock.tolist() == [2, 0]
     assert result.fills.order.tolist() == [1, 1]
-    assert inv._counters[0] == 0  # the read-only pre-check refused it: no rollback needed
+    assert inv.state.counters[kernel.codes.ROLLBACKS] == 0  # the read-only pre-check refused it: no rollback needed
 
 
 def test_rollback_when_lines_of_one_order_compete():
@@ -67,7 +67,7 @@ def test_rollback_when_lines_of_one_order_compete():
     # Each line alone fits (pre-check passes); together they do not.
     assert result.status.tolist() == [O]
     assert inv.stock.tolist() == [3]
-    assert inv._counters[0] == 1
+    assert inv.state.counters[kernel.codes.ROLLBACKS] == 1
 
 
 def test_release_gives_back_exactly_what_was_taken():

@@ -40,8 +40,11 @@ CALLS = {
     "restock unknown offer": (lambda inv: inv.restock([9], [1]), ValueError, r"offer\[0\] = 9 is out of range"),
     "restock overflowing": (lambda inv: inv.restock([0], [2**63 - 3]), ValueError, r"qty\[0\].*int64"),
     "restock mismatched": (lambda inv: inv.restock([0, 1], [1]), ValueError, "qty: has 1 entries"),
-    "reserve_one unknown sku": (lambda inv: inv.reserve_one(2, 1, order_id=9), ValueError, "sku = 2 is out of range"),
-    "reserve_one zero qty": (lambda inv: inv.reserve_one(0, 0, order_id=9), ValueError, "qty = 0 is out of range"),
+    # One notation for every range: half-open, as the batch messages (sku[2] = 3 is out of range [0, 3)).
+    "reserve_one unknown sku": (lambda inv: inv.reserve_one(2, 1, order_id=9), ValueError,
+                                r"sku = 2 is out of range \[0, 2\)"),
+    "reserve_one zero qty": (lambda inv: inv.reserve_one(0, 0, order_id=9), ValueError,
+                             r"qty = 0 is out of range \[1, 9223372036854775808\)"),
     "reserve_one fractional qty": (lambda inv: inv.reserve_one(0, 1.5, order_id=9), TypeError,
                                    "qty = 1.5 is not an integer"),
     "reserve_one text id": (lambda inv: inv.reserve_one(0, 1, order_id="x"), TypeError, "order_id = 'x'"),

@@ -1,5 +1,7 @@
-"""Numba backend: :mod:`.kernels` mirrors :mod:`kernel.reference`, :mod:`.atomics`
-provides the CPU atomics it is built on.
+"""Numba backend: :mod:`.kernels` is the module the registry loads; it
+re-exports the family modules (:mod:`.stock`, :mod:`.single`, :mod:`.general`,
+:mod:`.tracked`, :mod:`.one`), which mirror :mod:`kernel.reference` module for
+module, built on :mod:`.atomics` (CPU atomics) and dispatched by :mod:`._jit`.
 
 Importing this package compiles nothing (every dispatcher is lazy and cached
 on disk), but it does settle two process-wide Numba settings that must be

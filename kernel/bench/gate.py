@@ -128,6 +128,7 @@ class _Probe:
     def __init__(self, kernels, lib):
         self._kernels = kernels
         self._lib = lib
+        self.__name__ = kernels.__name__  # stands for that backend (kernel.backends.backend_name)
 
     def __getattr__(self, name):
         fn = getattr(self._kernels, name)
@@ -143,6 +144,7 @@ class _Probe:
 
 def _run_cases(lib):
     """Body of the process valgrind runs: one dump per (backend, case)."""
+    from .. import backends
     from ..invariants import check_run, check_tracked
     from .workloads import make_case
 
@@ -153,9 +155,9 @@ def _run_cases(lib):
         for backend in GATE_BACKENDS:
             ordered = case.mode == "ordered"
             data.inventory(backend, 1, tracked).reserve(orders, ordered=ordered)  # warm: dispatch, caches
-            inv = data.inventory(backend, 1, tracked)
+            kernels = backends.load(backend)
+            inv = data.inventory(_Probe(kernels, lib) if lib else kernels, 1, tracked)
             initial = inv.stock.copy()
-            inv._kernels = _Probe(inv._kernels, lib) if lib else inv._kernels
             # No garbage collection inside the counted calls: where a GC pass
             # lands depends on every allocation the process made before, so a
             # change anywhere in Python code would move tens of thousands of

@@ -24,7 +24,8 @@ import numpy as np
 from ..backends import BACKENDS
 from ..inventory import Inventory
 from ..invariants import check_tracked
-from ..tracking import NO_DEADLINE, NO_LIMIT, OrderState
+from ..codes import OrderState
+from ..tracking import NO_DEADLINE, NO_LIMIT
 
 __all__ = ["measure_reserve_one", "measure_side_by_side", "prepare", "check", "VARIANTS", "main"]
 
@@ -43,7 +44,7 @@ def prepare(backend, calls, variant):
         for order_id in range(calls):  # untimed: make every id known
             reserve_one(0, 1, order_id=order_id, user_id=users[order_id])
     if variant == "kernel only":
-        kernel_call = inv._bound_reserve_one()
+        kernel_call = inv.reserve_one_unchecked()
 
         def loop():
             for order_id, user in zip(range(calls), users):

@@ -1,0 +1,234 @@
+"""Multi-line orders: carts (one offer per SKU) and the general path (several
+offers per SKU in priority order, price limits), concurrent and in arrival
+order.
+
+Mirrors :mod:`kernel.reference.general` function for function and
+``kernel/_cython/general.pxi`` (private helpers with the same names:
+``_carts_chunk``, ``_gather_general_part``, ``_general_part``).  Dispatch
+(parallel / serial, threads, scratch buffers): :mod:`._jit`.
+"""
+
+import numpy as np
+from numba import prange
+
+from ..codes import ACCEPTED, OUT_OF_STOCK, ROLLBACKS
+from ._jit import _CHUNK, _GENERAL_CHUNK, _PART_BLOCK, _dispatchers, _inline, _jit, _run, _scratch, _threads, njit
+from .atomics import atomic_add, atomic_load, load, prefetch_write, store
+from .single import _part_of
+from .stock import offers_available, take_exactly, take_up_to
+
+__all__ = ["take_cart", "reserve_carts", "reserve_carts_ordered", "line_available", "roll_back_order", "take_order",
+           "reserve_general", "reserve_general_ordered"]
+
+# Carts have ~3 lines each, so fewer orders ahead cover as many misses.
+_CART_PREFETCH_AHEAD = 6
+
+
+# ---------------------------------------------------------------- carts
+
+
+@njit(**_inline)
+def take_cart(stock, line_start, sku, qty, counters, order):
+    """One-offer-per-SKU twin of :func:`take_order`: every line takes exactly
+    its ``qty`` from offer ``sku[line]``, all or nothing."""
+    # load(a, i) is a[i] without Numba's negative-index fix-up (atomics.py):
+    # ``order`` and every line are valid, the facade checked the batch.
+    first = load(line_start, order)
+    last = load(line_start, order + 1)
+    # Pre-check with reads only, as in take_order: a cart that cannot fit
+    # costs loads, and never makes a rollback others could trip over.
+    for line in range(first, last):
+        if atomic_load(stock, load(sku, line)) < load(qty, line):
+            return OUT_OF_STOCK
+    for line in range(first, last):
+        if not take_exactly(stock, load(sku, line), load(qty, line)):
+            # Lost a race after the pre-check: hand back the earlier lines
+            # (fetch-add: other threads may be CAS-ing the same words).
+            for earlier in range(first, line):
+                atomic_add(stock, load(sku, earlier), load(qty, earlier))
+            atomic_add(counters, ROLLBACKS, 1)
+            return OUT_OF_STOCK
+    return ACCEPTED
+
+
+@njit(**_jit)
+def _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop):
+    """Decide orders ``order_index[start:stop]`` (kernels.pyx ``_carts_chunk``)."""
+    # Unchecked load/store (atomics.py): k < stop <= order_index.size, and
+    # orders and lines were validated by the facade.
+    for k in range(start, stop):
+        if k + _CART_PREFETCH_AHEAD < stop:
+            # Prefetch the stock words of a cart a few orders ahead: each line
+            # is a random cache miss, and overlapping them is most of the speed.
+            j = load(order_index, k + _CART_PREFETCH_AHEAD)
+            for line in range(load(line_start, j), load(line_start, j + 1)):
+                prefetch_write(stock, load(sku, line))
+        order = load(order_index, k)
+        store(status, order, take_cart(stock, line_start, sku, qty, counters, order))
+
+
+def _reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads):
+    n = order_index.size
+    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    for c in prange(n_chunks):
+        _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, c * _CHUNK,
+                     min((c + 1) * _CHUNK, n))
+
+
+_reserve_carts_par, _reserve_carts_ser = _dispatchers(_reserve_carts)
+
+
+def reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads):
+    """Concurrent multi-line path for one offer per SKU (see
+    :func:`kernel.reference.reserve_carts`)."""
+    nt = _threads(n_threads)
+    _run(_reserve_carts_par, _reserve_carts_ser, nt, (stock, line_start, sku, qty, order_index, status, counters, nt),
+         dynamic=True)
+
+
+def reserve_carts_ordered(stock, line_start, sku, qty, order_index, status, counters, n_threads):
+    """Multi-line path for one offer per SKU whose outcome equals arrival order
+    (serial whatever ``n_threads`` says: carts span SKUs, so they cannot be
+    split by SKU)."""
+    _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, 0, order_index.size)
+
+
+# ---------------------------------------------------- the general path
+
+
+@njit(**_inline)
+def line_available(stock, price, offer_start, offer_by_priority, sku, max_price, line, enough):
+    """Units the line could take now from its eligible offers, counted only
+    until ``enough`` (read-only: relaxed loads, no writes)."""
+    # Both are inlined at the IR level, so this costs nothing: take_order's
+    # serial kernel compiles to as many instructions as with the loop inline.
+    return offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line], enough)
+
+
+@njit(**_jit)
+def roll_back_order(stock, offer_start, offer_by_priority, line_start, sku, slot_start, taken, counters, order):
+    """Give back every unit the order took and clear its ``taken`` slots."""
+    for line in range(line_start[order], line_start[order + 1]):
+        base = offer_start[sku[line]]
+        for j in range(slot_start[line + 1] - slot_start[line]):
+            got = taken[slot_start[line] + j]
+            if got:
+                # fetch-add, not a store: other threads are taking concurrently
+                atomic_add(stock, offer_by_priority[base + j], got)
+                taken[slot_start[line] + j] = 0  # slots belong to this order only
+    atomic_add(counters, ROLLBACKS, 1)
+
+
+@njit(**_inline)
+def take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start, taken,
+               counters, order):
+    """Fill every line of one order from its SKU's eligible offers in priority
+    order, all or nothing; return the order's status."""
+    first = line_start[order]
+    last = line_start[order + 1]
+    # Pre-check with reads only: an order that cannot fit costs loads, not
+    # writes (and not a rollback another order could trip over).
+    for line in range(first, last):
+        if line_available(stock, price, offer_start, offer_by_priority, sku, max_price, line, qty[line]) < qty[line]:
+            return OUT_OF_STOCK
+    for line in range(first, last):
+        need = qty[line]
+        s = sku[line]
+        base = offer_start[s]
+        for j in range(offer_start[s + 1] - base):
+            offer = offer_by_priority[base + j]
+            if price[offer] > max_price[line]:
+                break
+            got = take_up_to(stock, offer, need)
+            taken[slot_start[line] + j] = got
+            need -= got
+            if need == 0:
+                break
+        if need:
+            roll_back_order(stock, offer_start, offer_by_priority, line_start, sku, slot_start, taken, counters, order)
+            return OUT_OF_STOCK
+    return ACCEPTED
+
+
+def _reserve_general(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+                     order_index, taken, status, counters, n_threads):
+    n = order_index.size
+    n_chunks = (n + _GENERAL_CHUNK - 1) // _GENERAL_CHUNK
+    for c in prange(n_chunks):
+        hi = min(n, (c + 1) * _GENERAL_CHUNK)
+        for k in range(c * _GENERAL_CHUNK, hi):
+            order = order_index[k]
+            status[order] = take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
+                                       slot_start, taken, counters, order)
+
+
+@njit(**_inline)
+def _gather_general_part(line_start, sku, order_index, start, stop, t, n_parts, mine):
+    """:func:`_gather_part` for ``order_index[start:stop]``: the orders whose
+    first line's SKU is in part ``t`` (a line-less order goes to part 0)."""
+    m = 0
+    for k in range(start, stop):
+        order = order_index[k]
+        first = line_start[order]
+        part = _part_of(sku[first], n_parts) if first < line_start[order + 1] else 0
+        mine[m] = order
+        m += part == t  # branch-free, see _gather_part
+    return m
+
+
+@njit(**_inline)
+def _general_part(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+                  order_index, taken, status, counters, n, t, n_parts, mine):
+    """Serve, in arrival order, the orders whose first line's SKU is in part ``t``."""
+    # Only serial-equivalent when each order has one line (the facade passes
+    # n_threads=1 otherwise).  Gathered per block (into ``mine``, this
+    # thread's scratch row) as in _single_part.
+    for b in range((n + _PART_BLOCK - 1) // _PART_BLOCK):
+        m = _gather_general_part(line_start, sku, order_index, b * _PART_BLOCK, min((b + 1) * _PART_BLOCK, n),
+                                 t, n_parts, mine)
+        for k in range(m):
+            if take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
+                          slot_start, taken, counters, mine[k]) != ACCEPTED:
+                status[mine[k]] = OUT_OF_STOCK  # pre-filled with ACCEPTED (false sharing)
+
+
+def _reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
+                             slot_start, order_index, taken, status, counters, scratch, n_threads):
+    # Bucket by the SKU of the order's first line; the serial outcome only
+    # when orders have one line (the facade passes n_threads=1 otherwise).
+    n = order_index.size
+    if n_threads <= 1:
+        for k in range(n):
+            order = order_index[k]
+            status[order] = take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
+                                       max_price, slot_start, taken, counters, order)
+    else:
+        for k in range(n):
+            status[order_index[k]] = ACCEPTED  # see _serve_gathered
+        for t in prange(n_threads):
+            # signed part number, see _reserve_single_ordered
+            _general_part(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
+                          slot_start, order_index, taken, status, counters, n, np.int64(t), n_threads,
+                          scratch[t, 0])
+
+
+_reserve_general_par, _reserve_general_ser = _dispatchers(_reserve_general)
+_reserve_general_ordered_par, _reserve_general_ordered_ser = _dispatchers(_reserve_general_ordered)
+
+
+def reserve_general(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+                    order_index, taken, status, counters, n_threads):
+    """Concurrent general path (see :func:`kernel.reference.reserve_general`)."""
+    nt = _threads(n_threads)
+    _run(_reserve_general_par, _reserve_general_ser, nt,
+         (stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+          order_index, taken, status, counters, nt), dynamic=True)
+
+
+def reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
+                            slot_start, order_index, taken, status, counters, n_threads):
+    """General path whose outcome equals arrival order."""
+    nt = _threads(n_threads)
+    _run(_reserve_general_ordered_par, _reserve_general_ordered_ser, nt,
+         (stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+          order_index, taken, status, counters, _scratch(nt), nt))

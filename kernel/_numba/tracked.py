@@ -1,0 +1,663 @@
+"""Tracked orders: idempotent ids, per-user limits, the hold lifecycle and
+crash recovery.
+
+Mirrors :mod:`kernel.reference.tracked` (the state, the codes and every
+function; same results for ``n_threads=1`` down to the hash-table layouts)
+and ``kernel/_cython/tracked.pxi`` (private helpers with the same names:
+``_claim_chunk``, ``_confirm_chunk``, ...).  The reference is the spec; the
+comments here are about what the compiled version adds: which word changes
+by which atomic, and why that order.  Every shared word (stock, order_word,
+limit_key, limit_count, counters) changes only by CAS or fetch-add; a
+record's plain fields (order_user / deadline / fill range, the fill log) are
+written by the one thread that owns them at the time and published by the
+CAS that moves the order word on (acq_rel, atomics.py).  Dispatch (parallel
+/ serial, threads): :mod:`._jit`.
+"""
+
+import numpy as np
+from numba import prange
+
+from ..codes import (ACCEPTED, ALREADY_CANCELLED, ALREADY_CONFIRMED, ALREADY_EXPIRED, CANCEL_REQUESTED, CANCELLED,
+                     CANCELLED_EARLY, CANCELLED_HOLD, CONFIRMED, DONE, DUPLICATE, EXPIRED, HASH_MULTIPLIER, HELD,
+                     ID_MASK, IN_FLIGHT, LIMIT_EXCEEDED, NEW_PAIR, NO_LIMIT, OUT_OF_STOCK, PENDING, REFUSED,
+                     REMEMBERED, ROLLBACKS, STATE_SHIFT, TOOK, UNKNOWN, WAS_REFUSED)
+from ._jit import _GENERAL_CHUNK, _dispatchers, _inline, _jit, _run, _threads, njit
+from .atomics import atomic_add, atomic_cas, atomic_load, atomic_load_acquire, atomic_store_release, prefetch_write
+from .stock import offers_available, take_up_to
+
+__all__ = ["hash_slot", "take_budget", "take_budgets", "claim_order", "find_order", "limit_slot", "limit_room",
+           "take_limit", "give_back_limit", "give_back_fills", "take_line", "publish_or_undo", "settle_refused_slot",
+           "take_tracked", "claim_orders", "reserve_tracked", "settle_refused", "outcome_of", "confirm_orders",
+           "cancel_orders", "expire_orders", "recover_orders"]
+
+# Tracked orders ahead whose cache lines reserve_tracked prefetches
+# (kernels.pyx: TRACKED_PREFETCH_AHEAD).
+_TRACKED_PREFETCH_AHEAD = 8
+# Ids (claims, confirms, cancels, settles) per prange work item: each is a
+# probe or two and a CAS, so chunks are bigger than the general path's.
+_ID_CHUNK = 4096
+# Slots per work item of the whole-table scans (expiry, recovery): a slot
+# that needs nothing costs one load.
+_SLOT_CHUNK = 16384
+
+
+# ------------------------------------------------------------- helpers
+
+
+@njit(**_inline)
+def hash_slot(key, mask):
+    """Home slot of ``key`` in a table of ``mask + 1`` slots: bits 32 and up
+    of ``key * HASH_MULTIPLIER mod 2**64`` (bit-identical to the reference)."""
+    # Both operands uint64: the product wraps mod 2**64, as the reference's
+    # mask makes it (Numba types int64 * uint64 as float64); after >> 32 the
+    # hash fits an int64 again, for the mask and for indexing.
+    h = np.uint64(key) * np.uint64(HASH_MULTIPLIER)
+    return np.int64(h >> np.uint64(32)) & mask
+
+
+@njit(**_inline)
+def take_budget(counters, index, amount):
+    """Subtract ``amount`` from ``counters[index]`` unless it would go below
+    zero; return the old value, or -1 (changing nothing).  CAS loop."""
+    old = atomic_load(counters, index)
+    while old >= amount:
+        seen = atomic_cas(counters, index, old, old - amount)
+        if seen == old:
+            return old
+        old = seen  # another reserve took or gave back meanwhile: decide again
+    return -1
+
+
+@njit(**_jit)
+def take_budgets(counters, index, amount, old):
+    """:func:`take_budget` for each ``k`` in turn, all or nothing: ``old[k]``
+    gets the old value; on the first refusal the earlier ones are given back
+    and its ``k`` is returned, else -1.  (The facade's entry to the budgets.)"""
+    for k in range(index.size):
+        old[k] = take_budget(counters, index[k], amount[k])
+        if old[k] < 0:
+            for earlier in range(k):
+                take_budget(counters, index[earlier], -amount[earlier])
+            return k
+    return -1
+
+
+@njit(**_inline)
+def claim_order(order_word, order_id, state):
+    """Insert ``order_id`` in ``state`` unless the table has it: its slot if
+    this call inserted it, else ``-1 - slot``.  CAS 0 -> word."""
+    mask = order_word.size - 1
+    slot = hash_slot(order_id, mask)
+    mine = (state << STATE_SHIFT) | order_id
+    while True:
+        word = atomic_load(order_word, slot)
+        if word == 0:
+            word = atomic_cas(order_word, slot, 0, mine)
+            if word == 0:
+                return slot
+            # Lost the slot: look again at what the winner wrote (it may be
+            # this very id, claimed by a concurrent duplicate).
+        if word & ID_MASK == order_id:
+            return -1 - slot
+        slot = (slot + 1) & mask
+
+
+@njit(**_inline)
+def find_order(order_word, order_id):
+    """The slot of ``order_id``, or -1 if the table does not have it."""
+    mask = order_word.size - 1
+    slot = hash_slot(order_id, mask)
+    while True:
+        word = atomic_load(order_word, slot)
+        if word == 0:
+            return -1
+        if word & ID_MASK == order_id:
+            return slot
+        slot = (slot + 1) & mask
+
+
+@njit(**_inline)
+def limit_slot(limit_key, key, insert):
+    """The slot of the (user, SKU) ``key``: ``slot`` if it was there,
+    ``-2 - slot`` if this call inserted it (``insert``), -1 if absent."""
+    mask = limit_key.size - 1
+    slot = hash_slot(key, mask)
+    while True:
+        seen = atomic_load(limit_key, slot)
+        if seen == key:
+            return slot
+        if seen == 0:
+            if not insert:
+                return -1
+            seen = atomic_cas(limit_key, slot, 0, key)
+            if seen == 0:
+                return -2 - slot
+            if seen == key:  # lost to a concurrent insert of the same pair
+                return slot
+        slot = (slot + 1) & mask
+
+
+@njit(**_inline)
+def limit_room(limit, limit_key, limit_count, user, s):
+    """Units of SKU ``s`` the user may still take (read-only)."""
+    cap = limit[s]
+    if cap == NO_LIMIT:
+        return NO_LIMIT
+    slot = limit_slot(limit_key, user * limit.size + s + 1, False)
+    return cap - (atomic_load(limit_count, slot) if slot >= 0 else 0)
+
+
+@njit(**_inline)
+def take_limit(limit, limit_key, limit_count, user, s, units):
+    """Count ``units`` of SKU ``s`` against the user's cap, or nothing if
+    that would pass it; ``TOOK | NEW_PAIR`` bits (see the reference).  CAS
+    loop on the count that gives up, without writing, once it would pass."""
+    cap = limit[s]
+    if cap == NO_LIMIT:
+        return TOOK
+    slot = limit_slot(limit_key, user * limit.size + s + 1, True)
+    new = 0
+    if slot < -1:
+        new = NEW_PAIR
+        slot = -2 - slot
+    seen = atomic_load(limit_count, slot)
+    while seen + units <= cap:
+        old = atomic_cas(limit_count, slot, seen, seen + units)
+        if old == seen:
+            return TOOK | new
+        seen = old
+    return new
+
+
+@njit(**_inline)
+def give_back_limit(limit, limit_key, limit_count, user, s, units):
+    """Undo :func:`take_limit` (fetch-add of ``-units``)."""
+    if limit[s] != NO_LIMIT:
+        # The pair is there (take_limit inserted it); a missing one would be
+        # index -1, which the checked atomic refuses (IndexError).
+        atomic_add(limit_count, limit_slot(limit_key, user * limit.size + s + 1, False), -units)
+
+
+@njit(**_inline)
+def give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user, first, last):
+    """Give back the logged fills ``first:last`` (stock and the user's limit
+    count), zeroing each entry *before* its units go back."""
+    for f in range(first, last):
+        got = fill_qty[f]
+        if got:
+            # Zero first: a process killed between the two loses the units,
+            # it never returns them twice.  The release half of the fetch-add
+            # below keeps this plain store ahead of it.
+            fill_qty[f] = 0
+            offer = fill_offer[f]
+            atomic_add(stock, offer, got)
+            give_back_limit(limit, limit_key, limit_count, user, offer_sku[offer], got)
+
+
+@njit(**_inline)
+def take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, s, units, max_p, first_fill):
+    """Take ``units`` of SKU ``s`` from its offers priced ``<= max_p`` in
+    priority order, logging each take at ``first_fill + rank``; return the
+    units still missing (the caller gives back what was taken)."""
+    base = offer_start[s]
+    for j in range(offer_start[s + 1] - base):
+        offer = offer_by_priority[base + j]
+        if price[offer] > max_p:
+            break
+        got = take_up_to(stock, offer, units)
+        if got:
+            # Logged right after the CAS that took them: an entry never
+            # claims more than was taken (a crash in between loses units).
+            fill_offer[first_fill + j] = offer
+            fill_qty[first_fill + j] = got
+            units -= got
+            if units == 0:
+                break
+    return units
+
+
+@njit(**_inline)
+def publish_or_undo(stock, offer_sku, limit, limit_key, limit_count, order_word, fill_offer, fill_qty, counters,
+                    slot, user, first_fill, last_fill):
+    """An order took everything: CAS PENDING -> HELD.  If a cancel got there
+    first (CANCEL_REQUESTED), give it all back and end CANCELLED."""
+    word = atomic_load(order_word, slot)
+    ident = word & ID_MASK
+    # The CAS's release half publishes the record and the fill log with HELD.
+    if atomic_cas(order_word, slot, (PENDING << STATE_SHIFT) | ident, (HELD << STATE_SHIFT) | ident) \
+            == (PENDING << STATE_SHIFT) | ident:
+        return ACCEPTED
+    # Failed: the word is CANCEL_REQUESTED (the only other way out of PENDING
+    # while this reserve runs).
+    give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user, first_fill, last_fill)
+    atomic_add(counters, ROLLBACKS, 1)
+    # Only this reserve moves an order out of CANCEL_REQUESTED: no CAS, but an
+    # atomic store, as confirm / cancel may be loading the word right now.
+    atomic_store_release(order_word, slot, (CANCELLED_HOLD << STATE_SHIFT) | ident)
+    return CANCELLED
+
+
+@njit(**_inline)
+def settle_refused_slot(order_word, slot):
+    """PENDING -> REFUSED, or -> CANCELLED_HOLD where the word is
+    CANCEL_REQUESTED.  CAS from the word read, re-deciding on failure."""
+    word = atomic_load(order_word, slot)
+    while True:
+        final = CANCELLED_HOLD if word >> STATE_SHIFT == CANCEL_REQUESTED else REFUSED
+        # First try is PENDING -> REFUSED; it fails only when a cancel made the
+        # word CANCEL_REQUESTED, which only this reserve leaves, so the retry
+        # (-> CANCELLED_HOLD) succeeds.
+        seen = atomic_cas(order_word, slot, word, (final << STATE_SHIFT) | (word & ID_MASK))
+        if seen == word:
+            return
+        word = seen
+
+
+@njit(**_inline)
+def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                 order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                 line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order):
+    """Reserve one claimed (PENDING) order, all or nothing; returns
+    ``(status, new (user, SKU) pairs)``.  A refused order stays PENDING."""
+    slot = order_slot[order]
+    user = user_id[order]
+    first_line = line_start[order]
+    last_line = line_start[order + 1]
+    # Read-only pre-checks: an order that cannot fit costs loads, not writes.
+    # Stock first: in a flash sale most orders meet a sold-out SKU, whose
+    # word is hot in cache, while the cap count is a cold lookup.
+    for line in range(first_line, last_line):
+        if offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
+                            qty[line]) < qty[line]:
+            return OUT_OF_STOCK, 0
+    for line in range(first_line, last_line):
+        if limit_room(limit, limit_key, limit_count, user, sku[line]) < qty[line]:
+            return LIMIT_EXCEEDED, 0
+    # Plain stores: while the word is PENDING this reserve owns the record;
+    # the CAS to HELD publishes it (cancel / expiry read it after that).  An
+    # order refused above takes nothing and needs no record.
+    order_user[slot] = user
+    order_deadline[slot] = deadline[order]
+    order_fill_start[slot] = fill_slot[first_line]
+    order_fill_end[slot] = fill_slot[last_line]
+    new_pairs = 0
+    status = ACCEPTED
+    undo_to = 0
+    for line in range(first_line, last_line):
+        took = take_limit(limit, limit_key, limit_count, user, sku[line], qty[line])
+        new_pairs += took >> 1
+        if not took & TOOK:
+            status = LIMIT_EXCEEDED
+            undo_to = fill_slot[line]
+            break
+        missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, sku[line],
+                            qty[line], max_price[line], fill_slot[line])
+        if missing:
+            status = OUT_OF_STOCK
+            # give_back_fills below returns the cap count of what was filled.
+            give_back_limit(limit, limit_key, limit_count, user, sku[line], missing)
+            undo_to = fill_slot[line + 1]
+            break
+    if status == ACCEPTED:
+        return publish_or_undo(stock, offer_sku, limit, limit_key, limit_count, order_word, fill_offer, fill_qty,
+                               counters, slot, user, fill_slot[first_line], fill_slot[last_line]), new_pairs
+    give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user,
+                    fill_slot[first_line], undo_to)
+    atomic_add(counters, ROLLBACKS, 1)
+    return status, new_pairs
+
+
+# -------------------------------------------------------- batch kernels
+
+# Counts (new ids, new pairs, expired, recovered) are summed per chunk into
+# ``per_chunk`` (one word per prange work item, from the wrapper) and added
+# up after the loop.  Not a prange reduction: Numba allocates a reduction's
+# per-thread partials with np.empty, which needs the runtime these kernels
+# are compiled without (_nrt=False, see _jit); each chunk owns its word, so
+# no atomics are needed either, and the join publishes them.
+
+
+@njit(**_inline)
+def _n_chunks(n, chunk):
+    return (n + chunk - 1) // chunk
+
+
+def _per_chunk(n, chunk):
+    return np.zeros((n + chunk - 1) // chunk, np.int64)
+
+
+@njit(**_jit)
+def _total(per_chunk):
+    """Sum of ``per_chunk``, as a plain loop: ``per_chunk.sum()`` in a
+    parallel function would become a reduction too (and need np.empty)."""
+    total = 0
+    for c in range(per_chunk.size):
+        total += per_chunk[c]
+    return total
+
+
+@njit(**_inline)
+def _claim_chunk(order_word, order_id, order_slot, status, start, stop):
+    """:func:`claim_orders` for ids ``start:stop``; returns how many were new."""
+    new = 0
+    mask = order_word.size - 1
+    for i in range(start, stop):
+        if i + _TRACKED_PREFETCH_AHEAD < stop:
+            # The home slot of an id a few ahead: a random line of a big table.
+            prefetch_write(order_word, hash_slot(order_id[i + _TRACKED_PREFETCH_AHEAD], mask))
+        slot = claim_order(order_word, order_id[i], PENDING)
+        if slot >= 0:
+            order_slot[i] = slot
+            status[i] = ACCEPTED
+            new += 1
+        else:
+            order_slot[i] = -1
+            early = atomic_load(order_word, -1 - slot) >> STATE_SHIFT == CANCELLED_EARLY
+            status[i] = CANCELLED if early else DUPLICATE
+    return new
+
+
+def _claim_orders(order_word, order_id, order_slot, status, per_chunk, n_threads):
+    n = order_id.size
+    for c in prange(per_chunk.size):
+        per_chunk[c] = _claim_chunk(order_word, order_id, order_slot, status, c * _ID_CHUNK,
+                                    min((c + 1) * _ID_CHUNK, n))
+    return _total(per_chunk)
+
+
+_claim_orders_par, _claim_orders_ser = _dispatchers(_claim_orders)
+
+
+def claim_orders(order_word, order_id, order_slot, status, n_threads):
+    """Claim every id of the batch in state PENDING; return how many were new
+    (see :func:`kernel.reference.claim_orders`)."""
+    nt = _threads(n_threads)
+    return int(_run(_claim_orders_par, _claim_orders_ser, nt,
+                    (order_word, order_id, order_slot, status, _per_chunk(order_id.size, _ID_CHUNK), nt)))
+
+
+def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                     order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                     line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
+                     status, counters, per_chunk, n_threads):
+    n = order_index.size
+    n_skus = limit.size
+    limit_mask = limit_key.size - 1
+    for c in prange(per_chunk.size):
+        pairs = 0
+        stop = min(n, (c + 1) * _GENERAL_CHUNK)
+        for k in range(c * _GENERAL_CHUNK, stop):
+            if k + _TRACKED_PREFETCH_AHEAD < stop:
+                # The cache lines of an order a few ahead (kernels.pyx,
+                # _tracked_chunk, says which and why).
+                ahead = order_index[k + _TRACKED_PREFETCH_AHEAD]
+                slot = order_slot[ahead]
+                s = sku[line_start[ahead]]
+                pair = hash_slot(user_id[ahead] * n_skus + s + 1, limit_mask)
+                prefetch_write(order_word, slot)
+                prefetch_write(order_user, slot)
+                prefetch_write(order_deadline, slot)
+                prefetch_write(order_fill_start, slot)
+                prefetch_write(order_fill_end, slot)
+                prefetch_write(limit_key, pair)
+                prefetch_write(limit_count, pair)
+                prefetch_write(stock, s)
+                prefetch_write(limit, s)
+                prefetch_write(offer_start, s)
+                prefetch_write(offer_by_priority, s)
+                prefetch_write(price, s)
+            order = order_index[k]
+            order_status, order_pairs = take_tracked(
+                stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order)
+            status[order] = order_status
+            pairs += order_pairs
+        per_chunk[c] = pairs
+    return _total(per_chunk)
+
+
+_reserve_tracked_par, _reserve_tracked_ser = _dispatchers(_reserve_tracked)
+
+
+def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                    order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
+                    status, counters, n_threads):
+    """Reserve the claimed orders ``order_index``; return how many (user, SKU)
+    pairs the limit table gained (see :func:`kernel.reference.reserve_tracked`)."""
+    nt = _threads(n_threads)
+    return int(_run(_reserve_tracked_par, _reserve_tracked_ser, nt,
+                    (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                     order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                     line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
+                     status, counters, _per_chunk(order_index.size, _GENERAL_CHUNK), nt), dynamic=True))
+
+
+def _settle_refused(order_word, order_slot, order_index, n_threads):
+    n = order_index.size
+    for c in prange(_n_chunks(n, _ID_CHUNK)):
+        stop = min(n, (c + 1) * _ID_CHUNK)
+        for k in range(c * _ID_CHUNK, stop):
+            if k + _TRACKED_PREFETCH_AHEAD < stop:  # as in _claim_chunk
+                prefetch_write(order_word, order_slot[order_index[k + _TRACKED_PREFETCH_AHEAD]])
+            settle_refused_slot(order_word, order_slot[order_index[k]])
+
+
+_settle_refused_par, _settle_refused_ser = _dispatchers(_settle_refused)
+
+
+def settle_refused(order_word, order_slot, order_index, n_threads):
+    """PENDING -> REFUSED (or CANCELLED where a cancel asked) for the refused
+    orders ``order_index``."""
+    nt = _threads(n_threads)
+    _run(_settle_refused_par, _settle_refused_ser, nt, (order_word, order_slot, order_index, nt))
+
+
+@njit(**_inline)
+def outcome_of(state):
+    """What confirm / cancel answer for an order already in ``state``."""
+    if state == PENDING:
+        return IN_FLIGHT
+    if state == CONFIRMED:
+        return ALREADY_CONFIRMED
+    if state == EXPIRED:
+        return ALREADY_EXPIRED
+    if state == REFUSED:
+        return WAS_REFUSED
+    return ALREADY_CANCELLED  # CANCELLED_HOLD, CANCEL_REQUESTED, CANCELLED_EARLY
+
+
+@njit(**_inline)
+def _confirm_chunk(order_word, order_id, outcome, start, stop):
+    """:func:`confirm_orders` for ids ``start:stop``."""
+    for i in range(start, stop):
+        slot = find_order(order_word, order_id[i])
+        if slot < 0:
+            outcome[i] = UNKNOWN
+            continue
+        word = atomic_load(order_word, slot)
+        while True:
+            state = word >> STATE_SHIFT
+            if state != HELD:
+                outcome[i] = outcome_of(state)
+                break
+            # One CAS decides a confirm racing a cancel or an expiry: exactly
+            # one of them moves the word out of HELD; a loser re-decides.
+            seen = atomic_cas(order_word, slot, word, (CONFIRMED << STATE_SHIFT) | (word & ID_MASK))
+            if seen == word:
+                outcome[i] = DONE
+                break
+            word = seen
+
+
+def _confirm_orders(order_word, order_id, outcome, n_threads):
+    n = order_id.size
+    for c in prange(_n_chunks(n, _ID_CHUNK)):
+        _confirm_chunk(order_word, order_id, outcome, c * _ID_CHUNK, min((c + 1) * _ID_CHUNK, n))
+
+
+_confirm_orders_par, _confirm_orders_ser = _dispatchers(_confirm_orders)
+
+
+def confirm_orders(order_word, order_id, outcome, n_threads):
+    """HELD -> CONFIRMED for each id (see :func:`kernel.reference.confirm_orders`)."""
+    nt = _threads(n_threads)
+    _run(_confirm_orders_par, _confirm_orders_ser, nt, (order_word, order_id, outcome, nt))
+
+
+@njit(**_inline)
+def _cancel_chunk(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
+                  order_fill_end, fill_offer, fill_qty, order_id, outcome, start, stop):
+    """:func:`cancel_orders` for ids ``start:stop``; returns how many were new."""
+    new = 0
+    for i in range(start, stop):
+        slot = claim_order(order_word, order_id[i], CANCELLED_EARLY)
+        if slot >= 0:
+            outcome[i] = REMEMBERED
+            new += 1
+            continue
+        slot = -1 - slot
+        word = atomic_load_acquire(order_word, slot)  # the CAS below acquires too; this is for clarity
+        while True:
+            state = word >> STATE_SHIFT
+            if state == HELD:
+                seen = atomic_cas(order_word, slot, word, (CANCELLED_HOLD << STATE_SHIFT) | (word & ID_MASK))
+                if seen == word:
+                    # Won: only this call gives the hold back.  The successful
+                    # CAS (acquire) read the word the reserve published, so its
+                    # record and fill log are visible here.
+                    give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty,
+                                    order_user[slot], order_fill_start[slot], order_fill_end[slot])
+                    outcome[i] = DONE
+                    break
+                word = seen  # confirmed / expired / cancelled meanwhile: decide again
+            elif state == PENDING:
+                seen = atomic_cas(order_word, slot, word, (CANCEL_REQUESTED << STATE_SHIFT) | (word & ID_MASK))
+                if seen == word:
+                    outcome[i] = DONE  # the running reserve undoes itself
+                    break
+                word = seen  # the reserve published or was refused meanwhile
+            else:
+                outcome[i] = outcome_of(state)
+                break
+    return new
+
+
+def _cancel_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
+                   order_fill_end, fill_offer, fill_qty, order_id, outcome, per_chunk, n_threads):
+    n = order_id.size
+    for c in prange(per_chunk.size):
+        per_chunk[c] = _cancel_chunk(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
+                                     order_fill_start, order_fill_end, fill_offer, fill_qty, order_id, outcome,
+                                     c * _ID_CHUNK, min((c + 1) * _ID_CHUNK, n))
+    return _total(per_chunk)
+
+
+_cancel_orders_par, _cancel_orders_ser = _dispatchers(_cancel_orders)
+
+
+def cancel_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
+                  order_fill_end, fill_offer, fill_qty, order_id, outcome, n_threads):
+    """Cancel each id; return how many ids were new to the table (see
+    :func:`kernel.reference.cancel_orders`)."""
+    nt = _threads(n_threads)
+    return int(_run(_cancel_orders_par, _cancel_orders_ser, nt,
+                    (stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
+                     order_fill_end, fill_offer, fill_qty, order_id, outcome, _per_chunk(order_id.size, _ID_CHUNK),
+                     nt)))
+
+
+@njit(**_inline)
+def _expire_chunk(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_deadline,
+                  order_fill_start, order_fill_end, fill_offer, fill_qty, now, expired, start, stop):
+    """:func:`expire_orders` for slots ``start:stop``; returns how many expired."""
+    count = 0
+    for slot in range(start, stop):
+        # Acquire: the deadline read next is the one published with HELD.
+        word = atomic_load_acquire(order_word, slot)
+        if word >> STATE_SHIFT == HELD and order_deadline[slot] <= now:
+            # No retry loop needed: a failed CAS means a confirm or cancel
+            # won, and no word ever goes back to HELD, so re-deciding would
+            # always skip it.
+            if atomic_cas(order_word, slot, word, (EXPIRED << STATE_SHIFT) | (word & ID_MASK)) == word:
+                give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty,
+                                order_user[slot], order_fill_start[slot], order_fill_end[slot])
+                expired[slot] = 1
+                count += 1
+    return count
+
+
+def _expire_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_deadline,
+                   order_fill_start, order_fill_end, fill_offer, fill_qty, now, expired, per_chunk, n_threads):
+    n = order_word.size
+    for c in prange(per_chunk.size):
+        per_chunk[c] = _expire_chunk(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
+                                     order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty, now,
+                                     expired, c * _SLOT_CHUNK, min((c + 1) * _SLOT_CHUNK, n))
+    return _total(per_chunk)
+
+
+_expire_orders_par, _expire_orders_ser = _dispatchers(_expire_orders)
+
+
+def expire_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_deadline,
+                  order_fill_start, order_fill_end, fill_offer, fill_qty, now, expired, n_threads):
+    """HELD -> EXPIRED for every hold whose deadline is ``<= now``; return how
+    many (see :func:`kernel.reference.expire_orders`)."""
+    nt = _threads(n_threads)
+    return int(_run(_expire_orders_par, _expire_orders_ser, nt,
+                    (stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_deadline,
+                     order_fill_start, order_fill_end, fill_offer, fill_qty, now, expired,
+                     _per_chunk(order_word.size, _SLOT_CHUNK), nt)))
+
+
+@njit(**_inline)
+def _recover_chunk(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
+                   order_fill_end, fill_offer, fill_qty, start, stop):
+    """:func:`recover_orders` for slots ``start:stop``; returns how many it finished."""
+    count = 0
+    for slot in range(start, stop):
+        word = atomic_load_acquire(order_word, slot)
+        state = word >> STATE_SHIFT
+        if state == PENDING or state == CANCEL_REQUESTED:
+            # Give back first, then end the word: a recovery killed in
+            # between finds the word unfinished and the log zeroed, so a
+            # second recovery returns nothing twice.
+            give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty,
+                            order_user[slot], order_fill_start[slot], order_fill_end[slot])
+            while True:
+                final = CANCELLED_HOLD if state == CANCEL_REQUESTED else REFUSED
+                seen = atomic_cas(order_word, slot, word, (final << STATE_SHIFT) | (word & ID_MASK))
+                if seen == word:
+                    count += 1
+                    break
+                # A cancel may still run: PENDING -> CANCEL_REQUESTED meanwhile.
+                word = seen
+                state = word >> STATE_SHIFT
+                if state != PENDING and state != CANCEL_REQUESTED:
+                    break  # (a reserve running during recovery: outside the spec)
+    return count
+
+
+def _recover_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
+                    order_fill_end, fill_offer, fill_qty, per_chunk, n_threads):
+    n = order_word.size
+    for c in prange(per_chunk.size):
+        per_chunk[c] = _recover_chunk(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
+                                      order_fill_start, order_fill_end, fill_offer, fill_qty,
+                                      c * _SLOT_CHUNK, min((c + 1) * _SLOT_CHUNK, n))
+    return _total(per_chunk)
+
+
+_recover_orders_par, _recover_orders_ser = _dispatchers(_recover_orders)
+
+
+def recover_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
+                   order_fill_end, fill_offer, fill_qty, n_threads):
+    """After a crash, while no reserve runs: finish every unfinished order;
+    return how many (see :func:`kernel.reference.recover_orders`)."""
+    nt = _threads(n_threads)
+    return int(_run(_recover_orders_par, _recover_orders_ser, nt,
+                    (stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
+                     order_fill_end, fill_offer, fill_qty, _per_chunk(order_word.size, _SLOT_CHUNK), nt)))

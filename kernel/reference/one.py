@@ -1,0 +1,94 @@
+"""One order of one line, start to finish, with the least overhead: the
+function behind ``Inventory.reserve_one`` and the entry point compiled code
+calls (``kernel._numba.kernels.reserve_one`` from ``@njit`` code,
+``reserve_one_c`` from Cython).
+
+Mirrored by ``kernel/_cython/one.pxi`` and ``kernel/_numba/one.py``.  It is
+:func:`.tracked.claim_orders` + :func:`.tracked.take_tracked` +
+:func:`.tracked.settle_refused` for a batch of one, with the budgets taken
+per call.
+"""
+
+import functools
+
+from ..codes import (ACCEPTED, CANCELLED, CANCELLED_EARLY, DUPLICATE, FILL_LOG_FULL, FILLS_LEFT, FILL_CURSOR,
+                     LIMIT_EXCEEDED, LIMIT_TABLE_FULL, NEW_PAIR, NO_LIMIT, ORDER_TABLE_FULL, ORDERS_LEFT,
+                     OUT_OF_STOCK, PAIRS_LEFT, PENDING, ROLLBACKS, STATE_SHIFT, TOOK)
+from .stock import offers_available
+from .tracked import (claim_order, find_order, give_back_fills, give_back_limit, limit_room, limit_slot,
+                      publish_or_undo, settle_refused_slot, take_budget, take_limit, take_line)
+
+def reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                counters, s, units, max_p, order_id, user, deadline):
+    """One order of one line, start to finish: budgets, claim, take,
+    publish.  Returns its status, or a negative ``*_FULL`` code when a
+    budget is spent (then nothing changed)."""
+    seen = find_order(order_word, order_id)
+    if seen >= 0:  # ids never leave the table: a duplicate for sure, and it needs no budget
+        return CANCELLED if order_word[seen] >> STATE_SHIFT == CANCELLED_EARLY else DUPLICATE
+    n_fills = offer_start[s + 1] - offer_start[s]
+    # Only a (user, SKU) pair not in the table yet needs room there.
+    new_pair = limit[s] != NO_LIMIT and limit_slot(limit_key, user * limit.size + s + 1, False) == -1
+    if take_budget(counters, ORDERS_LEFT, 1) < 0:
+        return ORDER_TABLE_FULL
+    if new_pair and take_budget(counters, PAIRS_LEFT, 1) < 0:
+        take_budget(counters, ORDERS_LEFT, -1)
+        return LIMIT_TABLE_FULL
+    if take_budget(counters, FILLS_LEFT, n_fills) < 0:
+        take_budget(counters, ORDERS_LEFT, -1)
+        if new_pair:
+            take_budget(counters, PAIRS_LEFT, -1)
+        return FILL_LOG_FULL
+    slot = claim_order(order_word, order_id, PENDING)
+    if slot < 0:
+        take_budget(counters, ORDERS_LEFT, -1)
+        take_budget(counters, FILLS_LEFT, -n_fills)
+        if new_pair:
+            take_budget(counters, PAIRS_LEFT, -1)
+        return CANCELLED if order_word[-1 - slot] >> STATE_SHIFT == CANCELLED_EARLY else DUPLICATE
+    # The budget promised these entries, so the cursor stays in the log
+    # (take_budget with a negative amount is a fetch-add returning the old value).
+    first_fill = take_budget(counters, FILL_CURSOR, -n_fills)
+    status = ACCEPTED
+    took = 0
+    if offers_available(stock, price, offer_start, offer_by_priority, s, max_p, units) < units:
+        status = OUT_OF_STOCK  # the pre-checks of take_tracked, in its order
+    elif limit_room(limit, limit_key, limit_count, user, s) < units:
+        status = LIMIT_EXCEEDED
+    else:
+        order_user[slot] = user
+        order_deadline[slot] = deadline
+        order_fill_start[slot] = first_fill
+        order_fill_end[slot] = first_fill + n_fills
+        took = take_limit(limit, limit_key, limit_count, user, s, units)
+        if not took & TOOK:
+            status = LIMIT_EXCEEDED
+        else:
+            missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, s, units, max_p,
+                                first_fill)
+            if missing:
+                give_back_limit(limit, limit_key, limit_count, user, s, missing)
+                give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user,
+                                first_fill, first_fill + n_fills)
+                counters[ROLLBACKS] += 1
+                status = OUT_OF_STOCK
+            else:
+                status = publish_or_undo(stock, offer_sku, limit, limit_key, limit_count, order_word, fill_offer,
+                                         fill_qty, counters, slot, user, first_fill, first_fill + n_fills)
+    if new_pair and not took & NEW_PAIR:
+        take_budget(counters, PAIRS_LEFT, -1)  # someone else added the pair (or it was not reached)
+    if status != ACCEPTED and status != CANCELLED:
+        settle_refused_slot(order_word, slot)
+    return status
+
+
+def bind_reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                     order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                     counters):
+    """:func:`reserve_one` with the inventory's state bound: a callable
+    ``(s, units, max_p, order_id, user, deadline) -> status``.  (Compiled
+    backends bind the arrays once, so a call converts no array.)"""
+    return functools.partial(reserve_one, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key,
+                             limit_count, order_word, order_user, order_deadline, order_fill_start, order_fill_end,
+                             fill_offer, fill_qty, counters)

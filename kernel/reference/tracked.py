@@ -1,0 +1,413 @@
+"""Tracked orders: idempotent ids, per-user limits and the hold lifecycle
+(reserve, confirm, cancel, expire, crash recovery).
+
+Mirrored by ``kernel/_cython/tracked.pxi`` and ``kernel/_numba/tracked.py``,
+down to the hash-table layouts (``n_threads=1`` gives the same state word for
+word in every backend).  The state it works on is described below; the
+single-order entry point built from these functions is in :mod:`.one`.
+
+
+State (int64 arrays, zero-filled at creation, so an all-zero block of
+shared memory is a valid empty state; kernel/state.py lays them out):
+
+Order table (open addressing, linear probing; its capacity is a power of
+two at least twice the ids it may hold, so a probe always ends):
+    ``order_word[slot]``        0: empty; else ``state << STATE_SHIFT | order_id``.
+                                One word holds the id *and* its state, so a
+                                slot is claimed, and every lifecycle step
+                                taken, by one CAS: nothing is ever half
+                                published, whoever dies when.
+    ``order_user[slot]``        the buyer (to give the limit back)
+    ``order_deadline[slot]``    end of the hold (INT64_MAX: none)
+    ``order_fill_start/end[slot]``  the order's range in the fill log
+Fill log (append-only; a batch takes one range for its new orders, one
+entry per (line, offer of the line's SKU)):
+    ``fill_offer[f], fill_qty[f]``  units taken from an offer: logged right
+                                after the CAS that took them and zeroed right
+                                before they go back, so an entry never
+                                claims more than was taken
+Limit table (open addressing over (user, SKU) pairs):
+    ``limit[sku]``              per-user cap (NO_LIMIT: none)
+    ``limit_key[slot]``         0: empty; else ``user * n_skus + sku + 1``
+    ``limit_count[slot]``       units of that SKU the user holds or bought
+Budgets in ``counters`` (taken with :func:`take_budget` before anything
+changes, so a full table is an error that changes nothing): ids the order
+table may still take, pairs the limit table may still take, fill-log
+entries not yet promised; and ``counters[FILL_CURSOR]``, the next free
+fill-log entry, which only ever grows (a range, once handed out, is never
+handed out again; budgets that turn out unneeded are given back).
+
+Batch arrays beyond the untracked ones: ``order_id``, ``user_id``,
+``deadline`` per order; ``order_slot`` per order (from :func:`claim_orders`);
+``fill_slot[l]``: line ``l``'s first fill-log entry (``n_lines + 1`` entries).
+
+"""
+
+from ..codes import (ACCEPTED, ALREADY_CANCELLED, ALREADY_CONFIRMED, ALREADY_EXPIRED, CANCEL_REQUESTED, CANCELLED,
+                     CANCELLED_EARLY, CANCELLED_HOLD, CONFIRMED, DONE, DUPLICATE, EXPIRED, HASH_MULTIPLIER, HELD,
+                     ID_MASK, IN_FLIGHT, LIMIT_EXCEEDED, NEW_PAIR, NO_LIMIT, OUT_OF_STOCK, PENDING, REFUSED,
+                     REMEMBERED, ROLLBACKS, STATE_SHIFT, TOOK, UINT64_MASK, UNKNOWN, WAS_REFUSED)
+from .stock import offers_available, take_up_to
+
+def hash_slot(key, mask):
+    """Home slot of ``key`` in a table of ``mask + 1`` slots: bits 32 and up
+    of ``key * HASH_MULTIPLIER mod 2**64``.  Every backend computes it the
+    same way, so every backend lays a table out identically."""
+    return (((int(key) * HASH_MULTIPLIER) & UINT64_MASK) >> 32) & mask
+
+
+def take_budget(counters, index, amount):
+    """Subtract ``amount`` from ``counters[index]`` unless it would go below
+    zero; return the old value, or -1 (changing nothing).  A negative
+    ``amount`` gives back what an earlier call took.  (Compiled: CAS loop.)"""
+    old = counters[index]
+    if old < amount:
+        return -1
+    counters[index] = old - amount
+    return old
+
+
+def take_budgets(counters, index, amount, old):
+    """:func:`take_budget` for each ``k`` in turn, all or nothing: ``old[k]``
+    gets the old value; on the first refusal the earlier ones are given back
+    and its ``k`` is returned, else -1.  (The facade's entry to the budgets.)"""
+    for k in range(len(index)):
+        old[k] = take_budget(counters, index[k], amount[k])
+        if old[k] < 0:
+            for earlier in range(k):
+                take_budget(counters, index[earlier], -amount[earlier])
+            return k
+    return -1
+
+
+def claim_order(order_word, order_id, state):
+    """Insert ``order_id`` in ``state`` unless the table has it: return its
+    slot if this call inserted it, else ``-1 - slot``.  (Compiled: CAS the
+    empty word; on losing the race, look again at what the winner wrote.)"""
+    mask = order_word.size - 1
+    slot = hash_slot(order_id, mask)
+    while True:
+        word = order_word[slot]
+        if word == 0:
+            order_word[slot] = (state << STATE_SHIFT) | order_id
+            return slot
+        if word & ID_MASK == order_id:
+            return -1 - slot
+        slot = (slot + 1) & mask
+
+
+def find_order(order_word, order_id):
+    """The slot of ``order_id``, or -1 if the table does not have it."""
+    mask = order_word.size - 1
+    slot = hash_slot(order_id, mask)
+    while True:
+        word = order_word[slot]
+        if word == 0:
+            return -1
+        if word & ID_MASK == order_id:
+            return slot
+        slot = (slot + 1) & mask
+
+
+def limit_slot(limit_key, key, insert):
+    """The slot of the (user, SKU) ``key``: ``slot`` if it was there,
+    ``-2 - slot`` if this call inserted it (``insert``), -1 if absent."""
+    mask = limit_key.size - 1
+    slot = hash_slot(key, mask)
+    while True:
+        seen = limit_key[slot]
+        if seen == key:
+            return slot
+        if seen == 0:
+            if not insert:
+                return -1
+            limit_key[slot] = key  # compiled: CAS 0 -> key; on losing, look again
+            return -2 - slot
+        slot = (slot + 1) & mask
+
+
+def limit_room(limit, limit_key, limit_count, user, s):
+    """Units of SKU ``s`` the user may still take (read-only)."""
+    if limit[s] == NO_LIMIT:
+        return NO_LIMIT
+    slot = limit_slot(limit_key, user * limit.size + s + 1, False)
+    return limit[s] - (limit_count[slot] if slot >= 0 else 0)
+
+
+def take_limit(limit, limit_key, limit_count, user, s, units):
+    """Count ``units`` of SKU ``s`` against the user's cap, or nothing if
+    that would pass it.  Returns ``TOOK | NEW_PAIR`` bits: ``TOOK`` if it
+    counted them, ``NEW_PAIR`` if this call added the (user, SKU) pair to the
+    table (its count stays 0 if it then refused).  A SKU without a cap
+    always takes and counts nothing.  (Compiled: CAS loop on the count.)"""
+    if limit[s] == NO_LIMIT:
+        return TOOK
+    slot = limit_slot(limit_key, user * limit.size + s + 1, True)
+    new = NEW_PAIR if slot < -1 else 0
+    if new:
+        slot = -2 - slot
+    if limit_count[slot] + units > limit[s]:
+        return new
+    limit_count[slot] += units
+    return TOOK | new
+
+
+def give_back_limit(limit, limit_key, limit_count, user, s, units):
+    """Undo :func:`take_limit` (compiled: fetch-add)."""
+    if limit[s] != NO_LIMIT:
+        slot = limit_slot(limit_key, user * limit.size + s + 1, False)
+        if slot >= 0:  # always, unless the state was corrupted
+            limit_count[slot] -= units
+
+
+def give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user, first, last):
+    """Give back the logged fills ``first:last`` (stock and the user's limit
+    count).  Each entry is zeroed *before* its units go back: a process
+    killed in between loses those units, it never returns them twice."""
+    for f in range(first, last):
+        got = fill_qty[f]
+        if got:
+            fill_qty[f] = 0
+            stock[fill_offer[f]] += got
+            give_back_limit(limit, limit_key, limit_count, user, offer_sku[fill_offer[f]], got)
+
+
+def take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, s, units, max_p, first_fill):
+    """Take ``units`` of SKU ``s`` from its offers priced ``<= max_p`` in
+    priority order, logging each take at ``first_fill + rank``; return the
+    units still missing (the caller gives back what was taken)."""
+    base = offer_start[s]
+    for j in range(offer_start[s + 1] - base):
+        offer = offer_by_priority[base + j]
+        if price[offer] > max_p:
+            break
+        got = take_up_to(stock, offer, units)
+        if got:
+            fill_offer[first_fill + j] = offer
+            fill_qty[first_fill + j] = got
+            units -= got
+            if units == 0:
+                break
+    return units
+
+
+def publish_or_undo(stock, offer_sku, limit, limit_key, limit_count, order_word, fill_offer, fill_qty, counters,
+                    slot, user, first_fill, last_fill):
+    """An order took everything: PENDING -> HELD (compiled: CAS).  If a
+    cancel got there first (CANCEL_REQUESTED), give it all back instead and
+    end CANCELLED.  Returns the order's status."""
+    word = order_word[slot]
+    if word >> STATE_SHIFT == PENDING:
+        order_word[slot] = (HELD << STATE_SHIFT) | (word & ID_MASK)
+        return ACCEPTED
+    give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user, first_fill, last_fill)
+    counters[ROLLBACKS] += 1
+    # Only this reserve moves an order out of CANCEL_REQUESTED: a plain store.
+    order_word[slot] = (CANCELLED_HOLD << STATE_SHIFT) | (word & ID_MASK)
+    return CANCELLED
+
+
+def settle_refused_slot(order_word, slot):
+    """:func:`settle_refused` for one slot (compiled: CAS from PENDING; on
+    failure the word is CANCEL_REQUESTED, which only this reserve leaves)."""
+    word = order_word[slot]
+    final = CANCELLED_HOLD if word >> STATE_SHIFT == CANCEL_REQUESTED else REFUSED
+    order_word[slot] = (final << STATE_SHIFT) | (word & ID_MASK)
+
+
+def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                 order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                 line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order):
+    """Reserve one claimed (PENDING) order, all or nothing: each line counts
+    against the user's cap, then takes stock.  Returns ``(status, new
+    (user, SKU) pairs)``.  A refused order stays PENDING for
+    :func:`settle_refused` (the facade may re-run it first)."""
+    slot = order_slot[order]
+    user = user_id[order]
+    first_line, last_line = line_start[order], line_start[order + 1]
+    # Read-only pre-checks: an order that cannot fit costs loads, not writes
+    # (and not a rollback another order could trip over).  Stock first: in a
+    # flash sale most orders meet a sold-out SKU, whose word is hot in cache,
+    # while the user's cap count is a cold lookup.
+    for line in range(first_line, last_line):
+        if offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
+                            qty[line]) < qty[line]:
+            return OUT_OF_STOCK, 0
+    for line in range(first_line, last_line):
+        if limit_room(limit, limit_key, limit_count, user, sku[line]) < qty[line]:
+            return LIMIT_EXCEEDED, 0
+    # The record is complete before the first unit is taken, so cancel,
+    # expiry and crash recovery always find the log of what it took.  (An
+    # order refused above takes nothing and needs no record.)
+    order_user[slot] = user
+    order_deadline[slot] = deadline[order]
+    order_fill_start[slot] = fill_slot[first_line]
+    order_fill_end[slot] = fill_slot[last_line]
+    new_pairs = 0
+    for line in range(first_line, last_line):
+        took = take_limit(limit, limit_key, limit_count, user, sku[line], qty[line])
+        new_pairs += took >> 1
+        if not took & TOOK:
+            status = LIMIT_EXCEEDED
+            undo_to = fill_slot[line]
+            break
+        missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, sku[line],
+                            qty[line], max_price[line], fill_slot[line])
+        if missing:
+            status = OUT_OF_STOCK
+            # give_back_fills below returns the cap count of what was filled.
+            give_back_limit(limit, limit_key, limit_count, user, sku[line], missing)
+            undo_to = fill_slot[line + 1]
+            break
+    else:
+        return publish_or_undo(stock, offer_sku, limit, limit_key, limit_count, order_word, fill_offer, fill_qty,
+                               counters, slot, user, fill_slot[first_line], fill_slot[last_line]), new_pairs
+    give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty, user,
+                    fill_slot[first_line], undo_to)
+    counters[ROLLBACKS] += 1
+    return status, new_pairs
+
+
+def claim_orders(order_word, order_id, order_slot, status, n_threads):
+    """Claim every id of the batch in state PENDING.
+
+    ``order_slot[i]`` gets the slot of order ``i``, or -1 if its id was
+    there already; ``status[i]`` gets ACCEPTED (for now), DUPLICATE, or
+    CANCELLED if a cancel of that id came first.  Returns how many ids were
+    new.  Compiled kernels claim on ``n_threads`` threads: of two orders with
+    one id, whichever claims first is the original.
+    """
+    new = 0
+    for i in range(len(order_id)):
+        slot = claim_order(order_word, order_id[i], PENDING)
+        if slot >= 0:
+            order_slot[i] = slot
+            status[i] = ACCEPTED
+            new += 1
+        else:
+            order_slot[i] = -1
+            early = order_word[-1 - slot] >> STATE_SHIFT == CANCELLED_EARLY
+            status[i] = CANCELLED if early else DUPLICATE
+    return new
+
+
+def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                    order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
+                    status, counters, n_threads):
+    """Run :func:`take_tracked` for the claimed orders ``order_index``;
+    return how many (user, SKU) pairs the limit table gained.
+
+    Compiled kernels run on ``n_threads`` threads (any serial order is a
+    valid outcome, and the facade re-runs refused orders after a rollback as
+    for :func:`reserve_general`); ``n_threads=1`` is arrival order.
+    """
+    new_pairs = 0
+    for order in order_index:
+        status[order], pairs = take_tracked(
+            stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+            order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+            line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order)
+        new_pairs += pairs
+    return new_pairs
+
+
+def settle_refused(order_word, order_slot, order_index, n_threads):
+    """PENDING -> REFUSED for the refused orders ``order_index`` (compiled:
+    CAS), or CANCELLED where a cancel asked for it meanwhile."""
+    for order in order_index:
+        settle_refused_slot(order_word, order_slot[order])
+
+
+def outcome_of(state):
+    """What confirm / cancel answer for an order already in ``state``."""
+    if state == PENDING:
+        return IN_FLIGHT
+    if state == CONFIRMED:
+        return ALREADY_CONFIRMED
+    if state == EXPIRED:
+        return ALREADY_EXPIRED
+    if state == REFUSED:
+        return WAS_REFUSED
+    return ALREADY_CANCELLED  # CANCELLED_HOLD, CANCEL_REQUESTED, CANCELLED_EARLY
+
+
+def confirm_orders(order_word, order_id, outcome, n_threads):
+    """HELD -> CONFIRMED for each id.  One CAS decides it, so a confirm
+    racing an expiry or a cancel has exactly one winner; ``outcome[i]`` says
+    what happened."""
+    for i in range(len(order_id)):
+        slot = find_order(order_word, order_id[i])
+        if slot < 0:
+            outcome[i] = UNKNOWN
+            continue
+        state = order_word[slot] >> STATE_SHIFT
+        if state == HELD:
+            order_word[slot] = (CONFIRMED << STATE_SHIFT) | order_id[i]
+            outcome[i] = DONE
+        else:
+            outcome[i] = outcome_of(state)
+
+
+def cancel_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
+                  order_fill_end, fill_offer, fill_qty, order_id, outcome, n_threads):
+    """Cancel each id.  HELD -> CANCELLED gives its stock and cap count back;
+    PENDING -> CANCEL_REQUESTED makes the running reserve undo itself; an id
+    not seen yet is remembered (CANCELLED_EARLY), so its late reserve is
+    refused.  Returns how many ids were new to the table."""
+    new = 0
+    for i in range(len(order_id)):
+        slot = claim_order(order_word, order_id[i], CANCELLED_EARLY)
+        if slot >= 0:
+            outcome[i] = REMEMBERED
+            new += 1
+            continue
+        slot = -1 - slot
+        state = order_word[slot] >> STATE_SHIFT
+        if state == HELD:
+            order_word[slot] = (CANCELLED_HOLD << STATE_SHIFT) | order_id[i]
+            give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty,
+                            order_user[slot], order_fill_start[slot], order_fill_end[slot])
+            outcome[i] = DONE
+        elif state == PENDING:
+            order_word[slot] = (CANCEL_REQUESTED << STATE_SHIFT) | order_id[i]
+            outcome[i] = DONE
+        else:
+            outcome[i] = outcome_of(state)
+    return new
+
+
+def expire_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_deadline,
+                  order_fill_start, order_fill_end, fill_offer, fill_qty, now, expired, n_threads):
+    """HELD -> EXPIRED for every hold whose deadline is ``<= now``, giving
+    its stock and cap count back; ``expired[slot] = 1`` marks them.  Returns
+    how many.  (Compiled: the word is loaded with acquire order before the
+    deadline is read, so the deadline seen is the one published with HELD.)"""
+    count = 0
+    for slot in range(order_word.size):
+        word = order_word[slot]
+        if word >> STATE_SHIFT == HELD and order_deadline[slot] <= now:
+            order_word[slot] = (EXPIRED << STATE_SHIFT) | (word & ID_MASK)
+            give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty,
+                            order_user[slot], order_fill_start[slot], order_fill_end[slot])
+            expired[slot] = 1
+            count += 1
+    return count
+
+
+def recover_orders(stock, offer_sku, limit, limit_key, limit_count, order_word, order_user, order_fill_start,
+                   order_fill_end, fill_offer, fill_qty, n_threads):
+    """After a process died mid-reserve, while no reserve runs: give back
+    what every unfinished (PENDING or CANCEL_REQUESTED) order logged and end
+    it REFUSED (CANCELLED if a cancel asked).  Returns how many."""
+    count = 0
+    for slot in range(order_word.size):
+        word = order_word[slot]
+        state = word >> STATE_SHIFT
+        if state == PENDING or state == CANCEL_REQUESTED:
+            give_back_fills(stock, offer_sku, limit, limit_key, limit_count, fill_offer, fill_qty,
+                            order_user[slot], order_fill_start[slot], order_fill_end[slot])
+            final = CANCELLED_HOLD if state == CANCEL_REQUESTED else REFUSED
+            order_word[slot] = (final << STATE_SHIFT) | (word & ID_MASK)
+            count += 1
+    return count

@@ -1,0 +1,133 @@
+"""Numba's on-disk cache must notice an edit of any source of the backend.
+
+Numba keys a cached function by its own file and bytecode only; a kernel
+that inlines a helper of another module (``general._carts_chunk`` inlines
+``stock.take_exactly``) or freezes a code of ``kernel/codes.py`` into its
+machine code would load stale code after that other file changed.
+``kernel._numba._jit.BackendSourcesCache`` puts a digest of every backend
+source in the key.  These tests copy the package to a temporary directory,
+compute with a kernel in fresh processes, edit the copy between runs and
+check what the next process computed (and whether it used the cache).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import pytest
+
+import kernel._numba.kernels  # noqa: F401  (imports every family module)
+from kernel._numba._jit import BackendSourcesCache, backend_sources
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = ("stock", "single", "general", "tracked", "one", "_jit", "atomics")
+# Seconds a child may take: it imports numba and may compile one kernel
+# (a few seconds alone; far more on a shared, busy machine).
+CHILD_TIMEOUT = 300
+
+# Three carts of one line on two offers: the first fits, the second takes
+# offer 1 exactly (5 of 5), the third finds 1 unit of offer 0 where it wants 2.
+CHILD = r"""
+import json
+import sys
+
+import numpy as np
+
+import kernel
+from kernel._numba import general, kernels
+
+assert kernel.__file__.startswith(sys.argv[1]), kernel.__file__  # the copy, not the installed package
+stock = np.array([2, 5], np.int64)
+line_start = np.array([0, 1, 2, 3], np.int64)
+sku = np.array([0, 1, 0], np.int64)
+qty = np.array([1, 5, 2], np.int64)
+order_index = np.arange(3, dtype=np.int64)
+status = np.full(3, -1, np.int8)
+counters = np.zeros(8, np.int64)
+kernels.reserve_carts_ordered(stock, line_start, sku, qty, order_index, status, counters, 1)
+stats = general._carts_chunk.stats  # the dispatcher reserve_carts_ordered calls from Python
+print(json.dumps({"status": status.tolist(), "stock": stock.tolist(), "rollbacks": int(counters[0]),
+                  "cache_hits": sum(stats.cache_hits.values()), "cache_misses": sum(stats.cache_misses.values())}))
+"""
+
+
+@pytest.fixture
+def package_copy(tmp_path):
+    """The ``kernel`` package's sources, copied (no build outputs, no caches)."""
+    shutil.copytree(ROOT / "kernel", tmp_path / "kernel",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "*.c", "*.cpp", "build"))
+    return tmp_path
+
+
+def compute(where):
+    """Run CHILD in a fresh process on the package copy in ``where``."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(where / "numba-cache"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(where), os.environ.get("PYTHONPATH")])))
+    env.pop("NUMBA_DISABLE_JIT", None)
+    child = subprocess.run([sys.executable, "-c", CHILD, str(where)], cwd=where, env=env, capture_output=True,
+                           text=True, timeout=CHILD_TIMEOUT)
+    assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def index_files(where):
+    """Every cache index under ``where``: path -> (mtime_ns, contents)."""
+    return {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in (where / "numba-cache").rglob("*.nbi")}
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} is not in {path} exactly once: update this test"
+    path.write_text(text.replace(old, new))
+
+
+def test_an_unchanged_tree_loads_every_kernel_from_the_cache(package_copy):
+    first = compute(package_copy)
+    assert first["status"] == [0, 0, 1] and first["stock"] == [1, 0]
+    assert first["cache_misses"] == 1 and first["cache_hits"] == 0
+    indexes = index_files(package_copy)
+    assert any("_carts_chunk" in path.name for path in indexes), sorted(indexes)
+    second = compute(package_copy)
+    assert second == {**first, "cache_hits": 1, "cache_misses": 0}
+    assert index_files(package_copy) == indexes  # nothing was compiled, so no index was rewritten
+
+
+@pytest.mark.parametrize("module, old, new, expected", [
+    # A code of kernel/codes.py, frozen into the machine code as a constant.
+    ("codes.py", "\nOUT_OF_STOCK = 1\n", "\nOUT_OF_STOCK = 9\n", {"status": [0, 0, 9], "stock": [1, 0], "rollbacks": 0}),
+    # A helper of stock.py that general._carts_chunk inlines: an exact fit is now refused (and rolled back).
+    ("_numba/stock.py", "while seen >= units:", "while seen > units:",
+     {"status": [0, 1, 1], "stock": [1, 5], "rollbacks": 1}),
+], ids=["code", "helper"])
+def test_an_edit_of_another_backend_module_recompiles_the_kernels_using_it(package_copy, module, old, new, expected):
+    before = compute(package_copy)
+    assert before["status"] == [0, 0, 1] and before["cache_misses"] == 1
+    edit(package_copy / "kernel" / module, old, new)
+    after = compute(package_copy)
+    assert {key: after[key] for key in expected} == expected  # the edit took effect: the stale code was not loaded
+    assert after["cache_hits"] == 0 and after["cache_misses"] == 1
+    again = compute(package_copy)
+    assert again == {**after, "cache_hits": 1, "cache_misses": 0}  # and the recompiled code is cached in turn
+
+
+def test_every_dispatcher_of_the_backend_uses_the_backend_wide_cache():
+    dispatchers = {}
+    for family in FAMILIES:
+        module = sys.modules[f"kernel._numba.{family}"]
+        for name, obj in vars(module).items():
+            if isinstance(obj, numba.core.dispatcher.Dispatcher) and obj.py_func.__module__ == module.__name__:
+                dispatchers[f"{family}.{name}"] = obj
+    assert "general._carts_chunk" in dispatchers and "one.reserve_one" in dispatchers
+    plain = sorted(name for name, dispatcher in dispatchers.items()
+                   if not isinstance(dispatcher._cache, BackendSourcesCache))
+    assert plain == [], "made with numba.njit instead of kernel._numba._jit.njit"
+
+
+def test_the_cache_key_covers_every_backend_source():
+    sources = {path.relative_to(ROOT / "kernel").as_posix() for path in backend_sources()}
+    expected = {path.relative_to(ROOT / "kernel").as_posix() for path in (ROOT / "kernel" / "_numba").glob("*.py")}
+    assert sources == expected | {"codes.py"}
