@@ -206,6 +206,10 @@ def test_history_chart_and_table():
     row = next(line for line in md.splitlines() if "uniform/concurrent" in line)
     assert "1,000,000 | 900,000 | -10.00%" in row
     assert row.endswith("| `▆▆██▁` |")  # oldest -> newest
+    flat = {**hist, "commits": [{**c, "counts": c["counts"] and {k: v + i for k, v in COUNTS.items()}}
+                                for i, c in enumerate(hist["commits"])]}
+    noise = next(line for line in gate.history_markdown(flat).splitlines() if "uniform/concurrent" in line)
+    assert set(noise.split("`")[1]) <= {"▄", "▅"}  # a few instructions in a million: flat, not full scale
     assert "no gate in this commit" in md
 
 

@@ -681,6 +681,17 @@ def history(repo, rev_range, cache, gate_venv, workdir, limit=50):
 _SPARK = "▁▂▃▄▅▆▇█"
 
 
+def _axis(values):
+    """Value range of a trend: at least the threshold wide, so noise of a few
+    instructions in a million stays flat instead of filling the chart."""
+    lo, hi = min(values), max(values)
+    floor = max(hi * DEFAULT_THRESHOLD, 1)
+    if hi - lo < floor:
+        mid = (hi + lo) / 2
+        lo, hi = mid - floor / 2, mid + floor / 2
+    return lo, hi
+
+
 def _cases(hist):
     return sorted({case for c in hist["commits"] for case in (c["counts"] or {})})
 
@@ -695,9 +706,8 @@ def history_markdown(hist):
         known = [v for v in values if v is not None]
         if not known:
             continue
-        lo, hi = min(known), max(known)
-        spark = "".join(" " if v is None else _SPARK[0 if hi == lo else round((v - lo) / (hi - lo) * 7)]
-                        for v in values)
+        lo, hi = _axis(known)
+        spark = "".join(" " if v is None else _SPARK[round((v - lo) / (hi - lo) * 7)] for v in values)
         backend, _, name = case.partition(":")
         lines.append(f"| {backend} | {name} | {known[0]:,} | {known[-1]:,} | {_fmt_change(known[-1] / known[0] - 1)} "
                      f"| `{spark}` |")
@@ -714,9 +724,8 @@ def _svg_chart(hist, case, width=420, height=150):
     if not points:
         return ""
     values = [v for _, v, _ in points]
-    lo, hi = min(values), max(values)
-    span = (hi - lo) or max(hi * 0.01, 1)
-    lo, hi = lo - span * 0.1, hi + span * 0.1
+    lo, hi = _axis(values)
+    lo, hi = lo - (hi - lo) * 0.1, hi + (hi - lo) * 0.1
     n = max(len(commits) - 1, 1)
 
     def x(i):
