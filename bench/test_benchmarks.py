@@ -7,7 +7,11 @@ driven by the same registries as the CLI (``kernel.bench.workloads.WORKLOADS``,
 
 Each timed round starts from a fresh inventory (made outside the timer) and
 is checked for no oversell, conservation and all-or-nothing before the next
-one; a wrong result fails the benchmark.
+one; a wrong result fails the benchmark.  The hand-written C loops
+(``kernel.bench.cloops``) and, with ``--benchmark``, the peers
+(``kernel.bench.peers``, where installed) run first, so each kernel
+benchmark's ``extra_info`` carries its ratio to the best C loop and to
+Redis+Lua, in the same schema as ``results.json``.
 """
 
 import functools
@@ -15,10 +19,10 @@ import functools
 import pytest
 
 from kernel.backends import BACKENDS, default_threads
-from kernel.bench import single
-from kernel.bench.peaks import peak_ratios
-from kernel.bench.pytest_plugin import record
-from kernel.bench.runner import MODES, REFERENCE_MAX_ORDERS
+from kernel.bench import cloops, peers, servers, single
+from kernel.bench.pytest_plugin import as_run, record, recorded
+from kernel.bench.report import c_ratio, peer_of
+from kernel.bench.runner import MODES, REFERENCE_MAX_ORDERS, Measurement
 from kernel.bench.workloads import WORKLOADS, make_case
 from kernel.invariants import check_run, check_tracked
 
@@ -28,6 +32,73 @@ THREADS = sorted({1, *range(2, default_threads() + 1)})
 @functools.lru_cache(maxsize=2)
 def cached_case(workload, scale):
     return make_case(workload, scale)
+
+
+def _c_cells():
+    for workload in WORKLOADS:
+        case = make_case(workload, 1e-4)
+        for loop in cloops.loops_for(case):
+            for threads in (THREADS if loop.parallel else [1]):
+                yield pytest.param(workload, loop, threads, id=f"{workload}-{loop.function}-{threads}thr")
+
+
+@pytest.mark.parametrize("workload,loop,threads", list(_c_cells()))
+def test_c_loop(benchmark, bench_settings, workload, loop, threads):
+    """A hand-written C loop on the same data as the kernels, checked after
+    every round (no oversell, conservation, all-or-nothing)."""
+    lib, note = cloops.load()
+    if lib is None:
+        pytest.skip(note)
+    scale, rounds, real = bench_settings
+    case = cached_case(workload, scale)
+    cell = cloops.CCell(lib, loop, case, threads)
+    stocks = []
+
+    def setup():
+        if stocks:
+            cell.check(stocks[-1])
+        stocks.append(case.stock.copy())
+        return (stocks[-1],), {}
+
+    benchmark.group = workload
+    benchmark.pedantic(cell.call, setup=setup, rounds=rounds, warmup_rounds=1 if real else 0, iterations=1)
+    cell.check(stocks[-1])
+    if benchmark.stats is None:
+        return
+    m = Measurement(workload, loop.name, loop.modes[0], threads, case.n_orders, cell.accepted,
+                    list(benchmark.stats.stats.data), kind="c", modes_met=list(loop.modes)).as_dict()
+    benchmark.extra_info.update(m)
+    record(m)
+
+
+@pytest.fixture(scope="module", params=list(peers.PEERS))
+def peer_server(request, bench_settings):
+    if not bench_settings[2]:
+        pytest.skip("peers are measured with --benchmark only (tests/test_bench_peers.py tests them)")
+    ok, why = (servers.redis_available if request.param == "redis" else servers.postgres_available)()
+    if not ok:
+        pytest.skip(why)
+    with (servers.RedisServer() if request.param == "redis" else servers.PostgresServer()) as server:
+        yield request.param, server
+
+
+@pytest.mark.parametrize("workload,mode", peers.PEER_SHAPES, ids=lambda x: x)
+def test_peer(benchmark, bench_settings, peer_server, workload, mode):
+    """The same shape through Redis+Lua / PostgreSQL (checked in the run)."""
+    scale, rounds, _ = bench_settings
+    name, server = peer_server
+    case = peers.peer_case(workload, mode, name, scale, 0)
+    run = peers.redis_run if name == "redis" else peers.postgres_run
+    results = []
+    benchmark.group = workload
+    benchmark.pedantic(lambda: results.append(run(server, case, mode, 1)), rounds=min(rounds, 3), iterations=1)
+    seconds = [r[0][0] for r in results]
+    m = Measurement(workload, peers.PEERS[name], mode, 1, case.n_orders, int(results[-1][1].sum()), seconds,
+                    kind="peer", threads_label="1 client",
+                    modes_met=["ordered", "concurrent"] if mode == "ordered" else ["tracked"],
+                    note=f"{case.n_orders:,} orders; {server.settings}").as_dict()
+    benchmark.extra_info.update(m)
+    record(m)
 
 
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}thr")
@@ -65,13 +136,14 @@ def test_reserve(benchmark, bench_settings, workload, backend, mode, threads):
     assert result.status.size == case.n_orders
     if benchmark.stats is None:  # smoke run: nothing was timed
         return
-    median = benchmark.stats.stats.median
-    row = dict(workload=workload, backend=backend, mode=mode, threads=threads, orders=case.n_orders,
-               accepted=result.n_accepted, orders_per_s=case.n_orders / median,
-               accepted_per_s=result.n_accepted / median)
-    row["x_2020_peak"], row["x_2009_peak"] = peak_ratios(row["accepted_per_s"])
-    benchmark.extra_info.update(row)
-    record(row)
+    m = Measurement(workload, backend, mode, threads, case.n_orders, result.n_accepted,
+                    list(benchmark.stats.stats.data), ran_on=result.threads).as_dict()
+    run = as_run(recorded() + [m])
+    redis = peer_of(run, workload, "Redis+Lua", mode)
+    m.update(x_best_c=c_ratio(run, m), x_redis_lua=None if redis is None else m["accepted_per_s"] /
+             redis["accepted_per_s"])
+    benchmark.extra_info.update(m)
+    record(m)
 
 
 @pytest.mark.parametrize("variant", single.VARIANTS)

@@ -11,6 +11,7 @@ from . import backends, codes
 from .codes import Status
 from .inputs import as_int64, check_at_least, check_below, check_sum_fits, check_threads
 from .lifecycle import TrackedOrders
+from . import creation
 from .orders import OrderBatch
 from .result import Fills, Result, readonly
 from .state import Block, Layout
@@ -20,101 +21,6 @@ __all__ = ["Inventory", "Result", "Fills"]
 
 _OUT_OF_STOCK = (Status.OUT_OF_STOCK,)  # what the untracked paths refuse for stock
 CONTENDED_SKUS = 4096  # fewer SKUs than this: see Inventory._contended
-
-
-def _one_offer_per_sku(stock):
-    stock = as_int64("stock", stock)
-    if stock.size == 0:
-        raise ValueError("stock: is empty; an inventory needs at least one SKU")
-    check_at_least("stock", stock, 0, ">= 0")
-    check_sum_fits("stock", stock)
-    n = stock.size
-    return stock, np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64), n
-
-
-def _offers(sku, qty, price, n_skus):
-    sku = as_int64("sku", sku)
-    qty = as_int64("qty", qty)
-    price = as_int64("price", price)
-    for name, arr in (("qty", qty), ("price", price)):
-        if arr.size != sku.size:
-            raise ValueError(f"{name}: has {arr.size} entries but sku has {sku.size}")
-    if n_skus is None:
-        n_skus = int(sku.max()) + 1 if sku.size else 0
-    elif isinstance(n_skus, bool) or not isinstance(n_skus, (int, np.integer)) or n_skus < 0:
-        raise ValueError(f"n_skus must be a non-negative integer, got {n_skus!r}")
-    if n_skus == 0:
-        raise ValueError("n_skus: is 0 (no offers and no n_skus); an inventory needs at least one SKU")
-    check_at_least("sku", sku, 0, "a SKU id >= 0")
-    check_below("sku", sku, n_skus)
-    check_at_least("qty", qty, 0, ">= 0")
-    check_at_least("price", price, 0, ">= 0")
-    check_sum_fits("qty", qty)
-    return qty, price, sku, int(n_skus)
-
-
-def _cross_process_backend(backend):
-    kernels = backends.load(backend)
-    if backends.backend_name(kernels) == "reference":
-        # Its plain read-modify-writes are atomic only under one GIL: two
-        # processes on one segment would oversell.
-        raise ValueError("backend: 'reference' is the single-process spec, not atomic across processes; use a "
-                         "compiled backend for shared or mapped inventories")
-    return kernels
-
-
-def _max_offers_per_sku(offer_sku, n_skus):
-    return int(np.bincount(offer_sku, minlength=n_skus).max()) if offer_sku.size else 0
-
-
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _power_of_two_at_least(n):
-    return 1 << max(1, (int(n) - 1).bit_length())
-
-
-class _Tracking:
-    """The tracking options of a new inventory, checked."""
-
-    def __init__(self, max_orders, limit_per_user, max_user_skus, max_fills):
-        self.limit_per_user = limit_per_user
-        if max_orders is None:
-            for name, value in (("limit_per_user", limit_per_user), ("max_user_skus", max_user_skus),
-                                ("max_fills", max_fills)):
-                if value is not None:
-                    raise ValueError(f"{name}: needs max_orders (caps, holds and the fill log belong to "
-                                     f"tracked orders)")
-            self.max_orders = self.max_user_skus = 0
-            self.max_fills = None
-            return
-        self.max_orders = _positive("max_orders", max_orders)
-        self.max_user_skus = _positive("max_user_skus", max_user_skus if max_user_skus is not None else max_orders)
-        self.max_fills = None if max_fills is None else _positive("max_fills", max_fills)
-
-    def limits(self, n_skus):
-        if self.limit_per_user is None:
-            return np.full(n_skus, NO_LIMIT, dtype=np.int64)
-        if np.ndim(self.limit_per_user) == 0:
-            limit = as_int64("limit_per_user", [self.limit_per_user])
-            check_at_least("limit_per_user", limit, 0, ">= 0")
-            return np.full(n_skus, limit[0], dtype=np.int64)
-        limit = as_int64("limit_per_user", self.limit_per_user)
-        if limit.size != n_skus:
-            raise ValueError(f"limit_per_user: has {limit.size} entries but the inventory has {n_skus} SKUs")
-        check_at_least("limit_per_user", limit, 0, ">= 0")
-        return limit
-
-    def capacities(self, n_offers_max):
-        tracked = self.max_orders > 0
-        max_fills = self.max_fills or 4 * self.max_orders * max(1, n_offers_max)
-        # Open addressing at most half full: probes stay short and always end.
-        return dict(order_capacity=_power_of_two_at_least(2 * self.max_orders) if tracked else 2,
-                    limit_capacity=_power_of_two_at_least(2 * self.max_user_skus) if tracked else 2,
-                    fill_capacity=max_fills if tracked else 1, tracked=tracked)
 
 
 class Inventory:
@@ -159,8 +65,8 @@ class Inventory:
 
     def __init__(self, stock, *, backend="auto", threads=None, max_orders=None, limit_per_user=None,
                  max_user_skus=None, max_fills=None):
-        self._build(_one_offer_per_sku(stock), backend, threads,
-                    _Tracking(max_orders, limit_per_user, max_user_skus, max_fills), Block.private)
+        self._build(creation.one_offer_per_sku(stock), backend, threads,
+                    creation.Tracking(max_orders, limit_per_user, max_user_skus, max_fills), Block.private)
 
     @classmethod
     def from_offers(cls, sku, qty, price, n_skus=None, *, backend="auto", threads=None, max_orders=None,
@@ -184,8 +90,8 @@ class Inventory:
         order given here.
         """
         self = cls.__new__(cls)
-        self._build(_offers(sku, qty, price, n_skus), backend, threads,
-                    _Tracking(max_orders, limit_per_user, max_user_skus, max_fills), Block.private)
+        self._build(creation.offers(sku, qty, price, n_skus), backend, threads,
+                    creation.Tracking(max_orders, limit_per_user, max_user_skus, max_fills), Block.private)
         return self
 
     # ------------------------------------------------- shared and file-backed
@@ -227,7 +133,7 @@ class Inventory:
         described under :meth:`recover`.
         """
         return cls._create(lambda layout: Block.create_shared(name, layout), stock, offers, n_skus, backend, threads,
-                           _Tracking(max_orders, limit_per_user, max_user_skus, max_fills))
+                           creation.Tracking(max_orders, limit_per_user, max_user_skus, max_fills))
 
     @classmethod
     def create_mapped(cls, path, stock=None, *, offers=None, n_skus=None, backend="auto", threads=None,
@@ -236,7 +142,7 @@ class Inventory:
         the state survives every process (reopen it with :meth:`open_mapped`;
         :meth:`flush` forces it to disk)."""
         return cls._create(lambda layout: Block.create_file(path, layout), stock, offers, n_skus, backend, threads,
-                           _Tracking(max_orders, limit_per_user, max_user_skus, max_fills))
+                           creation.Tracking(max_orders, limit_per_user, max_user_skus, max_fills))
 
     @classmethod
     def attach(cls, name, *, backend="auto", threads=None):
@@ -251,7 +157,7 @@ class Inventory:
             version.
         """
         self = cls.__new__(cls)
-        kernels = _cross_process_backend(backend)
+        kernels = creation.cross_process_backend(backend)
         self._bind(Block.attach_shared(name), kernels, threads)
         return self
 
@@ -259,7 +165,7 @@ class Inventory:
     def open_mapped(cls, path, *, backend="auto", threads=None):
         """Open the file-backed inventory at ``path`` (see :meth:`attach`)."""
         self = cls.__new__(cls)
-        kernels = _cross_process_backend(backend)
+        kernels = creation.cross_process_backend(backend)
         self._bind(Block.open_file(path), kernels, threads)
         return self
 
@@ -270,11 +176,11 @@ class Inventory:
         if stock is not None:
             if n_skus is not None:
                 raise TypeError("n_skus: only with offers= (stock has one entry per SKU)")
-            market = _one_offer_per_sku(stock)
+            market = creation.one_offer_per_sku(stock)
         else:
             if not isinstance(offers, (tuple, list)) or len(offers) != 3:
                 raise TypeError("offers: must be a tuple (sku, qty, price)")
-            market = _offers(*offers, n_skus)
+            market = creation.offers(*offers, n_skus)
         self = cls.__new__(cls)
         self._build(market, backend, threads, tracking, make_block)
         return self
@@ -328,10 +234,10 @@ class Inventory:
     def _build(self, market, backend, threads, tracking, make_block):
         stock, price, offer_sku, n_skus = market
         # Before anything is created: a bad backend changes nothing.
-        kernels = backends.load(backend) if make_block == Block.private else _cross_process_backend(backend)
+        kernels = backends.load(backend) if make_block == Block.private else creation.cross_process_backend(backend)
         check_threads(threads)
         limit = tracking.limits(n_skus)
-        layout = Layout(n_skus, stock.size, **tracking.capacities(_max_offers_per_sku(offer_sku, n_skus)))
+        layout = Layout(n_skus, stock.size, **tracking.capacities(creation.max_offers_per_sku(offer_sku, n_skus)))
         block = make_block(layout)
         try:
             block.prefault()

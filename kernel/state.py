@@ -123,6 +123,15 @@ def _shm():
     return _posixshmem
 
 
+def _create_exclusive(open_new, exists_message):
+    """``open_new()`` (an O_EXCL open of a segment or file), with the error
+    users see when the name is taken."""
+    try:
+        return open_new()
+    except FileExistsError:
+        raise FileExistsError(exists_message) from None
+
+
 class Block:
     """One block of state: its words, its layout and the mapping behind it.
 
@@ -164,21 +173,16 @@ class Block:
     def create_shared(cls, name, layout):
         shm = _shm()
         path = shm_path(name)
-        try:
-            fd = shm.shm_open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        except FileExistsError:
-            raise FileExistsError(f"name: a shared segment {name!r} already exists (attach to it, or unlink "
-                                  f"it first)") from None
+        fd = _create_exclusive(lambda: shm.shm_open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600),
+                               f"name: a shared segment {name!r} already exists (attach to it, or unlink it first)")
         return cls._map_new(fd, layout, "shared", name, on_error=lambda: shm.shm_unlink(path))
 
     @classmethod
     def create_file(cls, path, layout):
         path = os.fspath(path)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        except FileExistsError:
-            raise FileExistsError(f"path: {path!r} already exists (open it with Inventory.open_mapped, or "
-                                  f"remove it first)") from None
+        fd = _create_exclusive(lambda: os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600),
+                               f"path: {path!r} already exists (open it with Inventory.open_mapped, or remove it "
+                               f"first)")
         return cls._map_new(fd, layout, "file", path, on_error=lambda: os.unlink(path))
 
     @classmethod

@@ -17,10 +17,13 @@ from libc.stdint cimport int64_t
 
 
 cdef struct TrackedState:
-    # Raw pointers into the 16 state arrays, in Inventory.state_arrays()
-    # order (see kernel/reference.py, "Tracked orders").  They do not keep
-    # the arrays alive: whoever fills a TrackedState keeps a reference to
-    # the arrays for as long as it is used.
+    # Raw pointers into the 16 state arrays, in kernel.state.STATE_NAMES
+    # order (= Inventory.state_arrays(); tests/test_mirrors.py checks these
+    # fields against it; kernel/reference/tracked.py says what each holds).
+    # They do not keep the arrays alive: whoever fills a TrackedState keeps a
+    # reference to the arrays for as long as it is used.  The def kernels of
+    # tracked.pxi fill one too (machinery.pxi), with NULL for arrays they
+    # do not take.
     int64_t *stock
     const int64_t *price
     const int64_t *offer_start

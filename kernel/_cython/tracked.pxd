@@ -19,13 +19,17 @@
 from kernel._cython.kernels cimport TrackedState, reserve_one_c, tracked_state_from_arrays
 
 # reserve_one_c's answers (kernel.Status, then the *_FULL codes of
-# kernel.reference): a budget is spent when negative, and then nothing changed.
+# kernel.codes): a budget is spent when negative, and then nothing changed.
+# The values come from codes.pxd, the C mirror of kernel/codes.py.
+from kernel._cython.codes cimport (K_ACCEPTED, K_OUT_OF_STOCK, K_DUPLICATE, K_LIMIT_EXCEEDED, K_CANCELLED,
+                                   K_ORDER_TABLE_FULL, K_LIMIT_TABLE_FULL, K_FILL_LOG_FULL)
+
 cdef enum:
-    RESERVE_ACCEPTED = 0
-    RESERVE_OUT_OF_STOCK = 1
-    RESERVE_DUPLICATE = 2
-    RESERVE_LIMIT_EXCEEDED = 3
-    RESERVE_CANCELLED = 4
-    RESERVE_ORDER_TABLE_FULL = -1
-    RESERVE_LIMIT_TABLE_FULL = -2
-    RESERVE_FILL_LOG_FULL = -3
+    RESERVE_ACCEPTED = K_ACCEPTED
+    RESERVE_OUT_OF_STOCK = K_OUT_OF_STOCK
+    RESERVE_DUPLICATE = K_DUPLICATE
+    RESERVE_LIMIT_EXCEEDED = K_LIMIT_EXCEEDED
+    RESERVE_CANCELLED = K_CANCELLED
+    RESERVE_ORDER_TABLE_FULL = K_ORDER_TABLE_FULL
+    RESERVE_LIMIT_TABLE_FULL = K_LIMIT_TABLE_FULL
+    RESERVE_FILL_LOG_FULL = K_FILL_LOG_FULL

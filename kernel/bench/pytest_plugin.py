@@ -5,6 +5,13 @@ real, on the machine at hand; a plain ``pytest`` runs it as a fast smoke check
 
 All of pytest-benchmark's own options keep working (``--benchmark-json``,
 ``--benchmark-compare``, ``--benchmark-histogram``, ...).
+
+Every timed test records a measurement in the schema of ``results.json``
+(:meth:`kernel.bench.runner.Measurement.as_dict`, also put in the
+benchmark's ``extra_info``); at the end the terminal summary prints the
+same summary table as ``python -m kernel.bench`` (best accepted orders/s per
+backend and mode, ratio to the best C loop, to the peers and to the Double
+11 peaks) from them.
 """
 
 import pytest
@@ -42,19 +49,32 @@ def bench_settings(request):
 
 
 def record(row):
-    """Remember one benchmark's figures for the terminal summary."""
+    """Remember one benchmark's measurement (a ``Measurement.as_dict()``)."""
     _results.append(row)
+
+
+def recorded():
+    return list(_results)
+
+
+def as_run(rows):
+    """The recorded measurements as a run dict for :mod:`kernel.bench.report`."""
+    kernel = [r for r in rows if r["kind"] == "kernel"]
+    order = lambda key, src: list(dict.fromkeys(r[key] for r in src))  # noqa: E731
+    return {"config": {"workloads": order("workload", rows), "modes": order("mode", kernel),
+                       "backends": order("backend", kernel)},
+            "measurements": rows, "peaks": {"2020": PEAK_2020, "2009": PEAK_2009, "source": SOURCE},
+            "warnings": []}
 
 
 def pytest_terminal_summary(terminalreporter, config):
     if not _results or not config.getoption("benchmark"):
         return
+    from .report import summary_text
     tr = terminalreporter
-    tr.section("Double 11 peak ratios (accepted orders/s, median round)")
-    tr.write_line(f"{'workload':<12} {'backend':<9} {'mode':<10} {'thr':>3} {'decided/s':>12} "
-                  f"{'accepted/s':>12} {'x 2020 peak':>11} {'x 2009 peak':>12}")
-    for r in _results:
-        tr.write_line(f"{r['workload']:<12} {r['backend']:<9} {r['mode']:<10} {r['threads']:>3} "
-                      f"{r['orders_per_s']:>12,.0f} {r['accepted_per_s']:>12,.0f} "
-                      f"{r['accepted_per_s'] / PEAK_2020:>10.2f}x {r['accepted_per_s'] / PEAK_2009:>11,.0f}x")
+    tr.section("kernel benchmark summary (same table as python -m kernel.bench)")
+    for line in summary_text(as_run(_results)).splitlines():
+        tr.write_line(line)
     tr.write_line(f"2020 peak {PEAK_2020:,}/s, 2009 peak {PEAK_2009:,.0f}/s. {SOURCE}")
+    tr.write_line("pytest-benchmark times one call per round (no calibration to 100 ms rounds, no interleaving): "
+                  "python -m kernel.bench is the better-controlled run.")

@@ -1,5 +1,11 @@
-/* Hand-written C baselines for bench/quick.py: the kernel's speed targets,
- * measured side by side with it on the same data in the same run.
+/* Hand-written C loops: the kernel's speed targets, timed by the benchmark
+ * runner side by side with the kernels on the same data, interleaved round by
+ * round (registered in kernel/bench/cloops.py: one entry per loop).
+ *
+ * Calling convention (what cloops.py passes):
+ *   single-line orders: fn(stock, sku, qty, status, n[, threads])
+ *   carts:              fn(stock, start, sku, qty, status, n[, threads])
+ * status[i] = 0 accepted, 1 refused.
  *
  * seq_*: one thread, plain loads and stores (a single-writer loop: no
  *        atomics, so not safe to share; the upper bound).

@@ -1,0 +1,747 @@
+# Tracked orders: idempotent ids, per-user limits and the hold lifecycle
+# (see kernel/reference/tracked.py for the layout and the rules).
+#
+# Mirrors kernel/reference/tracked.py function for function (same names, same
+# argument lists); kernel/_numba/tracked.py mirrors the same functions in Numba.
+# Included by kernels.pyx (one compiled module): its cimports and codes apply.
+# About 750 lines (over the ~700 aim): the 22 public functions of the family,
+# their chunk loops and the struct hand-over of their def kernels; it splits
+# further only where kernel/reference/tracked.py does, to stay its mirror.
+#
+# Every shared word (stock, order_word, limit_key, limit_count, counters)
+# changes only by CAS / fetch-add, or by a release store where one owner is
+# guaranteed; records (order_user, order_deadline, order_fill_*) and fill-log
+# entries belong to the one thread that owns the order at that moment and are
+# published to the others by the CAS that moves its order word.
+
+
+cdef enum:
+    # Tracked orders per unit of parallel work: an order costs several cache
+    # misses (order table, limit table, stock, fill log), so smaller chunks
+    # than CHUNK still amortise the dynamic schedule's one atomic per chunk.
+    TRACKED_CHUNK = 1024
+    # Orders ahead whose cache lines _tracked_chunk prefetches.
+    TRACKED_PREFETCH_AHEAD = 8
+
+
+cdef inline int64_t make_word(int64_t state, int64_t order_id) noexcept nogil:
+    """An order word: ``state << STATE_SHIFT | order_id`` (in int64: the enum is a C int)."""
+    return (state << K_STATE_SHIFT) | order_id
+
+
+cdef inline int64_t state_of(int64_t word) noexcept nogil:
+    return word >> K_STATE_SHIFT
+
+
+cdef inline int64_t hash_slot(int64_t key, int64_t mask) noexcept nogil:
+    """Home slot of ``key``: bits 32 and up of ``key * HASH_MULTIPLIER mod 2**64``, ``& mask``."""
+    # In uint64_t the product wraps mod 2**64, exactly the reference's masking
+    # (a negative key is its two's complement there too): identical layouts.
+    return <int64_t>((<uint64_t>key * K_HASH_MULTIPLIER) >> 32) & mask
+
+
+cdef inline int64_t take_budget(int64_t *counters, Py_ssize_t index, int64_t amount) noexcept nogil:
+    """Subtract ``amount`` from counters[index] unless it would go below zero;
+    return the old value, or -1 (changing nothing).  CAS loop."""
+    cdef int64_t old = atomic_load_i64(&counters[index])
+    while old >= amount:
+        # CAS, not fetch-add: a refused take must change nothing (a fetch-add
+        # would overshoot below zero, if only for a moment, and others would
+        # see it).  A give-back (amount < 0) or the FILL_CURSOR fetch-add
+        # succeeds on the first uncontended try.
+        if atomic_cas_i64(&counters[index], &old, old - amount):
+            return old
+    return -1
+
+
+def take_budgets(int64_t[::1] counters, const int64_t[::1] index, const int64_t[::1] amount, int64_t[::1] old):
+    """take_budget for each k in turn, all or nothing: old[k] gets the old
+    value; on the first refusal the earlier ones are given back and its k is
+    returned, else -1.  (The facade's entry to the budgets.)"""
+    cdef Py_ssize_t k, earlier, n = index.shape[0]
+    for k in range(n):
+        if not 0 <= index[k] < counters.shape[0]:
+            raise IndexError(f"budget index {index[k]} out of range")  # before anything is taken
+    if n == 0:
+        return -1
+    cdef int64_t *pcnt = &counters[0]
+    for k in range(n):
+        old[k] = take_budget(pcnt, index[k], amount[k])
+        if old[k] < 0:
+            for earlier in range(k):
+                take_budget(pcnt, index[earlier], -amount[earlier])
+            return k
+    return -1
+
+
+cdef inline int64_t claim_order(int64_t *order_word, int64_t mask, int64_t order_id,
+                                int64_t state) noexcept nogil:
+    """Insert ``order_id`` in ``state`` unless the table has it: its slot if
+    this call inserted it, else ``-1 - slot``."""
+    cdef int64_t slot = hash_slot(order_id, mask)
+    cdef int64_t seen
+    while True:
+        seen = atomic_load_i64(&order_word[slot])
+        if seen == 0:
+            # CAS 0 -> word; on losing, ``seen`` is the winner's word (a word
+            # never returns to 0), examined below like any other.
+            if atomic_cas_i64(&order_word[slot], &seen, make_word(state, order_id)):
+                return slot
+        if (seen & K_ID_MASK) == order_id:
+            return -1 - slot
+        slot = (slot + 1) & mask
+
+
+cdef inline int64_t find_order(int64_t *order_word, int64_t mask, int64_t order_id) noexcept nogil:
+    """The slot of ``order_id``, or -1 if the table does not have it."""
+    cdef int64_t slot = hash_slot(order_id, mask)
+    cdef int64_t seen
+    while True:
+        seen = atomic_load_i64(&order_word[slot])
+        if seen == 0:
+            return -1
+        if (seen & K_ID_MASK) == order_id:
+            return slot
+        slot = (slot + 1) & mask
+
+
+cdef inline int64_t limit_slot(int64_t *limit_key, int64_t mask, int64_t key, bint insert) noexcept nogil:
+    """The slot of the (user, SKU) ``key``: ``slot`` if it was there, ``-2 - slot``
+    if this call inserted it (``insert``), -1 if absent."""
+    cdef int64_t slot = hash_slot(key, mask)
+    cdef int64_t seen
+    while True:
+        seen = atomic_load_i64(&limit_key[slot])
+        if seen == 0:
+            if not insert:
+                return -1
+            # CAS 0 -> key; on losing, look again at what the winner wrote.
+            if atomic_cas_i64(&limit_key[slot], &seen, key):
+                return -2 - slot
+        if seen == key:
+            return slot
+        slot = (slot + 1) & mask
+
+
+cdef inline int64_t limit_room(const int64_t *limit, int64_t n_skus, int64_t *limit_key, int64_t limit_mask,
+                               int64_t *limit_count, int64_t user, int64_t s) noexcept nogil:
+    """Units of SKU ``s`` the user may still take (reads only)."""
+    cdef int64_t cap = limit[s]
+    if cap == K_NO_LIMIT:
+        return K_NO_LIMIT
+    cdef int64_t slot = limit_slot(limit_key, limit_mask, user * n_skus + s + 1, False)
+    return cap - (atomic_load_i64(&limit_count[slot]) if slot >= 0 else 0)
+
+
+cdef inline int64_t take_limit(const int64_t *limit, int64_t n_skus, int64_t *limit_key, int64_t limit_mask,
+                               int64_t *limit_count, int64_t user, int64_t s, int64_t units) noexcept nogil:
+    """Count ``units`` of SKU ``s`` against the user's cap, or nothing if that
+    would pass it; ``TOOK | NEW_PAIR`` bits.  CAS loop on the count."""
+    cdef int64_t cap = limit[s]
+    if cap == K_NO_LIMIT:
+        return K_TOOK
+    cdef int64_t slot = limit_slot(limit_key, limit_mask, user * n_skus + s + 1, True)
+    cdef int64_t new = 0
+    if slot < -1:
+        new = K_NEW_PAIR
+        slot = -2 - slot
+    cdef int64_t cur = atomic_load_i64(&limit_count[slot])
+    # Gives up without writing once the cap is reached, as take_exactly does.
+    while cur + units <= cap:
+        if atomic_cas_i64(&limit_count[slot], &cur, cur + units):
+            return K_TOOK | new
+    return new
+
+
+cdef inline void give_back_limit(const int64_t *limit, int64_t n_skus, int64_t *limit_key, int64_t limit_mask,
+                                 int64_t *limit_count, int64_t user, int64_t s, int64_t units) noexcept nogil:
+    """Undo take_limit (fetch-add of -units)."""
+    cdef int64_t slot
+    if limit[s] != K_NO_LIMIT:
+        slot = limit_slot(limit_key, limit_mask, user * n_skus + s + 1, False)
+        # Always found when the units were counted; the guard only keeps a
+        # cap set after the take from writing outside the table.
+        if slot >= 0:
+            atomic_add_i64(&limit_count[slot], -units)
+
+
+cdef inline void give_back_fills(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
+                                 int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
+                                 const int64_t *fill_offer, int64_t *fill_qty, int64_t user, int64_t first,
+                                 int64_t last) noexcept nogil:
+    """Give back the logged fills first..last-1 (stock and the user's limit count)."""
+    cdef int64_t f, got, offer
+    for f in range(first, last):
+        got = fill_qty[f]
+        if got:
+            offer = fill_offer[f]
+            # Zeroed BEFORE the units go back (the fetch-add is a release, so
+            # the zero lands no later): a process killed in between loses
+            # them, it never returns them twice.  Only the order's current
+            # owner touches its entries, so a plain store is enough.
+            fill_qty[f] = 0
+            atomic_add_i64(&stock[offer], got)
+            give_back_limit(limit, n_skus, limit_key, limit_mask, limit_count, user, offer_sku[offer], got)
+
+
+cdef inline int64_t take_line(int64_t *stock, const int64_t *price, const int64_t *offer_start,
+                              const int64_t *offer_by_priority, int64_t *fill_offer, int64_t *fill_qty, int64_t s,
+                              int64_t units, int64_t max_p, int64_t first_fill) noexcept nogil:
+    """Take ``units`` of SKU ``s`` from its offers priced <= max_p in priority
+    order, logging each take at first_fill + rank; return the units missing."""
+    cdef int64_t base = offer_start[s]
+    cdef int64_t j, offer, got
+    for j in range(offer_start[s + 1] - base):
+        offer = offer_by_priority[base + j]
+        if price[offer] > max_p:
+            break
+        got = take_up_to(stock, offer, units)
+        if got:
+            # Logged right after the CAS that took them: an entry never
+            # claims more than was taken.
+            fill_offer[first_fill + j] = offer
+            fill_qty[first_fill + j] = got
+            units -= got
+            if units == 0:
+                break
+    return units
+
+
+cdef inline int8_t publish_or_undo(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
+                                   int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
+                                   int64_t *order_word, const int64_t *fill_offer, int64_t *fill_qty,
+                                   int64_t *counters, int64_t slot, int64_t user, int64_t first_fill,
+                                   int64_t last_fill) noexcept nogil:
+    """PENDING -> HELD by CAS; if a cancel got there first (CANCEL_REQUESTED),
+    give everything back and end CANCELLED.  Returns the order's status."""
+    cdef int64_t order_id = atomic_load_i64(&order_word[slot]) & K_ID_MASK
+    cdef int64_t expected = make_word(K_PENDING, order_id)
+    # The CAS is a release: the record and fill log written before it are
+    # visible to whoever loads HELD with acquire (cancel, expire).
+    if atomic_cas_i64(&order_word[slot], &expected, make_word(K_HELD, order_id)):
+        return K_ACCEPTED
+    give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer, fill_qty,
+                    user, first_fill, last_fill)
+    atomic_add_i64(&counters[K_ROLLBACKS], 1)
+    # Only this reserve moves an order out of CANCEL_REQUESTED: a store.
+    atomic_store_i64(&order_word[slot], make_word(K_CANCELLED_HOLD, order_id))
+    return K_CANCELLED
+
+
+cdef inline void settle_refused_slot(int64_t *order_word, int64_t slot) noexcept nogil:
+    """PENDING -> REFUSED by CAS; on failure the word is CANCEL_REQUESTED,
+    which only this reserve leaves: store CANCELLED_HOLD."""
+    cdef int64_t word = atomic_load_i64(&order_word[slot])
+    cdef int64_t order_id = word & K_ID_MASK
+    cdef int64_t expected = make_word(K_PENDING, order_id)
+    if atomic_cas_i64(&order_word[slot], &expected, make_word(K_REFUSED, order_id)):
+        return
+    # ``expected`` now holds the word; REFUSED for any state but
+    # CANCEL_REQUESTED only mirrors the reference when misused (not PENDING).
+    atomic_store_i64(&order_word[slot], make_word(
+        K_CANCELLED_HOLD if state_of(expected) == K_CANCEL_REQUESTED else K_REFUSED, order_id))
+
+
+cdef inline int8_t take_tracked(int64_t *stock, const int64_t *price, const int64_t *offer_start,
+                                const int64_t *offer_by_priority, const int64_t *offer_sku, const int64_t *limit,
+                                int64_t n_skus, int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
+                                int64_t *order_word, int64_t *order_user, int64_t *order_deadline,
+                                int64_t *order_fill_start, int64_t *order_fill_end, int64_t *fill_offer,
+                                int64_t *fill_qty, const int64_t *line_start, const int64_t *sku,
+                                const int64_t *qty, const int64_t *max_price, const int64_t *fill_slot,
+                                const int64_t *user_id, const int64_t *deadline, const int64_t *order_slot,
+                                int64_t *counters, int64_t order, int64_t *new_pairs) noexcept nogil:
+    """Reserve one claimed (PENDING) order, all or nothing; returns its status
+    and adds the (user, SKU) pairs it added to ``*new_pairs``."""
+    cdef int64_t slot = order_slot[order]
+    cdef int64_t user = user_id[order]
+    cdef int64_t first_line = line_start[order], last_line = line_start[order + 1]
+    cdef int64_t line, took, missing, undo_to = 0
+    cdef int8_t status = K_ACCEPTED
+    # Read-only pre-checks: an order that cannot fit costs loads, not writes.
+    # Stock first: in a flash sale most orders meet a sold-out SKU, whose
+    # word is hot in cache, while the cap count is a cold lookup.
+    for line in range(first_line, last_line):
+        if offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
+                            qty[line]) < qty[line]:
+            return K_OUT_OF_STOCK
+    for line in range(first_line, last_line):
+        if limit_room(limit, n_skus, limit_key, limit_mask, limit_count, user, sku[line]) < qty[line]:
+            return K_LIMIT_EXCEEDED
+    # The record is complete before the first unit is taken (the CASes that
+    # take are releases), so cancel, expiry and recovery find the log.  An
+    # order refused above takes nothing and needs no record.
+    order_user[slot] = user
+    order_deadline[slot] = deadline[order]
+    order_fill_start[slot] = fill_slot[first_line]
+    order_fill_end[slot] = fill_slot[last_line]
+    for line in range(first_line, last_line):
+        took = take_limit(limit, n_skus, limit_key, limit_mask, limit_count, user, sku[line], qty[line])
+        new_pairs[0] += took >> 1
+        if not (took & K_TOOK):
+            status = K_LIMIT_EXCEEDED
+            undo_to = fill_slot[line]
+            break
+        missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, sku[line],
+                            qty[line], max_price[line], fill_slot[line])
+        if missing:
+            status = K_OUT_OF_STOCK
+            # give_back_fills below returns the cap count of what was filled.
+            give_back_limit(limit, n_skus, limit_key, limit_mask, limit_count, user, sku[line], missing)
+            undo_to = fill_slot[line + 1]
+            break
+    else:
+        return publish_or_undo(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, order_word,
+                               fill_offer, fill_qty, counters, slot, user, fill_slot[first_line],
+                               fill_slot[last_line])
+    give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer, fill_qty,
+                    user, fill_slot[first_line], undo_to)
+    # Counted atomically, as in roll_back_order: the facade re-runs refused
+    # orders of a batch during which a rollback happened.
+    atomic_add_i64(&counters[K_ROLLBACKS], 1)
+    return status
+
+
+# ---- claim_orders
+
+cdef noinline_void _claim_chunk(int64_t *order_word, int64_t order_mask, const int64_t *order_id,
+                                int64_t *order_slot, int8_t *status, Py_ssize_t start, Py_ssize_t stop,
+                                int64_t *n_new) noexcept nogil:
+    """Claim ids start..stop-1; ``*n_new`` gets how many were new."""
+    cdef Py_ssize_t i
+    cdef int64_t slot, new = 0
+    for i in range(start, stop):
+        if i + TRACKED_PREFETCH_AHEAD < stop:
+            # The home slot of an id a few ahead: a random line of a big table.
+            prefetch_rw(&order_word[hash_slot(order_id[i + TRACKED_PREFETCH_AHEAD], order_mask)])
+        slot = claim_order(order_word, order_mask, order_id[i], K_PENDING)
+        if slot >= 0:
+            order_slot[i] = slot
+            status[i] = K_ACCEPTED
+            new += 1
+        else:
+            order_slot[i] = -1
+            # Relaxed: only the state is read, and CANCELLED_EARLY is final.
+            status[i] = (K_CANCELLED if state_of(atomic_load_i64(&order_word[-1 - slot])) == K_CANCELLED_EARLY
+                         else K_DUPLICATE)
+    n_new[0] = new
+
+
+def claim_orders(int64_t[::1] order_word, const int64_t[::1] order_id, int64_t[::1] order_slot,
+                 int8_t[::1] status, int n_threads):
+    """Claim every id of the batch in state PENDING; return how many were new."""
+    cdef Py_ssize_t n = order_id.shape[0]
+    cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
+    cdef int64_t new = 0, chunk_new
+    if n == 0:
+        return 0
+    cdef int64_t *order_word_p = _ptr(order_word)
+    cdef int64_t order_mask = order_word.shape[0] - 1
+    cdef const int64_t *order_id_p = _const_ptr(order_id)
+    cdef int64_t *order_slot_p = _ptr(order_slot)
+    cdef int8_t *status_p = _ptr8(status)
+    if n_threads <= 1:
+        with nogil:
+            _claim_chunk(order_word_p, order_mask, order_id_p, order_slot_p, status_p, 0, n, &new)
+    else:
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
+            _claim_chunk(order_word_p, order_mask, order_id_p, order_slot_p, status_p, c * TRACKED_CHUNK,
+                         min((c + 1) * TRACKED_CHUNK, n), &chunk_new)
+            new += chunk_new
+    return new
+
+
+# ---- reserve_tracked
+
+cdef struct TrackedBatch:
+    # The batch arrays of reserve_tracked (see the reference), as pointers.
+    const int64_t *line_start
+    const int64_t *sku
+    const int64_t *qty
+    const int64_t *max_price
+    const int64_t *fill_slot
+    const int64_t *user_id
+    const int64_t *deadline
+    const int64_t *order_slot
+    const int64_t *order_index
+    int8_t *status
+
+
+cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const int64_t *offer_start,
+                                   const int64_t *offer_by_priority, const int64_t *offer_sku, const int64_t *limit,
+                                   int64_t n_skus, int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
+                                   int64_t *order_word, int64_t *order_user, int64_t *order_deadline,
+                                   int64_t *order_fill_start, int64_t *order_fill_end, int64_t *fill_offer,
+                                   int64_t *fill_qty, const int64_t *line_start, const int64_t *sku,
+                                   const int64_t *qty, const int64_t *max_price, const int64_t *fill_slot,
+                                   const int64_t *user_id, const int64_t *deadline, const int64_t *order_slot,
+                                   const int64_t *order_index, int8_t *status, int64_t *counters,
+                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef int64_t order, pairs = 0, ahead, slot, s, pair
+    for k in range(start, stop):
+        if k + TRACKED_PREFETCH_AHEAD < stop:
+            # A tracked order touches a dozen random cache lines: its record
+            # (five words in five arrays), its SKU's offer_start / offer /
+            # price / stock / cap words, its (user, SKU) pair's key and count.
+            # On a big sale each is a miss; fetching them for an order a few
+            # ahead overlaps those misses instead of paying them one after
+            # another.  The offer words are guessed at index s (one offer per
+            # SKU: offer id == SKU id); a wrong guess is a useless hint.
+            # (Written out here, not in a helper: GCC finds such a helper
+            # side-effect free and deletes the call.)
+            ahead = order_index[k + TRACKED_PREFETCH_AHEAD]
+            slot = order_slot[ahead]
+            s = sku[line_start[ahead]]
+            pair = hash_slot(user_id[ahead] * n_skus + s + 1, limit_mask)
+            prefetch_rw(&order_word[slot])
+            prefetch_rw(&order_user[slot])
+            prefetch_rw(&order_deadline[slot])
+            prefetch_rw(&order_fill_start[slot])
+            prefetch_rw(&order_fill_end[slot])
+            prefetch_rw(&limit_key[pair])
+            prefetch_rw(&limit_count[pair])
+            prefetch_rw(&stock[s])
+            prefetch_rw(&limit[s])
+            prefetch_rw(&offer_start[s])
+            prefetch_rw(&offer_by_priority[s])
+            prefetch_rw(&price[s])
+        order = order_index[k]
+        status[order] = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
+                                     limit_key, limit_mask, limit_count, order_word, order_user, order_deadline,
+                                     order_fill_start, order_fill_end, fill_offer, fill_qty, line_start, sku, qty,
+                                     max_price, fill_slot, user_id, deadline, order_slot, counters, order, &pairs)
+    return pairs
+
+
+cdef inline int64_t _tracked_chunk_at(const TrackedState *st, const TrackedBatch *batch, Py_ssize_t start,
+                                      Py_ssize_t stop) noexcept nogil:
+    """_tracked_chunk on the state ``st`` and the batch ``batch`` (both paths of reserve_tracked)."""
+    return _tracked_chunk(st.stock, st.price, st.offer_start, st.offer_by_priority, st.offer_sku, st.limit, st.n_skus,
+                          st.limit_key, st.limit_capacity - 1, st.limit_count, st.order_word, st.order_user,
+                          st.order_deadline, st.order_fill_start, st.order_fill_end, st.fill_offer, st.fill_qty,
+                          batch.line_start, batch.sku, batch.qty, batch.max_price, batch.fill_slot, batch.user_id,
+                          batch.deadline, batch.order_slot, batch.order_index, batch.status, st.counters, start, stop)
+
+
+def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
+                    const int64_t[::1] offer_by_priority, const int64_t[::1] offer_sku, const int64_t[::1] limit,
+                    int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
+                    int64_t[::1] order_user, int64_t[::1] order_deadline, int64_t[::1] order_fill_start,
+                    int64_t[::1] order_fill_end, int64_t[::1] fill_offer, int64_t[::1] fill_qty,
+                    const int64_t[::1] line_start, const int64_t[::1] sku, const int64_t[::1] qty,
+                    const int64_t[::1] max_price, const int64_t[::1] fill_slot, const int64_t[::1] user_id,
+                    const int64_t[::1] deadline, const int64_t[::1] order_slot, const int64_t[::1] order_index,
+                    int8_t[::1] status, int64_t[::1] counters, int n_threads):
+    """Run take_tracked for the claimed orders order_index; return how many
+    (user, SKU) pairs the limit table gained."""
+    cdef Py_ssize_t n = order_index.shape[0]
+    cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
+    cdef int64_t new_pairs = 0
+    if n == 0:
+        return 0
+    cdef TrackedState st
+    _state_from_views(&st, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_key, limit_count,
+                      order_word, order_user, order_deadline, order_fill_start, order_fill_end, fill_offer, fill_qty,
+                      counters)
+    cdef TrackedBatch batch
+    batch.line_start = _const_ptr(line_start)
+    batch.sku = _const_ptr(sku)
+    batch.qty = _const_ptr(qty)
+    batch.max_price = _const_ptr(max_price)
+    batch.fill_slot = _const_ptr(fill_slot)
+    batch.user_id = _const_ptr(user_id)
+    batch.deadline = _const_ptr(deadline)
+    batch.order_slot = _const_ptr(order_slot)
+    batch.order_index = _const_ptr(order_index)
+    batch.status = _ptr8(status)
+    if n_threads <= 1:
+        with nogil:
+            new_pairs = _tracked_chunk_at(&st, &batch, 0, n)
+    else:
+        # dynamic: per-order cost varies (lines, offers, rollbacks); see reserve_single.
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
+            new_pairs += _tracked_chunk_at(&st, &batch, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n))
+    return new_pairs
+
+
+# ---- settle_refused
+
+cdef noinline_void _settle_chunk(int64_t *order_word, const int64_t *order_slot, const int64_t *order_index,
+                                  Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(start, stop):
+        if k + TRACKED_PREFETCH_AHEAD < stop:  # as in _claim_chunk
+            prefetch_rw(&order_word[order_slot[order_index[k + TRACKED_PREFETCH_AHEAD]]])
+        settle_refused_slot(order_word, order_slot[order_index[k]])
+
+
+def settle_refused(int64_t[::1] order_word, const int64_t[::1] order_slot, const int64_t[::1] order_index,
+                   int n_threads):
+    """PENDING -> REFUSED for the refused orders order_index (CAS), or
+    CANCELLED where a cancel asked for it meanwhile."""
+    cdef Py_ssize_t n = order_index.shape[0]
+    cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
+    if n == 0:
+        return
+    cdef int64_t *order_word_p = _ptr(order_word)
+    cdef const int64_t *order_slot_p = _const_ptr(order_slot)
+    cdef const int64_t *order_index_p = _const_ptr(order_index)
+    if n_threads <= 1:
+        with nogil:
+            _settle_chunk(order_word_p, order_slot_p, order_index_p, 0, n)
+    else:
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
+            _settle_chunk(order_word_p, order_slot_p, order_index_p, c * TRACKED_CHUNK,
+                          min((c + 1) * TRACKED_CHUNK, n))
+
+
+cdef inline int8_t outcome_of(int64_t state) noexcept nogil:
+    """What confirm / cancel answer for an order already in ``state``."""
+    if state == K_PENDING:
+        return K_IN_FLIGHT
+    if state == K_CONFIRMED:
+        return K_ALREADY_CONFIRMED
+    if state == K_EXPIRED:
+        return K_ALREADY_EXPIRED
+    if state == K_REFUSED:
+        return K_WAS_REFUSED
+    return K_ALREADY_CANCELLED  # CANCELLED_HOLD, CANCEL_REQUESTED, CANCELLED_EARLY
+
+
+# ---- confirm_orders
+
+cdef noinline_void _confirm_chunk(int64_t *order_word, int64_t order_mask, const int64_t *order_id, int8_t *outcome,
+                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int64_t slot, word
+    for i in range(start, stop):
+        slot = find_order(order_word, order_mask, order_id[i])
+        if slot < 0:
+            outcome[i] = K_UNKNOWN
+            continue
+        # Relaxed: confirm reads no record, and the CAS checks the state.
+        word = atomic_load_i64(&order_word[slot])
+        while True:
+            if state_of(word) != K_HELD:
+                outcome[i] = outcome_of(state_of(word))
+                break
+            # One CAS decides a confirm racing an expiry or a cancel; on
+            # losing, ``word`` is the winner's and we decide again.
+            if atomic_cas_i64(&order_word[slot], &word, make_word(K_CONFIRMED, order_id[i])):
+                outcome[i] = K_DONE
+                break
+
+
+def confirm_orders(int64_t[::1] order_word, const int64_t[::1] order_id, int8_t[::1] outcome, int n_threads):
+    """HELD -> CONFIRMED for each id (one CAS each); outcome[i] says what happened."""
+    cdef Py_ssize_t n = order_id.shape[0]
+    cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
+    if n == 0:
+        return
+    cdef int64_t *order_word_p = _ptr(order_word)
+    cdef int64_t order_mask = order_word.shape[0] - 1
+    cdef const int64_t *order_id_p = _const_ptr(order_id)
+    cdef int8_t *outcome_p = _ptr8(outcome)
+    if n_threads <= 1:
+        with nogil:
+            _confirm_chunk(order_word_p, order_mask, order_id_p, outcome_p, 0, n)
+    else:
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
+            _confirm_chunk(order_word_p, order_mask, order_id_p, outcome_p, c * TRACKED_CHUNK,
+                           min((c + 1) * TRACKED_CHUNK, n))
+
+
+# ---- cancel, expire, recover: ending orders that hold (or may hold) units.
+# Their def kernels fill a TrackedState with _holds_from_views (machinery.pxi);
+# each *_chunk_at below hands its fields to the chunk loop, once per chunk.
+# (A loop that read them from the struct, or gave back through a helper
+# taking the struct, ran 7% (cancel) to 19% (expire) more instructions.)
+
+cdef noinline_void _cancel_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
+                                 int64_t *limit_key, int64_t limit_mask, int64_t *limit_count, int64_t *order_word,
+                                 int64_t order_mask, const int64_t *order_user, const int64_t *order_fill_start,
+                                 const int64_t *order_fill_end, const int64_t *fill_offer, int64_t *fill_qty,
+                                 const int64_t *order_id, int8_t *outcome, Py_ssize_t start, Py_ssize_t stop,
+                                 int64_t *n_new) noexcept nogil:
+    """Cancel ids start..stop-1; ``*n_new`` gets how many were new to the table."""
+    cdef Py_ssize_t i
+    cdef int64_t slot, word, state, oid, new = 0
+    for i in range(start, stop):
+        oid = order_id[i]
+        slot = claim_order(order_word, order_mask, oid, K_CANCELLED_EARLY)
+        if slot >= 0:
+            outcome[i] = K_REMEMBERED
+            new += 1
+            continue
+        slot = -1 - slot
+        # Acquire: the record read below is the one published with HELD (the
+        # winning CAS is an acquire too; this keeps the pairing explicit).
+        word = atomic_load_acquire_i64(&order_word[slot])
+        while True:
+            state = state_of(word)
+            if state == K_HELD:
+                # Win the hold first (against confirm / expiry), then give back.
+                if atomic_cas_i64(&order_word[slot], &word, make_word(K_CANCELLED_HOLD, oid)):
+                    give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count,
+                                    fill_offer, fill_qty, order_user[slot], order_fill_start[slot],
+                                    order_fill_end[slot])
+                    outcome[i] = K_DONE
+                    break
+            elif state == K_PENDING:
+                # The running reserve sees this and undoes itself.
+                if atomic_cas_i64(&order_word[slot], &word, make_word(K_CANCEL_REQUESTED, oid)):
+                    outcome[i] = K_DONE
+                    break
+            else:
+                outcome[i] = outcome_of(state)
+                break
+            # CAS lost: ``word`` is the new state, decide again.
+    n_new[0] = new
+
+
+cdef inline void _cancel_chunk_at(const TrackedState *st, const int64_t *order_id, int8_t *outcome,
+                                  Py_ssize_t start, Py_ssize_t stop, int64_t *n_new) noexcept nogil:
+    _cancel_chunk(st.stock, st.offer_sku, st.limit, st.n_skus, st.limit_key, st.limit_capacity - 1, st.limit_count,
+                  st.order_word, st.order_capacity - 1, st.order_user, st.order_fill_start, st.order_fill_end,
+                  st.fill_offer, st.fill_qty, order_id, outcome, start, stop, n_new)
+
+
+def cancel_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_t[::1] limit,
+                  int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
+                  const int64_t[::1] order_user, const int64_t[::1] order_fill_start,
+                  const int64_t[::1] order_fill_end, const int64_t[::1] fill_offer, int64_t[::1] fill_qty,
+                  const int64_t[::1] order_id, int8_t[::1] outcome, int n_threads):
+    """Cancel each id (see the reference); return how many ids were new to the table."""
+    cdef Py_ssize_t n = order_id.shape[0]
+    cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
+    cdef int64_t new = 0, chunk_new
+    if n == 0:
+        return 0
+    cdef TrackedState st
+    _holds_from_views(&st, stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
+                      order_fill_start, order_fill_end, fill_offer, fill_qty)
+    cdef const int64_t *order_id_p = _const_ptr(order_id)
+    cdef int8_t *outcome_p = _ptr8(outcome)
+    if n_threads <= 1:
+        with nogil:
+            _cancel_chunk_at(&st, order_id_p, outcome_p, 0, n, &new)
+    else:
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
+            _cancel_chunk_at(&st, order_id_p, outcome_p, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n),
+                             &chunk_new)
+            new += chunk_new
+    return new
+
+
+cdef inline int64_t _expire_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
+                                  int64_t *limit_key, int64_t limit_mask, int64_t *limit_count, int64_t *order_word,
+                                  const int64_t *order_user, const int64_t *order_deadline,
+                                  const int64_t *order_fill_start, const int64_t *order_fill_end,
+                                  const int64_t *fill_offer, int64_t *fill_qty, int64_t now, int8_t *expired,
+                                  Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t slot
+    cdef int64_t word, count = 0
+    for slot in range(start, stop):
+        # Acquire: the deadline read next is the one published with HELD.
+        word = atomic_load_acquire_i64(&order_word[slot])
+        while state_of(word) == K_HELD and order_deadline[slot] <= now:
+            # One CAS decides an expiry racing a confirm or a cancel; on
+            # losing, ``word`` is the winner's (no longer HELD): the loop ends.
+            if atomic_cas_i64(&order_word[slot], &word, make_word(K_EXPIRED, word & K_ID_MASK)):
+                give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer,
+                                fill_qty, order_user[slot], order_fill_start[slot], order_fill_end[slot])
+                expired[slot] = 1
+                count += 1
+                break
+    return count
+
+
+cdef inline int64_t _expire_chunk_at(const TrackedState *st, int64_t now, int8_t *expired, Py_ssize_t start,
+                                     Py_ssize_t stop) noexcept nogil:
+    return _expire_chunk(st.stock, st.offer_sku, st.limit, st.n_skus, st.limit_key, st.limit_capacity - 1,
+                         st.limit_count, st.order_word, st.order_user, st.order_deadline, st.order_fill_start,
+                         st.order_fill_end, st.fill_offer, st.fill_qty, now, expired, start, stop)
+
+
+def expire_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_t[::1] limit,
+                  int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
+                  const int64_t[::1] order_user, const int64_t[::1] order_deadline,
+                  const int64_t[::1] order_fill_start, const int64_t[::1] order_fill_end,
+                  const int64_t[::1] fill_offer, int64_t[::1] fill_qty, int64_t now, int8_t[::1] expired,
+                  int n_threads):
+    """HELD -> EXPIRED for every hold whose deadline is <= now, giving its
+    stock and cap count back; expired[slot] = 1 marks them.  Returns how many."""
+    cdef Py_ssize_t n = order_word.shape[0]
+    cdef Py_ssize_t c, n_chunks = _n_chunks(n, CHUNK)
+    cdef int64_t count = 0
+    if n == 0:
+        return 0
+    cdef TrackedState st
+    _holds_from_views(&st, stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
+                      order_fill_start, order_fill_end, fill_offer, fill_qty)
+    st.order_deadline = <int64_t *>_const_ptr(order_deadline)  # read only (see _holds_from_views)
+    cdef int8_t *expired_p = _ptr8(expired)
+    if n_threads <= 1:
+        with nogil:
+            count = _expire_chunk_at(&st, now, expired_p, 0, n)
+    else:
+        # static: a slot costs about the same everywhere (a load, rarely a give-back).
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
+            count += _expire_chunk_at(&st, now, expired_p, c * CHUNK, min((c + 1) * CHUNK, n))
+    return count
+
+
+cdef inline int64_t _recover_chunk(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
+                                   int64_t *limit_key, int64_t limit_mask, int64_t *limit_count,
+                                   int64_t *order_word, const int64_t *order_user, const int64_t *order_fill_start,
+                                   const int64_t *order_fill_end, const int64_t *fill_offer, int64_t *fill_qty,
+                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t slot
+    cdef int64_t word, state, count = 0
+    for slot in range(start, stop):
+        # Acquire: the record read below is at least as new as the word.
+        word = atomic_load_acquire_i64(&order_word[slot])
+        state = state_of(word)
+        if state == K_PENDING or state == K_CANCEL_REQUESTED:
+            # Give back first, as the reference does: entries are zeroed as
+            # they go, so a recovery killed here and re-run gives nothing twice.
+            give_back_fills(stock, offer_sku, limit, n_skus, limit_key, limit_mask, limit_count, fill_offer,
+                            fill_qty, order_user[slot], order_fill_start[slot], order_fill_end[slot])
+            # CAS loop: a cancel may still turn PENDING into CANCEL_REQUESTED.
+            while not atomic_cas_i64(&order_word[slot], &word, make_word(
+                    K_CANCELLED_HOLD if state_of(word) == K_CANCEL_REQUESTED else K_REFUSED,
+                    word & K_ID_MASK)):
+                pass
+            count += 1
+    return count
+
+
+cdef inline int64_t _recover_chunk_at(const TrackedState *st, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    return _recover_chunk(st.stock, st.offer_sku, st.limit, st.n_skus, st.limit_key, st.limit_capacity - 1,
+                          st.limit_count, st.order_word, st.order_user, st.order_fill_start, st.order_fill_end,
+                          st.fill_offer, st.fill_qty, start, stop)
+
+
+def recover_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64_t[::1] limit,
+                   int64_t[::1] limit_key, int64_t[::1] limit_count, int64_t[::1] order_word,
+                   const int64_t[::1] order_user, const int64_t[::1] order_fill_start,
+                   const int64_t[::1] order_fill_end, const int64_t[::1] fill_offer, int64_t[::1] fill_qty,
+                   int n_threads):
+    """While no reserve runs: give back what every unfinished order logged and
+    end it REFUSED (CANCELLED if a cancel asked).  Returns how many."""
+    cdef Py_ssize_t n = order_word.shape[0]
+    cdef Py_ssize_t c, n_chunks = _n_chunks(n, CHUNK)
+    cdef int64_t count = 0
+    if n == 0:
+        return 0
+    cdef TrackedState st
+    _holds_from_views(&st, stock, offer_sku, limit, limit_key, limit_count, order_word, order_user,
+                      order_fill_start, order_fill_end, fill_offer, fill_qty)
+    if n_threads <= 1:
+        with nogil:
+            count = _recover_chunk_at(&st, 0, n)
+    else:
+        for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
+            count += _recover_chunk_at(&st, c * CHUNK, min((c + 1) * CHUNK, n))
+    return count
