@@ -19,14 +19,15 @@ COMPILED_BACKENDS = [name for name in ALL_BACKENDS if name != "reference"]
 THREAD_COUNTS = [1, 2, 8]
 
 
-def _installed_copy():
-    """Where a non-editable install of this project keeps ``kernel``, or None."""
-    try:
-        dist = importlib.metadata.distribution("double11-kernel")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    where = os.path.realpath(dist.locate_file("kernel/__init__.py"))
-    return where if os.path.isfile(where) else None  # an editable install lists no such file
+def _installed_copy(here):
+    """Where a non-editable install of this project keeps ``kernel`` (other
+    than ``here``), or None.  Every copy of the metadata is looked at: an
+    in-tree build leaves a ``*.egg-info`` in the checkout that is found first."""
+    for dist in importlib.metadata.distributions(name="double11-kernel"):
+        where = os.path.realpath(dist.locate_file("kernel/__init__.py"))
+        if where != here and os.path.isfile(where):  # an editable install lists no such file
+            return where
+    return None
 
 
 def pytest_collection(session):
@@ -44,8 +45,9 @@ def pytest_collection(session):
             kernel.backends.load(name)
         except ImportError as exc:
             errors.append(f"  {name}: {exc}")
-    here, installed = os.path.realpath(kernel.__file__), _installed_copy()
-    if installed and installed != here:
+    here = os.path.realpath(kernel.__file__)
+    installed = _installed_copy(here)
+    if installed:
         cause = (f"The tests import the source tree's kernel ({os.path.dirname(here)}), which shadows the "
                  f"installed, non-editable package ({os.path.dirname(installed)}); the source tree has no "
                  "compiled extension.\nInstall the checkout in editable mode instead: pip install -e '.[test]'")

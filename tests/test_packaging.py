@@ -146,6 +146,10 @@ def test_pytest_in_a_checkout_shadowing_a_non_editable_install_stops_with_one_me
     site = tmp_path / "site"  # stands for site-packages of the non-editable install
     zipfile.ZipFile(wheel).extractall(site)
     checkout = _copy_sources(tmp_path / "checkout")
+    # What `pip install .` leaves in the checkout: metadata found before site-packages'.
+    (checkout / "double11_kernel.egg-info").mkdir()
+    (checkout / "double11_kernel.egg-info" / "PKG-INFO").write_text("Metadata-Version: 2.4\nName: double11-kernel\n"
+                                                                   "Version: 0.1.0\n")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], cwd=checkout,
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(site)})
     out = proc.stdout + proc.stderr
