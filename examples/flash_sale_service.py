@@ -24,6 +24,14 @@ master sweeps expired holds every ``--expire-every`` seconds.
 
 The master prints ``READY port=<port> ...`` once every worker listens, and
 on SIGTERM / SIGINT stops the workers, then closes and unlinks the segment.
+With ``--durable DIR`` the inventory is also journaled to ``DIR``
+(:meth:`kernel.Inventory.create_durable` with ``shared=``; workers open it
+with ``open_durable``): a request is answered only once its order's record
+is on disk (``fsync="batch"``), and a restart with the same ``DIR`` (after a
+crash or a reboot) carries on from what was acknowledged.  Each worker
+handles one request at a time, so a worker's throughput is one order per
+fsync; an fsync by any worker covers every earlier record.
+
 Workers accept either on their own ``SO_REUSEPORT`` sockets (``--accept
 reuseport``, the default on Linux: the kernel spreads connections evenly) or
 on one listening socket the master binds and hands down (``--accept shared``).
@@ -78,6 +86,9 @@ def parse_args(argv=None):
     p.add_argument("--max-orders", type=int, default=1_000_000, help="order ids the inventory can track")
     p.add_argument("--accept", choices=["reuseport", "shared"], default="reuseport" if REUSEPORT else "shared",
                    help="one SO_REUSEPORT socket per worker, or one listening socket shared by all")
+    p.add_argument("--durable", metavar="DIR", default=None,
+                   help="journal the inventory to DIR (made if new, reopened from disk if it holds one); answer "
+                        "each request only once its order is on disk")
     p.add_argument("--expire-every", type=float, default=1.0, help="seconds between sweeps of expired holds")
     args = p.parse_args(argv)
     if args.workers < 1:
@@ -262,7 +273,10 @@ def reuseport_socket(host, port, listen):
 def worker_main(index, args, port, listener, raw_counts, ready):
     """One worker process (started with multiprocessing "spawn": a fresh
     interpreter, so no OpenMP or kernel state is inherited from the master)."""
-    inv = kernel.Inventory.attach(args.name, backend=args.backend, threads=1)
+    if args.durable:
+        inv = kernel.Inventory.open_durable(args.durable, shared=args.name, backend=args.backend, threads=1)
+    else:
+        inv = kernel.Inventory.attach(args.name, backend=args.backend, threads=1)
     inv.confirm([]), inv.cancel([])  # load (numba: compile) these kernels now, not on the first request
     all_counts = np.frombuffer(raw_counts, dtype=np.int64).reshape(args.workers, len(COUNTERS))
     stock, limits = catalogue(args)
@@ -394,8 +408,19 @@ def main(argv=None):
     # The master creates the segment before any worker exists; workers are
     # spawned (fresh interpreters), so the master may use the kernel too
     # (it sweeps expired holds) without any fork/OpenMP hazard.
-    inv = kernel.Inventory.create_shared(args.name, stock, backend=args.backend, threads=1,
-                                         max_orders=args.max_orders, limit_per_user=kernel_limits(limits))
+    options = dict(backend=args.backend, threads=1, max_orders=args.max_orders, limit_per_user=kernel_limits(limits))
+    if not args.durable:
+        inv = kernel.Inventory.create_shared(args.name, stock, **options)
+    elif args.backend == "reference":
+        print("flash-sale: --durable needs a compiled backend (the journal shares the state between processes)",
+              file=sys.stderr)
+        return 2
+    elif os.path.isdir(args.durable) and os.listdir(args.durable):
+        # A restart: the state is what the journal acknowledged (the stock
+        # options are ignored); a directory that is not an inventory is an error.
+        inv = kernel.Inventory.open_durable(args.durable, shared=args.name, backend=args.backend, threads=1)
+    else:
+        inv = kernel.Inventory.create_durable(args.durable, stock, shared=args.name, fsync="batch", **options)
     try:
         if inv.backend == "reference" and args.workers > 1:
             # Plain Python read-modify-write: atomic across nothing, so two

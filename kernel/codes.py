@@ -57,6 +57,10 @@ ORDERS_LEFT = 1  # ids the order table may still take
 PAIRS_LEFT = 2   # (user, SKU) pairs the limit table may still take
 FILLS_LEFT = 3   # fill-log entries not yet promised
 FILL_CURSOR = 4  # the next free fill-log entry (only grows)
+# Durable inventories only (kernel.journal; no kernel reads them):
+JOURNAL_SEQ = 5      # sequence number of the last journal record (taken under the journal's lock)
+JOURNAL_SEGMENT = 6  # shared durable inventories: first sequence number of the segment being appended to
+JOURNAL_BUSY = 7     # shared durable inventories: pid inside the journal's critical section, 0 if none
 N_COUNTERS = 8   # words reserved for counters (room to grow)
 
 # take_limit's answer bits.

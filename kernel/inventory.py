@@ -169,6 +169,70 @@ class Inventory:
         self._bind(Block.open_file(path), kernels, threads)
         return self
 
+    # --- journal hook (issue 10): durable inventories live in kernel/journal/ ---
+    @classmethod
+    def create_durable(cls, directory, stock=None, *, offers=None, n_skus=None, backend="auto", threads=None,
+                       max_orders=None, limit_per_user=None, max_user_skus=None, max_fills=None, fsync="batch",
+                       interval_ms=10, shared=None):
+        """A new inventory whose every state-changing call is journaled to
+        ``directory`` before it returns (a write-ahead journal with group
+        commit, and snapshots).
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            A directory that does not exist yet, or an empty one.
+        stock, offers, n_skus, backend, threads, max_orders, limit_per_user, max_user_skus, max_fills
+            As for :meth:`create_shared`.
+        fsync : {"batch", "interval", "none"}
+            ``"batch"`` (default): a call returns only once its record is on
+            disk; concurrent calls share one ``fdatasync`` (group commit).
+            ``"interval"``: records are written at once and synced every
+            ``interval_ms`` (a power loss loses at most the calls of the last
+            ``interval_ms`` plus one sync; a killed process loses nothing).
+            ``"none"``: never synced but at :meth:`checkpoint` and close.
+        interval_ms : float
+            The sync period of ``"interval"``.
+        shared : str, optional
+            Keep the state in POSIX shared memory under this name, for
+            several processes (each opens it with ``open_durable(directory,
+            shared=name)``); their calls are serialized by a lock on the
+            journal and appended to one log.
+
+        Returns
+        -------
+        kernel.journal.DurableInventory
+            An :class:`Inventory` with ``checkpoint()``, ``sync()`` and
+            journal statistics; see :mod:`kernel.journal` for the format and
+            the failure semantics (fail-stop).
+        """
+        from .journal import create_durable
+        return create_durable(directory, stock, offers=offers, n_skus=n_skus, backend=backend, threads=threads,
+                              max_orders=max_orders, limit_per_user=limit_per_user, max_user_skus=max_user_skus,
+                              max_fills=max_fills, fsync=fsync, interval_ms=interval_ms, shared=shared)
+
+    @classmethod
+    def open_durable(cls, directory, *, backend="auto", threads=None, fsync="batch", interval_ms=10, shared=None):
+        """Reopen a durable inventory: load its newest valid snapshot, replay
+        the journal after it (cutting off a record torn by a crash), and go
+        on appending.  ``shared``: the shared-memory name given to
+        :meth:`create_durable`; a process attaches to the live segment if it
+        exists, else rebuilds it from disk.
+
+        Raises
+        ------
+        kernel.journal.JournalCorrupt
+            Damage a crash cannot explain (a bad record before the tail),
+            naming the segment and offset; nothing is changed on disk.
+        kernel.journal.JournalError
+            Not a durable inventory, another format or layout version, or a
+            missing segment.
+        """
+        from .journal import open_durable
+        return open_durable(directory, backend=backend, threads=threads, fsync=fsync, interval_ms=interval_ms,
+                            shared=shared)
+    # --- end of journal hook ---
+
     @classmethod
     def _create(cls, make_block, stock, offers, n_skus, backend, threads, tracking):
         if (stock is None) == (offers is None):
@@ -260,8 +324,9 @@ class Inventory:
             raise
         self._bind(block, kernels, threads)
 
-    def _bind(self, block, kernels, threads):
-        self._kernels = kernels
+    def _bind(self, block, backend, threads):
+        """Attach to ``block`` with ``backend`` (a name, or a kernel module)."""
+        self._kernels = kernels = backends.load(backend)
         self.backend = backends.backend_name(kernels)
         self.threads = check_threads(threads)
         self._block = block

@@ -110,7 +110,7 @@ def test_batch_kernels_the_facade_calls_are_python_callables_in_both_compiled_ba
 def _pxd_codes(text):
     """``K_NAME = value`` enum members and ``#define K_NAME ((type)0x...)``
     constants of a .pxd, by NAME."""
-    found = {name: int(value) for name, value in re.findall(r"^\s*K_(\w+)\s*=\s*(-?\d+)\s*$", text, re.M)}
+    found = {name: int(value) for name, value in re.findall(r"^\s*K_(\w+)\s*=\s*(-?\d+)\s*(?:#.*)?$", text, re.M)}
     for name, value in re.findall(r"#define K_(\w+)\s+\(\(\w+\)(0x[0-9A-Fa-f]+)\w*\)", text):
         found[name] = int(value, 16)
     return found

@@ -41,6 +41,9 @@ cdef enum:
     K_PAIRS_LEFT = 2
     K_FILLS_LEFT = 3
     K_FILL_CURSOR = 4
+    K_JOURNAL_SEQ = 5      # durable inventories (kernel/journal): no kernel reads them
+    K_JOURNAL_SEGMENT = 6
+    K_JOURNAL_BUSY = 7
     K_N_COUNTERS = 8
     # take_limit's answer bits.
     K_TOOK = 1

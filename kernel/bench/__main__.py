@@ -24,7 +24,7 @@ from .. import available_backends
 from ..backends import default_threads
 from .peers import PEERS
 from .report import text_table, write_reports
-from .runner import MODES, run_matrix
+from .runner import MODES, OPT_IN_MODES, run_matrix
 from .workloads import WORKLOADS
 
 __all__ = ["main"]
@@ -69,8 +69,9 @@ def parser():
                    help=f"comma-separated, from: {', '.join(WORKLOADS)} (default: all)")
     p.add_argument("--backends", type=_choices("backends", available_backends()), default=available_backends(),
                    help="comma-separated (default: every available backend)")
-    p.add_argument("--modes", type=_choices("modes", list(MODES)), default=list(MODES),
-                   help="concurrent,ordered,tracked (default: all three)")
+    p.add_argument("--modes", type=_choices("modes", list(MODES + OPT_IN_MODES)), default=list(MODES),
+                   help=f"comma-separated from {','.join(MODES + OPT_IN_MODES)} (default: {','.join(MODES)}; "
+                        f"durable journals to disk)")
     p.add_argument("--threads", type=_thread_list, default=[*range(1, cores + 1), "all"],
                    help=f"comma-separated counts and/or 'all' (default: 1..{cores},all)")
     p.add_argument("--scale", type=float, default=0.1, help="workload size, 1.0 = 10M orders (default 0.1)")

@@ -36,6 +36,9 @@ __all__ = ["Measurement", "measure", "timed_round", "numba_warmup_seconds", "run
 # concurrent / ordered: the plain batch paths; tracked: the service path
 # (ids, caps and holds; concurrent).
 MODES = ("concurrent", "ordered", "tracked")
+# durable (opt-in: it writes to disk, so not a default): the tracked path in
+# batches of 10,000 through a journal with fsync="batch" (kernel.journal.bench).
+OPT_IN_MODES = ("durable",)
 
 # The reference backend is the pure-Python oracle (a few hundred thousand
 # orders/s at best): it is only timed on workloads of at most this many
@@ -135,6 +138,9 @@ def timed_round(case, backend, mode, threads):
     buyer (idempotency table, per-user caps, holds), then checks the whole
     tracked state too.
     """
+    if mode == "durable":  # checked there too (check_tracked)
+        from ..journal.bench import durable_round
+        return durable_round(case, backend, threads)[:3]
     tracked = mode == "tracked"
     inv = case.inventory(backend, threads, tracked=tracked)
     orders = case.tracked_orders() if tracked else case.orders
@@ -209,6 +215,8 @@ def measure(case, backend, mode, threads, rounds, warmup=1, threads_label="", mi
     InvariantViolation
         A round (warm-up included) broke a guarantee of the kernel.
     """
+    if mode not in MODES + OPT_IN_MODES:
+        raise ValueError(f"mode must be one of {MODES + OPT_IN_MODES}, got {mode!r}")
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds!r}")
     timing = _Timing(KernelCell(case, backend, mode, threads), threads_label or str(threads))

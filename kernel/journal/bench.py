@@ -1,0 +1,186 @@
+"""Benchmarks of durable inventories (``python -m kernel.journal bench``)
+and the ``durable`` mode of the workload runner.
+
+* :func:`durable_round`: a registry workload's tracked orders reserved in
+  batches of ``batch_size`` on a durable inventory (one record and, under
+  ``"batch"``, one group flush per batch), checked like every round.
+* :func:`reserve_one_threads`: ``reserve_one`` from several Python threads
+  at once (group commit), orders/s and per-call latency percentiles.
+"""
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from ..inventory import Inventory
+from ..invariants import check_tracked
+from ..orders import OrderBatch
+from ..codes import Status
+from ..bench.workloads import TRACKED_LIMIT
+
+DEFAULT_BATCH = 10_000
+
+
+def _tracked_options(case):
+    return dict(max_orders=max(1, case.n_orders), limit_per_user=TRACKED_LIMIT,
+                max_user_skus=max(1, case.orders.n_lines))
+
+
+def _batches(orders, batch_size):
+    """The tracked batch cut into consecutive batches of ``batch_size`` orders."""
+    starts = list(range(0, orders.n_orders, batch_size)) + [orders.n_orders]
+    line_start = orders.line_start
+    out = []
+    for a, b in zip(starts, starts[1:]):
+        la, lb = int(line_start[a]), int(line_start[b])
+        offsets = None if orders.offsets is None else np.asarray(line_start[a:b + 1]) - la
+        out.append(OrderBatch(orders.sku[la:lb], orders.qty[la:lb], offsets,
+                              None if orders.max_price is None else orders.max_price[la:lb],
+                              order_id=orders.order_id[a:b], user_id=orders.user_id[a:b]))
+    return out
+
+
+def _make(case, backend, threads, directory, fsync, interval_ms):
+    options = dict(backend=backend, threads=threads, **_tracked_options(case))
+    if directory is None:
+        if case.offer_sku is None:
+            return Inventory(case.stock, **options)
+        return Inventory.from_offers(case.offer_sku, case.stock, case.price, case.n_skus, **options)
+    if case.offer_sku is None:
+        return Inventory.create_durable(directory, case.stock, fsync=fsync, interval_ms=interval_ms, **options)
+    return Inventory.create_durable(directory, offers=(case.offer_sku, case.stock, case.price), n_skus=case.n_skus,
+                                    fsync=fsync, interval_ms=interval_ms, **options)
+
+
+def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATCH, fsync="batch", interval_ms=10,
+                  durable=True, where=None, callers=1):
+    """One checked round: ``(seconds, accepted, threads ran on, journal stats)``.
+
+    ``durable=False`` runs the same batches on a plain tracked inventory (the
+    baseline).  ``where``: the parent directory of the journal (default: the
+    system's temporary directory; it must be a real disk for fsync to mean
+    anything).  ``callers``: Python threads taking the batches in turn (a
+    service's request threads): with more than one, one batch's fsync
+    overlaps the next batch's kernel (group commit).
+    """
+    batches = _batches(case.tracked_orders(), batch_size)
+    parent = tempfile.mkdtemp(prefix="kernel-durable-", dir=where)
+    try:
+        inv = _make(case, backend, threads, os.path.join(parent, "inv") if durable else None, fsync, interval_ms)
+        initial = inv.stock.copy()
+        accepted, ran_on = [], set()
+        queue = iter(batches)
+        taking = threading.Lock()
+        errors = []
+
+        def caller():
+            try:
+                while True:
+                    with taking:
+                        batch = next(queue, None)
+                    if batch is None:
+                        return
+                    result = inv.reserve(batch, threads=threads)
+                    accepted.append(result.n_accepted)
+                    ran_on.add(result.threads)
+            except BaseException as error:
+                errors.append(error)
+
+        t0 = time.perf_counter()
+        if callers == 1:
+            caller()
+        else:
+            workers = [threading.Thread(target=caller) for _ in range(callers)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join(timeout=600)
+        if errors:
+            raise errors[0]
+        accepted = sum(accepted)
+        if durable and fsync != "batch":
+            inv.sync()  # the round ends with everything on disk, whatever the policy
+        elapsed = time.perf_counter() - t0
+        check_tracked(inv, initial)
+        stats = inv.journal_stats() if durable else {}
+        inv.close()
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    return elapsed, accepted, max(ran_on, default=1), stats
+
+
+def reserve_one_threads(n_threads=8, calls_per_thread=500, *, backend="auto", fsync="batch", where=None):
+    """``reserve_one`` from ``n_threads`` Python threads on a durable
+    inventory: ``{"orders_per_s", "p50_us", "p99_us", "fsyncs", ...}``."""
+    parent = tempfile.mkdtemp(prefix="kernel-durable-", dir=where)
+    try:
+        n = n_threads * calls_per_thread
+        inv = Inventory.create_durable(os.path.join(parent, "inv"), [n] * 64, backend=backend, max_orders=n,
+                                       fsync=fsync)
+        latency = np.zeros(n)
+        errors = []
+        start = threading.Barrier(n_threads + 1, timeout=60)
+
+        def work(t):
+            try:
+                start.wait()
+                for i in range(calls_per_thread):
+                    k = t * calls_per_thread + i
+                    t0 = time.perf_counter()
+                    status = inv.reserve_one(k % 64, 1, order_id=k)
+                    latency[k] = time.perf_counter() - t0
+                    assert status == Status.ACCEPTED
+            except BaseException as error:
+                errors.append(error)
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+        for w in workers:
+            w.start()
+        start.wait()
+        t0 = time.perf_counter()
+        for w in workers:
+            w.join(timeout=600)
+        elapsed = time.perf_counter() - t0
+        if errors:
+            raise errors[0]
+        stats = inv.journal_stats()
+        inv.close()
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    return {"threads": n_threads, "calls": n, "orders_per_s": n / elapsed, "p50_us": np.percentile(latency, 50) * 1e6,
+            "p99_us": np.percentile(latency, 99) * 1e6, "fsyncs": stats["fsyncs"],
+            "fsync_ms_each": 1e3 * stats["fsync_seconds"] / max(1, stats["fsyncs"])}
+
+
+def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_sizes=(1_000, 10_000, 100_000),
+         policies=("batch", "interval", "none"), rounds=3, where=None, out=print, callers=(1, 2)):
+    """Print the durable-vs-plain table and the reserve_one thread table."""
+    from ..bench.workloads import make_case
+
+    case = make_case(workload, scale)
+    out(f"workload {workload} scale {scale}: {case.n_orders} tracked orders, backend {backend}, kernel threads "
+        f"{threads or 'all'}, journal under {where or tempfile.gettempdir()}; best of {rounds} rounds")
+    out(f"{'path':<26} {'batch':>7} {'orders/s':>12} {'vs plain':>9} {'fsyncs':>7} {'fsync ms':>9} {'MB':>7}")
+    for size in batch_sizes:
+        best = lambda **kw: min((durable_round(case, backend, threads, batch_size=size, where=where, **kw)
+                                 for _ in range(rounds)), key=lambda r: r[0])
+        plain = best(durable=False)
+        out(f"{'tracked (not durable)':<26} {size:>7} {case.n_orders / plain[0]:>12,.0f} {'1.00x':>9}")
+        for policy in policies:
+            for n in callers if policy == "batch" else (1,):
+                seconds, _, _, stats = best(fsync=policy, callers=n)
+                label = f"durable {policy}" + (f", {n} callers" if n > 1 else "")
+                out(f"{label:<26} {size:>7} {case.n_orders / seconds:>12,.0f} "
+                    f"{plain[0] / seconds:>8.2f}x {stats['fsyncs']:>7} {1e3 * stats['fsync_seconds']:>9.1f} "
+                    f"{stats['bytes'] / 1e6:>7.1f}")
+    out("")
+    out(f"{'reserve_one':<26} {'threads':>7} {'orders/s':>12} {'p50 us':>9} {'p99 us':>9} {'fsyncs':>7} "
+        f"{'ms/fsync':>9}")
+    for n_threads, calls in ((1, 400), (8, 400)):
+        r = reserve_one_threads(n_threads, calls, backend=backend, where=where)
+        out(f"{'durable batch':<26} {n_threads:>7} {r['orders_per_s']:>12,.0f} {r['p50_us']:>9.0f} "
+            f"{r['p99_us']:>9.0f} {r['fsyncs']:>7} {r['fsync_ms_each']:>9.2f}")

@@ -1,0 +1,410 @@
+"""``DurableInventory``: an :class:`~kernel.Inventory` whose every
+state-changing call is journaled before it is acknowledged.
+
+Each such call holds the journal's lock from before its kernel runs until
+its record (the after-image of the words it changed,
+:mod:`kernel.journal.effects`) is appended; then, outside the lock, it waits
+until the record is durable (group commit, :mod:`kernel.journal.writer`).
+The kernels still run on every thread a call asks for; what the lock
+serializes is calls, so the journal's order is the order the calls changed
+the state in.  A call that changes nothing (a duplicate id, a refused
+argument) still waits until everything it may have seen is durable, so no
+answer depends on a call that a crash could take back.
+"""
+
+import os
+import shutil
+
+import numpy as np
+
+from .. import codes as spec
+from ..codes import JOURNAL_BUSY
+from ..inventory import Inventory
+from ..state import Block, shm_path
+from ..codes import Status
+from ..codes import Outcome
+from ..tracking import CapacityError
+from . import effects
+from .records import OP_CODES, JournalError, fsync_directory, layout_crc, segment_first_seq
+from .recovery import check_directory, recover, repair, write_marker
+from .snapshot import snapshot_seq, write_snapshot
+from .writer import LOCK_FILE, POLICIES, CallLock, JournalFailed, OwnerLock, SegmentWriter
+
+__all__ = ["DurableInventory", "create_durable", "open_durable"]
+
+
+class DurableInventory(Inventory):
+    """An inventory whose state lives in memory and in a journal directory.
+
+    Made by :meth:`kernel.Inventory.create_durable` and
+    :meth:`kernel.Inventory.open_durable`; every method of
+    :class:`~kernel.Inventory` works, and returns only once its effects are
+    durable (``fsync="batch"``).
+
+    Notes
+    -----
+    Failure is fail-stop: if a record cannot be written or synced, the call
+    raises :class:`kernel.journal.JournalFailed` (its effects were applied in
+    memory but are not acknowledged), and every later call raises it too.
+    :meth:`~kernel.Inventory.open_durable` rebuilds the state from the
+    journal, which holds every acknowledged call.
+
+    Kernels called directly on :meth:`~kernel.Inventory.state_arrays` (from
+    compiled code) bypass the journal: their effects are not durable.
+    """
+
+    # ------------------------------------------------------------ plumbing
+    def _check_open(self):
+        state = super()._check_open()
+        self._journal.check()
+        return state
+
+    def _journaled(self, op, call, capture, before=None, aux=0):
+        """Run ``call``; ``capture(result, before())`` says what changed: None
+        (nothing) or a function making the record.  The record is appended
+        under the lock, and waited for outside it."""
+        journal = self._journal
+        with journal.lock:
+            self._check_open()
+            seen = before() if before is not None else None
+            try:
+                result = call()
+            except (TypeError, ValueError, CapacityError):
+                raise  # refused before anything changed
+            except BaseException as error:  # (an interrupt between two kernel calls): the state may have moved
+                journal.fail(error)
+            # The kernel has run: from here, failing to journal is fail-stop.
+            try:
+                make = capture(result, seen)
+                if make is None:
+                    seq = journal.seen()
+                else:
+                    seq = journal.next_seq()
+                    journal.append(seq, OP_CODES[op], make(), aux)
+            except JournalFailed:
+                raise
+            except BaseException as error:
+                journal.fail(error)
+        journal.wait(seq)
+        return result
+
+    def _arrays(self):
+        return self._state._asdict()
+
+    def _cursor(self):
+        return int(self._state.counters[spec.FILL_CURSOR])
+
+    # ------------------------------------------------------------- writes
+    def reserve(self, orders, *, ordered=False, threads=None, hold_until=None):
+        call = lambda: Inventory.reserve(self, orders, ordered=ordered, threads=threads, hold_until=hold_until)
+        if self.tracks_orders:
+            def capture(result, cursor):
+                if orders.n_orders == 0:
+                    return None
+                return lambda: effects.reserve_tracked(self._arrays(), np.asarray(orders.order_id, dtype=np.int64),
+                                                       orders.user_id, orders.sku, orders.line_order, cursor)
+            return self._journaled("reserve", call, capture, self._cursor, aux=orders.n_orders)
+        capture = lambda result, _: lambda: effects.stock_only(self._arrays(), result.fills.offer)
+        return self._journaled("reserve", call, capture, aux=getattr(orders, "n_orders", 0))
+
+    def release(self, orders, result, *, threads=None):
+        capture = lambda _, __: lambda: effects.stock_only(self._arrays(), result.fills.offer)
+        return self._journaled("release", lambda: Inventory.release(self, orders, result, threads=threads), capture)
+
+    def reserve_one(self, sku, qty=1, *, order_id, user_id=0, max_price=None, hold_until=None):
+        def capture(status, cursor):
+            if status == Status.DUPLICATE or (status == Status.CANCELLED and self._cursor() == cursor):
+                return None  # the kernel answered from the table: nothing changed
+            return lambda: effects.reserve_one(self._arrays(), int(order_id), int(user_id), int(sku), cursor)
+        call = lambda: Inventory.reserve_one(self, sku, qty, order_id=order_id, user_id=user_id,
+                                             max_price=max_price, hold_until=hold_until)
+        return self._journaled("reserve_one", call, capture, self._cursor, aux=1)
+
+    def confirm(self, order_ids, *, threads=None):
+        def capture(outcome, _):
+            if not (outcome == Outcome.DONE).any():
+                return None
+            return lambda: effects.rows(self._arrays(), np.atleast_1d(np.asarray(order_ids, np.int64)))
+        return self._journaled("confirm", lambda: Inventory.confirm(self, order_ids, threads=threads), capture,
+                               aux=int(np.size(order_ids)))
+
+    def cancel(self, order_ids, *, threads=None):
+        def capture(outcome, _):
+            if not np.isin(outcome, (Outcome.DONE, Outcome.REMEMBERED)).any():
+                return None
+            ids = np.atleast_1d(np.asarray(order_ids, np.int64))
+            return lambda: effects.rows_and_fills(self._arrays(), _slots(self, ids))
+        return self._journaled("cancel", lambda: Inventory.cancel(self, order_ids, threads=threads), capture,
+                               aux=int(np.size(order_ids)))
+
+    def expire(self, now, *, threads=None):
+        capture = lambda expired, _: ((lambda: effects.rows_and_fills(self._arrays(), _slots(self, expired)))
+                                      if expired.size else None)
+        return self._journaled("expire", lambda: Inventory.expire(self, now, threads=threads), capture,
+                               aux=int(now) if isinstance(now, (int, np.integer)) else 0)
+
+    def recover(self):
+        capture = lambda count, slots: (lambda: effects.rows_and_fills(self._arrays(), slots)) if count else None
+        before = lambda: effects.unfinished_slots(self._arrays()) if self.tracks_orders else None
+        return self._journaled("recover", lambda: Inventory.recover(self), capture, before)
+
+    def restock(self, offer, qty, *, threads=None):
+        capture = lambda _, __: lambda: effects.stock_only(self._arrays(), np.atleast_1d(np.asarray(offer, np.int64)))
+        return self._journaled("restock", lambda: Inventory.restock(self, offer, qty, threads=threads), capture)
+
+    # -------------------------------------------------------------- reads
+    def _wait_seen(self):
+        """Reads answer only from durable state: wait for every record
+        appended so far (taken under the lock, so no call is half way)."""
+        with self._journal.lock:
+            seq = self._journal.seen()
+        self._journal.wait(seq)
+
+    def state_of(self, order_ids):
+        self._check_open()
+        self._wait_seen()
+        return Inventory.state_of(self, order_ids)
+
+    def limit_used(self, user_ids, skus):
+        self._check_open()
+        self._wait_seen()
+        return Inventory.limit_used(self, user_ids, skus)
+
+    # ---------------------------------------------------------- journal
+    @property
+    def directory(self):
+        """The journal directory."""
+        return self._directory
+
+    @property
+    def fsync_policy(self):
+        return self._journal.policy
+
+    @property
+    def last_seq(self):
+        """Sequence number of the last record appended."""
+        return self._journal.last_seq
+
+    @property
+    def durable_seq(self):
+        """Sequence number of the last record known to be on disk."""
+        return self._journal.durable_seq
+
+    def journal_stats(self):
+        """``{"records", "durable", "fsyncs", "fsync_seconds", "bytes"}`` of this
+        process's journal writer since it opened."""
+        j = self._journal
+        return {"records": j.last_seq, "durable": j.durable_seq, "fsyncs": j.fsyncs,
+                "fsync_seconds": j.fsync_seconds, "bytes": j.bytes_written}
+
+    def sync(self):
+        """Make every record appended so far durable (for ``"interval"`` and
+        ``"none"``; a ``"batch"`` call is durable when it returns)."""
+        self._check_open()
+        self._journal.sync()
+
+    def checkpoint(self):
+        """Write a snapshot of the whole state and drop the journal before it.
+
+        The snapshot (temporary file, fsync, rename, directory fsync) holds
+        the state after the last record; a new segment starts after it, and
+        the segments and snapshots it makes unnecessary are removed.  Calls
+        wait while it runs (it copies the state block once).
+
+        Returns
+        -------
+        int
+            The sequence number the snapshot holds.
+        """
+        journal = self._journal
+        with journal.lock:
+            self._check_open()
+            journal.follow()  # shared: the segment every process appends to now
+            journal.sync()
+            seq = journal.last_seq
+            self._snapshot(seq)
+        return seq
+
+    def _snapshot(self, seq):
+        """With the lock held and the journal synced up to ``seq``: the
+        snapshot, a new segment, the old ones dropped (also the writer's
+        resync after a dead process, in shared inventories)."""
+        try:
+            write_snapshot(self.directory, self._block.words, seq)
+            self._journal.rotate()
+        except OSError as error:
+            # The state itself is durable in the journal: only this
+            # checkpoint failed.  Nothing acknowledged is at risk.
+            raise JournalError(f"checkpoint of {self.directory!r} failed: {error}") from error
+        _drop_before(self.directory, seq)
+
+    def close(self):
+        """Sync and close the journal, then the state (the directory stays)."""
+        journal = getattr(self, "_journal", None)
+        if journal is not None:
+            try:
+                journal.close()
+            finally:
+                Inventory.close(self)
+
+    def __repr__(self):
+        return (f"DurableInventory({self.directory!r}, n_skus={self.n_skus}, n_offers={self.n_offers}, "
+                f"fsync={self.fsync_policy!r}, backend={self.backend!r})")
+
+
+def _slots(inv, ids):
+    from ._fast import probe
+    return probe(inv.state.order_word, np.ascontiguousarray(ids, dtype=np.int64), spec.ID_MASK)
+
+
+def _drop_before(directory, seq):
+    """Remove the segments wholly at or before ``seq`` and older snapshots."""
+    removed = False
+    for name in os.listdir(directory):
+        first = segment_first_seq(name)
+        snap = snapshot_seq(name)
+        if (first is not None and first <= seq) or (snap is not None and snap < seq):
+            os.unlink(os.path.join(directory, name))
+            removed = True
+    if removed:
+        fsync_directory(directory)
+
+
+def _check_policy(fsync, interval_ms, shared, backend):
+    if fsync not in POLICIES:
+        raise ValueError(f"fsync must be one of {POLICIES}, got {fsync!r}")
+    if fsync == "interval" and (isinstance(interval_ms, bool) or not isinstance(interval_ms, (int, float))
+                                or not interval_ms > 0):
+        raise ValueError(f"interval_ms must be a positive number, got {interval_ms!r}")
+    if shared is not None:
+        shm_path(shared)  # checks the name
+        if backend == "reference":
+            raise ValueError("backend: 'reference' is the single-process spec; use a compiled backend for a shared "
+                             "durable inventory")
+
+
+def _into_shared(name, words, layout):
+    """A new shared segment holding ``words`` (magic last: attachable only when whole)."""
+    block = Block.create_shared(name, layout)
+    block.words[1:] = words[1:]
+    block.words[0] = words[0]
+    return block
+
+
+def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="auto", threads=None,
+                   max_orders=None, limit_per_user=None, max_user_skus=None, max_fills=None, fsync="batch",
+                   interval_ms=10, shared=None):
+    """See :meth:`kernel.Inventory.create_durable`."""
+    _check_policy(fsync, interval_ms, shared, backend)
+    directory = os.fspath(directory)
+    if (stock is None) == (offers is None):
+        raise TypeError("give exactly one of stock or offers=(sku, qty, price)")
+    options = dict(backend=backend, threads=threads, max_orders=max_orders, limit_per_user=limit_per_user,
+                   max_user_skus=max_user_skus, max_fills=max_fills)
+    if stock is not None:
+        if n_skus is not None:
+            raise TypeError("n_skus: only with offers= (stock has one entry per SKU)")
+        base = Inventory(stock, **options)
+    else:
+        if not isinstance(offers, (tuple, list)) or len(offers) != 3:
+            raise TypeError("offers: must be a tuple (sku, qty, price)")
+        base = Inventory.from_offers(*offers, n_skus, **options)
+    made_directory = not os.path.exists(directory)
+    if not made_directory and (not os.path.isdir(directory) or os.listdir(directory)):
+        raise FileExistsError(f"directory: {directory!r} exists and is not an empty directory (open a durable "
+                              f"inventory with Inventory.open_durable)")
+    layout = base._block.layout
+    block = None
+    try:
+        if made_directory:
+            os.makedirs(directory)
+        write_snapshot(directory, base._block.words, 0)
+        if shared is None:
+            block = Block(base._block.words, layout, "durable", directory)
+        else:
+            block = _into_shared(shared, base._block.words, layout)
+        writer = SegmentWriter(directory, block.arrays().counters, layout_crc(layout.header()), fsync,
+                               interval_ms, shared=shared is not None,
+                               owner=OwnerLock(directory, shared is not None))
+        write_marker(directory)  # last: before it, the directory is not an inventory
+    except BaseException:
+        if block is not None and shared is not None:
+            block.close()
+            block.unlink()
+        if made_directory:
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            for name in os.listdir(directory) if os.path.isdir(directory) else ():
+                os.unlink(os.path.join(directory, name))
+        raise
+    return _bound(block, base._kernels, base.threads, writer, directory)
+
+
+def open_durable(directory, *, backend="auto", threads=None, fsync="batch", interval_ms=10, shared=None):
+    """See :meth:`kernel.Inventory.open_durable`."""
+    _check_policy(fsync, interval_ms, shared, backend)
+    directory = check_directory(directory)
+    owner = OwnerLock(directory, shared is not None)  # before recovery touches a file
+    if shared is None:
+        try:
+            block, directory = _recovered(directory, None)
+        except BaseException:
+            owner.close()
+            raise
+        writer = SegmentWriter(directory, block.arrays().counters, layout_crc(block.layout.header()), fsync,
+                               interval_ms, owner=owner)
+        return _bound(block, backend, threads, writer, directory)
+    # Shared: attach to the live segment if there is one, else rebuild it
+    # from disk; one process at a time decides (the journal's lock).
+    gate = CallLock(os.path.join(directory, LOCK_FILE))
+    try:
+        with gate:
+            try:
+                block = Block.attach_shared(shared)
+                attach = True
+            except FileNotFoundError:
+                block, _ = _recovered(directory, shared)
+                attach = False
+            try:
+                writer = SegmentWriter(directory, block.arrays().counters, layout_crc(block.layout.header()),
+                                       fsync, interval_ms, shared=True, attach=attach, owner=owner)
+            except BaseException:
+                block.close()
+                if not attach:
+                    block.unlink()
+                raise
+    except BaseException:
+        owner.close()
+        raise
+    finally:
+        gate.close()
+    return _bound(block, backend, threads, writer, directory)
+
+
+def _recovered(directory, shared):
+    """The state rebuilt from ``directory`` (in a new shared segment
+    ``shared``, or private), its torn tail cut off."""
+    found = recover(directory)
+    repair(found)
+    for name in os.listdir(found.directory):
+        if name.endswith(".tmp"):  # a snapshot or marker a crash cut short
+            os.unlink(os.path.join(found.directory, name))
+    if shared is None:
+        return Block(found.words, found.layout, "durable", found.directory), found.directory
+    counters = found.layout.offsets["counters"][0]
+    found.words[counters + JOURNAL_BUSY] = 0  # whoever was inside is gone with the old memory
+    return _into_shared(shared, found.words, found.layout), found.directory
+
+
+def _bound(block, backend, threads, writer, directory):
+    inv = DurableInventory.__new__(DurableInventory)
+    inv._journal = writer
+    inv._directory = directory
+    if writer.shared:
+        writer.resync = inv._snapshot
+    try:
+        inv._bind(block, backend, threads)
+    except BaseException:
+        writer.close()
+        raise
+    return inv

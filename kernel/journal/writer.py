@@ -1,0 +1,514 @@
+"""Appending records to the newest segment, and making them durable.
+
+Policies (``fsync=``):
+
+``"batch"``
+    A call returns only once its record is on disk.  Records wait in memory;
+    the first caller to find no flush running becomes the leader: it takes
+    every record appended so far (its own and other threads'), writes them
+    with one ``write`` and one ``fdatasync``, then wakes the callers those
+    covered (a condition variable on the durable sequence number).  Callers
+    that arrive meanwhile queue for the next flush: group commit.
+``"interval"``
+    Each record is written (``write``, into the OS page cache) before its
+    call returns, and a background thread ``fdatasync``\\ s every
+    ``interval_ms``.  A killed process loses nothing; a power loss or OS crash
+    loses at most the calls acknowledged since the last completed
+    ``fdatasync``: those of the last ``interval_ms`` plus one ``fdatasync``.
+``"none"``
+    Written before the call returns, never synced except at ``checkpoint``
+    and ``close``: survives a killed process, not a power loss.
+
+A shared durable inventory (state in POSIX shared memory, several
+processes) appends to one segment file: every process holds an ``O_APPEND``
+descriptor on it, and the call lock is also an ``flock`` on
+``DIR/journal.lock`` (released by the OS when its holder dies), so the
+sequence number (``counters[JOURNAL_SEQ]``, in the shared state) and the
+file order are the order the calls changed the state in.  Records are
+written before the lock is released (a killed process cannot take one with
+it), so any process's ``fdatasync`` makes every earlier record durable,
+whoever wrote it: a call that depends on another process's call (a confirm
+of its hold) is acknowledged only after that call's record is on disk.  A
+process that dies inside the lock leaves ``counters[JOURNAL_BUSY]`` set; the
+next one in cuts the log back to its last whole record and snapshots the
+live state there (:meth:`SegmentWriter._after_dead_holder`).
+
+Failure is fail-stop (as PostgreSQL does on an fsync error): once a write or
+sync fails, the file is cut back to what was last made durable (best
+effort), every waiting and later call raises :class:`JournalFailed`, and only
+:func:`kernel.journal.open_durable` (a rebuild from disk) goes on.
+"""
+
+import fcntl
+import os
+import threading
+import time
+
+from ..codes import JOURNAL_BUSY, JOURNAL_SEGMENT, JOURNAL_SEQ
+from .records import (SEGMENT_HEADER, JournalError, encode, fsync_directory, read_record, segment_header,
+                      segment_name)
+
+POLICIES = ("batch", "interval", "none")
+_WAIT_SLICE = 1.0  # seconds between re-checks of a wait (a failed leader wakes everyone anyway)
+COMMIT_DELAY = 200e-6  # seconds a flush leader waits at most for calls already under way
+
+
+class JournalFailed(JournalError):
+    """A record could not be made durable: the call that raised was not
+    acknowledged, and this inventory refuses every later call (reopen it with
+    ``open_durable``, which rebuilds from what the journal holds)."""
+
+
+class CallLock:
+    """Serializes the state-changing calls of an inventory: this process's
+    threads (a ``threading.Lock``) and, shared, every process (``flock``)."""
+
+    def __init__(self, lock_path=None):
+        self._thread = threading.Lock()
+        self._fd = None if lock_path is None else os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self):
+        self._thread.acquire()
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread.release()
+                raise
+        return self
+
+    def __exit__(self, *exc):
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread.release()
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class _Critical:
+    """``SegmentWriter.lock``: the call lock, plus (shared) the dead-holder
+    check on the way in and the all-clear on the way out."""
+
+    def __init__(self, writer, call_lock):
+        self._writer = writer
+        self._lock = call_lock
+
+    def __enter__(self):
+        self._lock.__enter__()
+        try:
+            self._writer._enter_critical()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self._writer._exit_critical()
+        finally:
+            self._lock.__exit__(*exc)
+
+    def close(self):
+        self._lock.close()
+
+
+LOCK_FILE = "journal.lock"
+OWNER_FILE = "journal.owner"
+
+
+class OwnerLock:
+    """Who may append to a journal directory, for as long as it is open:
+    one process alone (private: an exclusive ``flock``), or any number of
+    processes sharing the state (shared: a shared ``flock``).  A second
+    private opener, or a private and a shared one, would interleave two
+    logs; the OS drops the lock when its holder dies."""
+
+    def __init__(self, directory, shared):
+        self._fd = os.open(os.path.join(directory, OWNER_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise JournalError(f"{directory!r} is open in another process"
+                               + ("" if shared else " (or another inventory of this one)")
+                               + ("; several processes share one durable inventory with shared=name"
+                                  if not shared else " without shared=: close it first")) from None
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class SegmentWriter:
+    """The segment being appended to, with its fsync policy.
+
+    ``lock`` serializes the state-changing calls: a call holds it from
+    before its kernel runs until its record is appended, so the journal's
+    order is the order the calls changed the state in.  The flush (write
+    and fsync) runs outside it.  ``counters`` is the state's counters array:
+    the sequence number lives there (``JOURNAL_SEQ``), so a snapshot and a
+    record carry it, and processes sharing the state share it.
+
+    ``attach=True`` (shared only): append to the segment the other
+    processes use (``counters[JOURNAL_SEGMENT]``) instead of starting one.
+    """
+
+    def __init__(self, directory, counters, block_crc, policy="batch", interval_ms=10, shared=False, attach=False,
+                 owner=None):
+        if policy not in POLICIES:
+            raise ValueError(f"fsync must be one of {POLICIES}, got {policy!r}")
+        self.directory = directory
+        self.policy = policy
+        self.interval_ms = interval_ms
+        self.block_crc = block_crc
+        self.shared = shared
+        self._owner = owner  # an OwnerLock this writer releases when it closes
+        self._counters = counters
+        self.lock = _Critical(self, CallLock(os.path.join(directory, LOCK_FILE) if shared else None))
+        self.resync = None  # shared: snapshot(seq) of the live state, set by the inventory
+        state_lock = threading.Lock()  # guards everything below; never held during I/O
+        self._cond = threading.Condition(state_lock)    # waiters for the durable sequence number
+        self._grown = threading.Condition(state_lock)   # a flush leader waiting for more records
+        # Written at append (under the lock) rather than by the flush leader:
+        # shared (others write the same file), or not "batch" (a killed
+        # process must not take acknowledged records with it).
+        self._write_through = shared or policy != "batch"
+        self._pending = []           # batch, private: encoded records not yet written
+        last = int(counters[JOURNAL_SEQ])
+        self._appended = last        # last record this writer appended
+        self._seen = last            # every record up to here is written (by someone)
+        self._durable = last         # every record up to here is on disk
+        self._flushing = False       # a leader (or the flusher) is writing / syncing
+        self._since_flush = 0        # records appended since a leader last took them
+        self._last_group = 1         # records the last flush took
+        self._failed = None
+        self._fd = None
+        self._durable_offset = 0     # file size at the last completed sync
+        self._offset = 0             # file size after the last completed write
+        self.fsyncs = 0
+        self.fsync_seconds = 0.0
+        self.bytes_written = 0
+        try:
+            if attach:
+                self._open_segment(int(counters[JOURNAL_SEGMENT]), create=False)
+            else:
+                self._open_segment(last + 1)
+        except BaseException:
+            self.lock.close()
+            if owner is not None:
+                owner.close()
+            raise
+        self._stop = threading.Event()
+        self._flusher = None
+        if policy == "interval":
+            self._flusher = threading.Thread(target=self._flush_every, name="kernel-journal-flusher", daemon=True)
+            self._flusher.start()
+
+    # ----------------------------------------------------------- segments
+    def _open_segment(self, first_seq, create=True):
+        path = os.path.join(self.directory, segment_name(first_seq))
+        if not create:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        else:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
+            except FileExistsError:
+                if os.path.getsize(path) > SEGMENT_HEADER.size:
+                    raise
+                os.unlink(path)  # made by a process that died before it held a record: empty
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
+            try:
+                _write_all(fd, segment_header(first_seq, self.block_crc))
+                os.fsync(fd)
+                fsync_directory(self.directory)
+            except BaseException:
+                os.close(fd)
+                raise
+            if self.shared:
+                self._counters[JOURNAL_SEGMENT] = first_seq
+        old, self._fd = self._fd, fd
+        self.segment = path
+        self.segment_first_seq = first_seq
+        self._offset = self._durable_offset = os.lseek(fd, 0, os.SEEK_END)
+        if old is not None:
+            os.close(old)
+
+    # ------------------------------------------------ shared: dead holders
+    def _enter_critical(self):
+        if self.shared:
+            if int(self._counters[JOURNAL_BUSY]) != 0:
+                self._after_dead_holder()
+            self._counters[JOURNAL_BUSY] = os.getpid()
+
+    def _exit_critical(self):
+        if self.shared:
+            self._counters[JOURNAL_BUSY] = 0
+
+    def _after_dead_holder(self):
+        """The last process in the critical section died there (SIGKILL):
+        it may have taken a sequence number and written none, or half a
+        record, and its call may have changed the shared state without a
+        record.  Cut the log back to its last whole record, take the
+        sequence number back to it, and snapshot the live state (which has
+        whatever the dead call did) at that number: disk and memory agree
+        again, and unfinished orders wait for ``recover()`` as always."""
+        self.follow()
+        with open(self.segment, "rb") as f:
+            data = f.read()
+        end, last = SEGMENT_HEADER.size, self.segment_first_seq - 1
+        while (record := read_record(data, end)) is not None and record.seq == last + 1:
+            end += record.size
+            last = record.seq
+        if end < len(data):
+            os.ftruncate(self._fd, end)
+            os.fsync(self._fd)
+        with self._cond:
+            self._offset = self._durable_offset = end
+            self._appended = min(self._appended, last)
+            self._seen = min(self._seen, last)
+            self._durable = min(self._durable, last)
+        self._counters[JOURNAL_SEQ] = last
+        if self.resync is not None:
+            self.resync(last)
+
+    def follow(self):
+        """Shared, with ``lock`` held: switch to the segment another process
+        started at its checkpoint (it synced the old one first)."""
+        if self.shared and int(self._counters[JOURNAL_SEGMENT]) != self.segment_first_seq:
+            self._hold_flush()
+            try:
+                self._open_segment(int(self._counters[JOURNAL_SEGMENT]), create=False)
+            finally:
+                self._release_flush()
+
+    def rotate(self):
+        """Start a new segment at the next sequence number (with ``lock``
+        held and everything synced: at a checkpoint)."""
+        self.follow()
+        if self.segment_first_seq == self.last_seq + 1:
+            return  # nothing in the current one yet
+        self._hold_flush()
+        try:
+            self._open_segment(self.last_seq + 1)
+        finally:
+            self._release_flush()
+
+    # ----------------------------------------------------------- appending
+    @property
+    def failed(self):
+        return self._failed
+
+    @property
+    def last_seq(self):
+        """The last sequence number handed out (by any process, shared)."""
+        return int(self._counters[JOURNAL_SEQ])
+
+    @property
+    def durable_seq(self):
+        return self._durable
+
+    def check(self):
+        if self._failed is not None:
+            raise JournalFailed(f"journal {self.directory!r} failed earlier ({self._failed}); this inventory "
+                                f"refuses every call: reopen it with open_durable") from self._failed
+
+    def next_seq(self):
+        """Take the next sequence number (``lock`` held, before the record's
+        effects are captured: the counters' after-image carries it)."""
+        self.follow()
+        seq = int(self._counters[JOURNAL_SEQ]) + 1
+        self._counters[JOURNAL_SEQ] = seq
+        return seq
+
+    def seen(self):
+        """``lock`` held, for a call that appends nothing: the last record
+        whose effects it may have seen (written already, or pending here)."""
+        self.follow()  # shared: that record may be in a segment started since
+        seq = self.last_seq
+        with self._cond:
+            self._seen = max(self._seen, seq) if self._write_through else self._seen
+        return seq
+
+    def append(self, seq, op, effects, aux=0):
+        """Append record ``seq`` (``lock`` held; from :meth:`next_seq`)."""
+        data = encode(seq, op, effects, aux)
+        if not self._write_through:
+            with self._cond:
+                self._pending.append(data)
+                self._appended = seq
+                self._since_flush += 1
+                self._grown.notify()
+            return seq
+        try:
+            _write_all(self._fd, data)
+        except OSError as error:
+            self.fail(error, self._offset)
+        with self._cond:  # a flush leader reads them together
+            self._offset += len(data)
+            self._appended = self._seen = seq
+            self._since_flush += 1
+            self._grown.notify()
+        self.bytes_written += len(data)
+        return seq
+
+    def wait(self, seq, timeout=None):
+        """Return once record ``seq`` is durable (``"batch"``; a no-op for the
+        other policies), leading a group flush when none runs."""
+        if self.policy != "batch":
+            self.check()
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._durable < seq:
+                self.check()
+                if not self._flushing:
+                    self._lead_flush()
+                    continue
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"record {seq} not durable after {timeout} s")
+                self._cond.wait(_WAIT_SLICE)
+            self.check()
+
+    def sync(self):
+        """Make everything appended so far durable, whatever the policy."""
+        with self._cond:
+            while self._flushing:
+                self.check()
+                self._cond.wait(_WAIT_SLICE)
+            self.check()
+            self._lead_flush(force_sync=True)
+            self.check()
+
+    def _lead_flush(self, force_sync=False):
+        """Write what is pending and sync (called with ``_cond`` held, no
+        flush running; drops ``_cond`` during the I/O)."""
+        self._flushing = True
+        if not force_sync and self._since_flush < self._last_group:
+            # Commit delay (PostgreSQL's commit_delay, sized by the last group):
+            # the callers the previous flush released are about to append.
+            # Without this pause, at 8 threads the groups alternate 7 / 1.
+            # One caller alone never waits (its group was 1).
+            deadline = time.monotonic() + COMMIT_DELAY
+            while self._since_flush < self._last_group and (left := deadline - time.monotonic()) > 0:
+                self._grown.wait(left)
+        self._last_group, self._since_flush = max(1, self._since_flush), 0
+        data, self._pending = self._pending, []
+        upto = max(self._appended, self._seen)
+        synced_offset = self._offset  # written through: everything up to here is written
+        self._cond.release()
+        error = None
+        try:
+            if data:
+                blob = b"".join(data)
+                try:
+                    _write_all(self._fd, blob)
+                except OSError as e:
+                    error = e
+                else:
+                    self._offset += len(blob)
+                    synced_offset = self._offset
+                    self.bytes_written += len(blob)
+            if error is None and (self.policy != "none" or force_sync):
+                started = time.perf_counter()
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as e:
+                    error = e
+                self.fsync_seconds += time.perf_counter() - started
+                self.fsyncs += 1
+        finally:
+            self._cond.acquire()
+            self._flushing = False
+            if error is None:
+                self._durable = max(self._durable, upto)
+                self._durable_offset = synced_offset
+            self._cond.notify_all()
+        if error is not None:
+            # Cut off what no caller was told is durable: under "batch" all
+            # since the last sync; written through, only a torn write.
+            good = self._offset if self._write_through else self._durable_offset
+            self._cond.release()
+            try:
+                self.fail(error, good)
+            except JournalFailed:
+                pass
+            finally:
+                self._cond.acquire()
+            self.check()
+
+    def fail(self, error, good_size=None):
+        """Fail-stop: remember ``error``, cut the segment back to
+        ``good_size`` (default: what was written whole; best effort: its tail
+        held nothing acknowledged), wake every waiter and raise
+        :class:`JournalFailed`."""
+        if good_size is None:
+            good_size = self._offset
+        with self._cond:
+            if self._failed is None:
+                self._failed = error
+            self._pending = []
+            self._cond.notify_all()
+        if not self.shared:  # shared, the tail may hold other processes' acknowledged records
+            try:
+                os.ftruncate(self._fd, good_size)
+                os.fsync(self._fd)
+            except OSError:
+                pass  # a torn tail is cut off at the next open anyway
+        self.check()
+
+    # ----------------------------------------------------------- flushing
+    def _hold_flush(self):
+        with self._cond:
+            while self._flushing:
+                self._cond.wait(_WAIT_SLICE)
+            self._flushing = True
+
+    def _release_flush(self):
+        with self._cond:
+            self._flushing = False
+            self._cond.notify_all()
+
+    def _flush_every(self):
+        while not self._stop.wait(self.interval_ms / 1000.0):
+            with self._cond:
+                if self._failed is not None or self._fd is None:
+                    return
+                if self._flushing or self._durable >= max(self._appended, self._seen):
+                    continue
+                try:
+                    self._lead_flush()
+                except JournalFailed:
+                    return
+
+    def close(self):
+        """Sync and close the segment (what failed stays failed)."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=10)
+        if self._fd is None:
+            return
+        try:
+            if self._failed is None:
+                self.sync()
+        finally:
+            self._hold_flush()
+            try:
+                os.close(self._fd)
+                self._fd = None
+                self.lock.close()
+                if self._owner is not None:
+                    self._owner.close()
+            finally:
+                self._release_flush()
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -1,0 +1,591 @@
+"""Durable inventories in one process: replay rebuilds the live state word
+for word, power loss simulated on copies of the directory (truncation, zeroed
+and flipped bytes), the recovery rules, bad input, injected I/O errors
+(fail-stop), the fsync policies and group commit, and the CLI."""
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import kernel
+from kernel import Inventory, OrderBatch, Status
+from kernel.journal import JournalCorrupt, JournalError, JournalFailed
+from kernel.journal.records import (RECORD_HEADER, SEGMENT_HEADER, SEGMENT_MAGIC, read_record, segment_header)
+from kernel.journal.recovery import MARKER
+
+from conftest import ALL_BACKENDS
+
+N_SKUS = 5
+
+
+def _offers():
+    # Two priced offers for SKUs 0-2, one for 3-4: multi-offer fills.
+    sku = np.array([0, 0, 1, 1, 2, 2, 3, 4], np.int64)
+    qty = np.array([6, 9, 5, 7, 3, 8, 20, 4], np.int64)
+    price = np.array([10, 12, 5, 9, 7, 7, 1, 3], np.int64)
+    return sku, qty, price
+
+
+def _create(path, backend="auto", **options):
+    return Inventory.create_durable(path, offers=_offers(), backend=backend, max_orders=400, limit_per_user=5,
+                                    max_user_skus=400, **options)
+
+
+def _run_calls(inv, seed, n_calls=40):
+    """A seeded mix of every state-changing call; returns {seq: state words}
+    after each call (the state replay of the first ``seq`` records must equal)."""
+    rng = np.random.default_rng(seed)
+    states = {inv.last_seq: inv._block.words.copy()}
+    next_id = 0
+    for _ in range(n_calls):
+        kind = rng.choice(["batch", "batch", "one", "one", "confirm", "cancel", "expire", "restock"])
+        if kind == "batch":
+            n = int(rng.integers(1, 12))
+            lines = rng.integers(1, 3, n)
+            offsets = np.concatenate(([0], np.cumsum(lines)))
+            n_lines = int(offsets[-1])
+            ids = np.arange(next_id, next_id + n) if rng.random() < 0.8 else rng.integers(0, next_id + n, n)
+            next_id += n
+            orders = OrderBatch(rng.integers(0, N_SKUS, n_lines), rng.integers(1, 4, n_lines), offsets,
+                                max_price=rng.integers(4, 15, n_lines), order_id=ids,
+                                user_id=rng.integers(0, 6, n))
+            inv.reserve(orders, hold_until=rng.integers(0, 100, n), ordered=bool(rng.integers(2)))
+        elif kind == "one":
+            inv.reserve_one(int(rng.integers(N_SKUS)), int(rng.integers(1, 3)), order_id=int(next_id),
+                            user_id=int(rng.integers(6)), hold_until=int(rng.integers(0, 100)))
+            next_id += 1
+        elif kind == "confirm":
+            inv.confirm(rng.integers(0, next_id + 3, 4))
+        elif kind == "cancel":
+            inv.cancel(rng.integers(0, next_id + 3, 3))
+        elif kind == "expire":
+            inv.expire(int(rng.integers(0, 100)))
+        else:
+            inv.restock(rng.integers(0, 8, 2), rng.integers(0, 4, 2))
+        states[inv.last_seq] = inv._block.words.copy()
+    return states
+
+
+def _newest_segment(path):
+    return os.path.join(path, sorted(n for n in os.listdir(path) if n.endswith(".seg"))[-1])
+
+
+def _record_ends(segment):
+    """End offset of every valid record of a segment, in order."""
+    data = open(segment, "rb").read()
+    ends, at = [], SEGMENT_HEADER.size
+    while (record := read_record(data, at)) is not None:
+        at += record.size
+        ends.append(at)
+    return ends
+
+
+@pytest.fixture
+def journal(tmp_path):
+    """A closed durable inventory after 40 seeded calls, and its states."""
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    states = _run_calls(inv, seed=1)
+    inv.close()
+    return path, states
+
+
+def _copy(path, tmp_path, name="copy"):
+    target = str(tmp_path / name)
+    shutil.copytree(path, target)
+    return target
+
+
+def _reopened_equals(path, states):
+    inv = Inventory.open_durable(path)
+    try:
+        assert inv.last_seq in states
+        assert np.array_equal(inv._block.words, states[inv.last_seq]), "replay differs from the live state"
+        return inv.last_seq
+    finally:
+        inv.close()
+
+
+# ------------------------------------------------------------------ replay
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_replay_rebuilds_the_live_state_word_for_word(tmp_path, backend):
+    path = str(tmp_path / "inv")
+    inv = _create(path, backend=backend)
+    states = _run_calls(inv, seed=2)
+    last = inv.last_seq
+    assert inv.durable_seq == last
+    inv.close()
+    assert _reopened_equals(path, states) == last
+    # Reopened, it goes on from there, and a checkpoint keeps it exact.
+    inv = Inventory.open_durable(path, backend=backend)
+    more = _run_calls(inv, seed=3, n_calls=10)
+    seq = inv.checkpoint()
+    more.update(_run_calls(inv, seed=4, n_calls=10))
+    inv.close()
+    names = os.listdir(path)
+    assert [n for n in names if n.endswith(".snap")] == [f"snap-{seq:020d}.snap"]
+    assert all(int(n[4:24]) > seq for n in names if n.endswith(".seg")), "segments before the snapshot dropped"
+    assert _reopened_equals(path, more) == max(more)
+
+
+def test_untracked_inventory_replays_reserve_release_restock(tmp_path):
+    path = str(tmp_path / "plain")
+    inv = Inventory.create_durable(path, [5, 3, 8])
+    orders = OrderBatch([0, 1, 2, 0], [2, 3, 4, 9])
+    result = inv.reserve(orders)
+    inv.restock([1], [2])
+    inv.release(orders, result)
+    inv.reserve(OrderBatch([2, 2], [3, 3], offsets=[0, 2]))
+    live = inv._block.words.copy()
+    inv.close()
+    assert _reopened_equals(path, {4: live}) == 4
+
+
+# ------------------------------------------------------------- power loss
+def test_truncation_anywhere_recovers_an_acknowledged_prefix(journal, tmp_path):
+    path, states = journal
+    segment = _newest_segment(path)
+    ends = _record_ends(segment)
+    size = os.path.getsize(segment)
+    rng = np.random.default_rng(5)
+    cuts = sorted(set(rng.integers(SEGMENT_HEADER.size, size, 12).tolist()) | {ends[0] - 1, ends[-2], size - 1})
+    for cut in cuts:
+        copy = _copy(path, tmp_path, f"cut{cut}")
+        with open(_newest_segment(copy), "r+b") as f:
+            f.truncate(cut)
+        whole = sum(1 for end in ends if end <= cut)  # records wholly before the cut
+        assert _reopened_equals(copy, states) == whole
+        # The torn tail was cut off: it reopens the same, and appends go on.
+        inv = Inventory.open_durable(copy)
+        assert inv.last_seq == whole
+        inv.reserve_one(0, 1, order_id=10_000, user_id=1)
+        inv.close()
+        assert Inventory.open_durable(copy).state_of([10_000])[0] != 0
+
+
+@pytest.mark.parametrize("damage", ["zero", "flip"])
+def test_damaged_last_record_is_cut_off(journal, tmp_path, damage):
+    path, states = journal
+    ends = _record_ends(_newest_segment(path))
+    rng = np.random.default_rng(6)
+    for trial in range(6):
+        copy = _copy(path, tmp_path, f"{damage}{trial}")
+        segment = _newest_segment(copy)
+        data = bytearray(open(segment, "rb").read())
+        if damage == "zero":  # from a non-zero byte on, so something changes
+            nonzero = [i for i in range(ends[-2], ends[-1]) if data[i]]
+            at = nonzero[int(rng.integers(len(nonzero)))]
+            end = min(at + int(rng.integers(1, 64)), ends[-1])
+            data[at:end] = bytes(end - at)
+        else:
+            at = int(rng.integers(ends[-2], ends[-1]))
+            data[at] ^= 1 << int(rng.integers(8))
+        open(segment, "wb").write(bytes(data[:ends[-1]]))
+        assert _reopened_equals(copy, states) == len(ends) - 1
+
+
+def test_damage_before_the_tail_refuses_to_open(journal, tmp_path):
+    path, states = journal
+    ends = _record_ends(_newest_segment(path))
+    copy = _copy(path, tmp_path)
+    segment = _newest_segment(copy)
+    data = bytearray(open(segment, "rb").read())
+    at = ends[3] + RECORD_HEADER.size + 3  # inside record 5's payload
+    data[at] ^= 0x10
+    open(segment, "wb").write(bytes(data))
+    with pytest.raises(JournalCorrupt, match=rf"{os.path.basename(segment)} offset {ends[3]}"):
+        Inventory.open_durable(copy)
+    assert open(segment, "rb").read() == bytes(data), "a refused open changes no file"
+    result = subprocess.run([sys.executable, "-m", "kernel.journal", "verify", copy], capture_output=True, text=True)
+    assert result.returncode == 1 and f"offset {ends[3]}" in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------- recovery rules
+def test_missing_segment_is_an_error(tmp_path):
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    _run_calls(inv, seed=7, n_calls=5)
+    inv.close()
+    for reopen in range(2):  # each open starts a new segment
+        inv = Inventory.open_durable(path)
+        _run_calls(inv, seed=8 + reopen, n_calls=5)
+        inv.close()
+    segments = sorted(n for n in os.listdir(path) if n.endswith(".seg"))
+    assert len(segments) == 3
+    os.unlink(os.path.join(path, segments[1]))
+    gap = f"records {int(segments[1][4:24])}..{int(segments[2][4:24]) - 1}"
+    with pytest.raises(JournalError, match=f"missing segment: {gap}"):
+        Inventory.open_durable(path)
+    os.unlink(os.path.join(path, segments[0]))
+    with pytest.raises(JournalError, match="missing segment"):
+        Inventory.open_durable(path)
+
+
+def test_records_before_the_snapshot_are_never_applied_twice(tmp_path):
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    states = _run_calls(inv, seed=9, n_calls=15)
+    before = _copy(path, tmp_path, "before")  # every segment, snapshot 0
+    seq = inv.checkpoint()
+    states.update(_run_calls(inv, seed=10, n_calls=5))
+    inv.close()
+    # A crash between writing the snapshot and dropping the old segments:
+    # both are there; the old records must be skipped.
+    snap = f"snap-{seq:020d}.snap"
+    shutil.copy(os.path.join(path, snap), before)
+    for name in os.listdir(path):
+        if name.endswith(".seg"):
+            shutil.copy(os.path.join(path, name), before)
+    assert _reopened_equals(before, states) == max(states)
+
+
+def test_a_damaged_snapshot_is_named(tmp_path):
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    _run_calls(inv, seed=12, n_calls=5)
+    seq = inv.checkpoint()
+    inv.close()
+    snap = os.path.join(path, f"snap-{seq:020d}.snap")
+    data = bytearray(open(snap, "rb").read())
+    data[200] ^= 0xFF
+    open(snap, "wb").write(bytes(data))
+    # The checkpoint removed the older snapshot and the segments it needed.
+    with pytest.raises(JournalCorrupt, match=f"no valid snapshot.*{os.path.basename(snap)}: the state block fails"):
+        Inventory.open_durable(path)
+
+
+def test_torn_segment_creation_and_leftover_temporaries_are_cleaned(journal, tmp_path):
+    path, states = journal
+    copy = _copy(path, tmp_path)
+    last = max(states)
+    open(os.path.join(copy, f"wal-{last + 1:020d}.seg"), "wb").write(segment_header(last + 1, 0)[:20])
+    open(os.path.join(copy, f"snap-{last:020d}.snap.tmp"), "wb").write(b"half a snapshot")
+    assert _reopened_equals(copy, states) == last
+    assert not [n for n in os.listdir(copy) if n.endswith(".tmp")]
+
+
+def test_not_an_inventory_or_another_version_is_a_clear_error(journal, tmp_path):
+    path, _ = journal
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(JournalError, match="not a durable inventory"):
+        Inventory.open_durable(empty)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Inventory.open_durable(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        Inventory.open_durable(tmp_path / "file")
+
+    other = _copy(path, tmp_path, "format")
+    with open(os.path.join(other, MARKER), "w") as f:
+        f.write('{"kind": "kernel durable inventory", "format": 99, "layout_version": 2}')
+    with pytest.raises(JournalError, match="format version 99"):
+        Inventory.open_durable(other)
+
+    other = _copy(path, tmp_path, "layout")
+    segment = _newest_segment(other)
+    data = bytearray(open(segment, "rb").read())
+    import struct
+    import zlib
+    fields = list(struct.unpack_from("<8sIIQII", data))
+    fields[2], fields[5] = 1, 0  # layout version 1, with a valid header checksum
+    head = struct.pack("<8sIIQII", *fields)
+    fields[5] = zlib.crc32(head + bytes(32))
+    data[:SEGMENT_HEADER.size] = struct.pack("<8sIIQII", *fields) + bytes(32)
+    assert data[:8] == SEGMENT_MAGIC
+    open(segment, "wb").write(bytes(data))
+    with pytest.raises(JournalError, match="layout version 1"):
+        Inventory.open_durable(other)
+
+
+def test_create_refuses_a_used_directory_and_bad_arguments(journal, tmp_path):
+    path, _ = journal
+    with pytest.raises(FileExistsError, match="open_durable"):
+        _create(path)
+    with pytest.raises(ValueError, match="fsync must be one of"):
+        _create(str(tmp_path / "a"), fsync="always")
+    with pytest.raises(ValueError, match="interval_ms"):
+        _create(str(tmp_path / "b"), fsync="interval", interval_ms=0)
+    with pytest.raises(TypeError, match="exactly one of stock or offers"):
+        Inventory.create_durable(str(tmp_path / "c"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_read_only_directory_is_a_clear_error(journal, tmp_path, monkeypatch):
+    path, _ = journal
+    copy = _copy(path, tmp_path)
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    if os.geteuid() == 0:
+        # Permission bits do not bind root: refuse writes there as the OS would.
+        real_open = os.open
+
+        def refusing(file, flags, *args, **kwargs):
+            if str(file).startswith((copy, str(readonly))) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                raise PermissionError(errno.EACCES, "Permission denied (read-only, simulated)", file)
+            return real_open(file, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refusing)
+    else:
+        for target in (copy, str(readonly)):
+            os.chmod(target, 0o555)
+    try:
+        with pytest.raises(PermissionError):
+            Inventory.create_durable(str(readonly / "new"), [3])
+        assert not (readonly / "new").exists() or not os.listdir(readonly / "new")
+        with pytest.raises(PermissionError):
+            Inventory.open_durable(copy)
+    finally:
+        monkeypatch.undo()
+        for target in (copy, str(readonly)):
+            os.chmod(target, 0o755)
+    assert _reopened_equals(copy, journal[1]) == max(journal[1]), "a refused open changed nothing"
+
+
+# ------------------------------------------------------ failure: fail-stop
+@pytest.mark.parametrize("fsync", ["batch", "interval"])
+@pytest.mark.parametrize("what", ["write", "fdatasync"])
+def test_an_io_error_fails_stop_and_the_journal_holds_only_acknowledged_calls(tmp_path, monkeypatch, fsync, what):
+    if fsync == "interval" and what == "fdatasync":
+        return _interval_sync_error(tmp_path, monkeypatch)
+    path = str(tmp_path / "inv")
+    inv = _create(path, fsync=fsync, interval_ms=1000)
+    acked = {}
+    for i in range(5):
+        acked[i] = inv.reserve_one(i % N_SKUS, 1, order_id=i, user_id=i)
+    states = {inv.last_seq: inv._block.words.copy()}
+    real = getattr(os, what)
+
+    def broken(fd, *args):
+        if fd == inv._journal._fd:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        return real(fd, *args)
+
+    monkeypatch.setattr(os, what, broken)
+    with pytest.raises(JournalFailed, match="No space left"):
+        inv.reserve_one(0, 1, order_id=99, user_id=9)
+    monkeypatch.setattr(os, what, real)
+    for call in (lambda: inv.reserve_one(1, 1, order_id=100), lambda: inv.confirm([0]), lambda: inv.checkpoint(),
+                 lambda: inv.state_of([0]), lambda: inv.restock([0], [1])):
+        with pytest.raises(JournalFailed, match="refuses every call"):
+            call()
+    inv.close()
+    inv = Inventory.open_durable(path)
+    assert inv.state_of([99])[0] == 0, "the failed call is not in the journal"
+    assert np.array_equal(inv._block.words, states[inv.last_seq])
+    inv.close()
+
+
+def _interval_sync_error(tmp_path, monkeypatch):
+    """Under "interval" a call does not wait for the sync: the flusher's
+    failure stops every later call; what was written (acknowledged) stays."""
+    path = str(tmp_path / "inv")
+    inv = _create(path, fsync="interval", interval_ms=1)
+    real = os.fdatasync
+
+    def broken(fd):
+        if fd == inv._journal._fd:
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    assert inv.reserve_one(0, 1, order_id=1) == Status.ACCEPTED
+    live = inv._block.words.copy()
+    for _ in range(5000):  # until the flusher has tried (bounded)
+        if inv._journal.failed is not None:
+            break
+        threading.Event().wait(0.002)
+    with pytest.raises(JournalFailed, match="Input/output error"):
+        inv.reserve_one(0, 1, order_id=2)
+    monkeypatch.setattr(os, "fdatasync", real)
+    inv.close()
+    assert _reopened_equals(path, {1: live}) == 1
+
+
+def test_an_interrupted_call_fails_stop(tmp_path, monkeypatch):
+    """An exception between two kernel calls of one facade call (after
+    claim_orders, before reserve_tracked) leaves state no record describes."""
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    inv.reserve_one(0, 1, order_id=1)
+
+    class Interrupted(BaseException):
+        pass
+
+    class Kernels:  # the real backend, but reserve_tracked is interrupted
+        def __init__(self, real):
+            self._real = real
+
+        def __getattr__(self, name):
+            return getattr(self._real, name)
+
+        @staticmethod
+        def reserve_tracked(*args):
+            raise Interrupted()
+
+    # The tracked-order component holds the kernel module it runs.
+    monkeypatch.setattr(inv._tracked, "kernels", Kernels(inv.kernels))
+    with pytest.raises(JournalFailed):
+        inv.reserve(OrderBatch([0], [1], order_id=[2], user_id=[2]))
+    with pytest.raises(JournalFailed):
+        inv.reserve_one(0, 1, order_id=3)
+    inv.close()
+    reopened = Inventory.open_durable(path)
+    assert reopened.state_of([1, 2]).tolist() == [kernel.OrderState.HELD, 0]
+    reopened.close()
+
+
+def test_file_size_limit_in_a_subprocess_fails_stop(tmp_path):
+    """A real write error from the kernel (EFBIG under RLIMIT_FSIZE)."""
+    path = str(tmp_path / "inv")
+    _create(path).close()
+    script = f"""
+import resource, signal, sys, kernel
+from kernel.journal import JournalFailed
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+inv = kernel.Inventory.open_durable({path!r})
+resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+i = 0
+try:
+    while True:
+        status = inv.reserve_one(i % 5, 1, order_id=i, user_id=i % 7)
+        print("ack", i, int(status), flush=True)
+        i += 1
+except JournalFailed as error:
+    print("failed", i, error, flush=True)
+try:
+    inv.reserve_one(0, 1, order_id=10**6)
+except JournalFailed:
+    print("refused", flush=True)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    lines = result.stdout.split("\n")
+    assert any(line.startswith("failed") for line in lines) and "refused" in lines, result.stdout + result.stderr
+    acks = {int(line.split()[1]): int(line.split()[2]) for line in lines if line.startswith("ack")}
+    failed = int(next(line for line in lines if line.startswith("failed")).split()[1])
+    assert acks and failed == max(acks) + 1
+    inv = Inventory.open_durable(path)
+    states = inv.state_of(list(acks) + [failed])
+    expected = {Status.ACCEPTED: kernel.OrderState.HELD, Status.OUT_OF_STOCK: kernel.OrderState.REFUSED,
+                Status.LIMIT_EXCEEDED: kernel.OrderState.REFUSED}
+    assert [int(s) for s in states[:-1]] == [int(expected[Status(acks[i])]) for i in acks]
+    assert states[-1] == 0
+    inv.close()
+
+
+# ------------------------------------------------------------- policies
+def test_group_commit_shares_fsyncs_between_threads(tmp_path):
+    path = str(tmp_path / "inv")
+    inv = Inventory.create_durable(path, [10**6] * 4, max_orders=20_000)
+    per_thread, n_threads = 150, 8
+    errors = []
+
+    def work(t):
+        try:
+            for i in range(per_thread):
+                assert inv.reserve_one(i % 4, 1, order_id=t * per_thread + i) == Status.ACCEPTED
+                assert inv.durable_seq >= 1
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert not errors and not any(w.is_alive() for w in workers)
+    stats = inv.journal_stats()
+    assert stats["records"] == stats["durable"] == per_thread * n_threads
+    assert stats["fsyncs"] < per_thread * n_threads, "no fsync was shared"
+    live = inv._block.words.copy()
+    inv.close()
+    assert _reopened_equals(path, {per_thread * n_threads: live})
+
+
+@pytest.mark.parametrize("fsync", ["interval", "none"])
+def test_interval_and_none_policies(tmp_path, fsync):
+    path = str(tmp_path / "inv")
+    inv = _create(path, fsync=fsync, interval_ms=5)
+    states = _run_calls(inv, seed=11, n_calls=10)
+    if fsync == "interval":
+        for _ in range(2000):  # the flusher catches up (bounded wait, no timing claim)
+            if inv.durable_seq == inv.last_seq:
+                break
+            threading.Event().wait(0.005)
+        assert inv.durable_seq == inv.last_seq
+    inv.sync()
+    assert inv.durable_seq == inv.last_seq
+    assert inv.journal_stats()["fsyncs"] >= 1
+    inv.close()
+    assert _reopened_equals(path, states) == max(states)
+
+
+def test_reads_and_duplicates_answer_only_from_durable_state(tmp_path):
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    assert inv.reserve_one(0, 1, order_id=1) == Status.ACCEPTED
+    seq = inv.last_seq
+    assert inv.reserve_one(0, 1, order_id=1) == Status.DUPLICATE
+    assert inv.last_seq == seq, "a call that changed nothing appends nothing"
+    assert inv.kind == "durable" and inv.directory == path
+    inv.close()
+
+
+# -------------------------------------------------------------------- CLI
+def test_inspect_and_verify(journal, tmp_path):
+    path, states = journal
+    run = lambda *args: subprocess.run([sys.executable, "-m", "kernel.journal", *args], capture_output=True,
+                                       text=True, timeout=60)
+    result = run("inspect", path)
+    assert result.returncode == 0, result.stderr
+    assert f"last sequence number: {max(states)}" in result.stdout and "reserve_one" in result.stdout
+    result = run("verify", path)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
+    copy = _copy(path, tmp_path)
+    with open(_newest_segment(copy), "r+b") as f:
+        f.truncate(os.path.getsize(_newest_segment(copy)) - 5)
+    result = run("verify", copy)
+    assert result.returncode == 0 and "torn tail" in result.stdout
+    result = run("inspect", str(tmp_path))
+    assert result.returncode == 1 and "not a durable inventory" in result.stderr
+
+
+def test_compiled_capture_helpers_match_numpy_and_big_calls_replay_exactly(tmp_path):
+    """Calls of at least _fast.MIN_SIZE ids take the compiled probe and
+    value range (when numba is installed): same answers as numpy, and replay
+    of such calls is still word for word."""
+    from kernel.journal import _fast
+    from kernel.tracking import probe as numpy_probe
+
+    rng = np.random.default_rng(13)
+    path = str(tmp_path / "big")
+    n = 3 * _fast.MIN_SIZE
+    inv = Inventory.create_durable(path, [3] * 500, max_orders=4 * n, limit_per_user=2, max_user_skus=4 * n)
+    orders = OrderBatch(rng.integers(0, 500, n), rng.integers(1, 3, n), order_id=rng.permutation(4 * n)[:n],
+                        user_id=rng.integers(0, n // 4, n))
+    inv.reserve(orders, hold_until=rng.integers(0, 10, n))
+    inv.cancel(orders.order_id[:n // 2])
+    inv.expire(5)
+    keys = np.concatenate([orders.order_id, rng.integers(0, 1 << 40, n)])
+    assert np.array_equal(_fast.probe(inv.state.order_word, keys, kernel.tracking.MAX_ORDER_ID),
+                          numpy_probe(inv.state.order_word, keys, kernel.tracking.MAX_ORDER_ID))
+    values = rng.integers(-(1 << 62), 1 << 62, n)
+    assert _fast.value_range(values) == (int(values.min()), int(values.max()))
+    live = inv._block.words.copy()
+    inv.close()
+    assert _reopened_equals(path, {3: live}) == 3
+
+
+def test_one_private_owner_at_a_time(tmp_path):
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    with pytest.raises(JournalError, match="open in another process"):
+        Inventory.open_durable(path)
+    inv.close()
+    Inventory.open_durable(path).close()  # free again once closed
