@@ -745,14 +745,16 @@ def _svg_chart(hist, case, width=420, height=150):
         dots.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3.5" fill="{colour}"><title>{tip}</title></circle>')
         prev = v
     first = points[0][1]
+    ends = [max(values)] if y(min(values)) - y(max(values)) < 12 else [max(values), min(values)]  # no overlap
+    labels = "".join(f'<text x="{pad_l - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{v:,}</text>'
+                     for v in ends)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
             f'aria-label="{html.escape(case)}">'
             f'<rect width="{width}" height="{height}" fill="#fff" stroke="#ddd"/>'
             f'<text x="6" y="15" font-size="12" font-weight="bold">{html.escape(case)}</text>'
             f'<text x="{width - 6}" y="15" font-size="11" text-anchor="end">'
             f'{_fmt_change(points[-1][1] / first - 1)} over the range</text>'
-            f'<text x="{pad_l - 4}" y="{y(max(values)) + 4:.1f}" font-size="10" text-anchor="end">{max(values):,}</text>'
-            f'<text x="{pad_l - 4}" y="{y(min(values)) + 4:.1f}" font-size="10" text-anchor="end">{min(values):,}</text>'
+            f'{labels}'
             f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{height - pad_b}" y2="{height - pad_b}" stroke="#999"/>'
             f'<path d="{path}" fill="none" stroke="#1565c0" stroke-width="1.5"/>{"".join(dots)}</svg>')
 
