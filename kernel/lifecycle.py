@@ -21,7 +21,7 @@ from .codes import Status
 from .inputs import INT64_MAX, as_int64, check_at_least, check_below
 from .tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, CapacityError, as_order_ids, probe
 
-__all__ = ["TrackedOrders", "checked_int"]
+__all__ = ["TrackedOrders", "checked_int", "hold_deadlines"]
 
 _STATUSES = tuple(Status)
 _BUDGET_NAMES = {codes.ORDERS_LEFT: "order table (max_orders)", codes.PAIRS_LEFT: "limit table (max_user_skus)",
@@ -44,6 +44,19 @@ def checked_int(name, value, low, high):
     if not low <= value <= high:
         raise ValueError(f"{name} = {value} is out of range [{low}, {high + 1})")
     return value
+
+
+def hold_deadlines(hold_until, n_orders):
+    """Each order's hold deadline from ``hold_until`` (``None``: no
+    deadline; one number for every order; or one per order), checked."""
+    if hold_until is None:
+        return np.full(n_orders, NO_DEADLINE, dtype=np.int64)
+    if np.ndim(hold_until) == 0:
+        return np.full(n_orders, as_int64("hold_until", [hold_until])[0], dtype=np.int64)
+    deadline = as_int64("hold_until", hold_until)
+    if deadline.size != n_orders:
+        raise ValueError(f"hold_until: has {deadline.size} entries but the batch has {n_orders} orders")
+    return deadline
 
 
 class TrackedOrders:
@@ -114,7 +127,7 @@ class TrackedOrders:
             if users.size and users.max() > self.max_user:
                 pos = int((users > self.max_user).argmax())
                 raise ValueError(f"user_id[{pos}] = {users[pos]} must be <= {self.max_user}")
-        deadline = self._deadlines(hold_until, orders.n_orders)
+        deadline = hold_deadlines(hold_until, orders.n_orders)
         state, kernels = self.state, self.kernels
         counters = state.counters
         if ordered:
@@ -177,17 +190,6 @@ class TrackedOrders:
         counted each time, an over-estimate given back afterwards)."""
         keys = users[capped] * self.n_skus + sku[capped] + 1
         return int(np.count_nonzero(probe(self.state.limit_key, keys) < 0))
-
-    @staticmethod
-    def _deadlines(hold_until, n_orders):
-        if hold_until is None:
-            return np.full(n_orders, NO_DEADLINE, dtype=np.int64)
-        if np.ndim(hold_until) == 0:
-            return np.full(n_orders, as_int64("hold_until", [hold_until])[0], dtype=np.int64)
-        deadline = as_int64("hold_until", hold_until)
-        if deadline.size != n_orders:
-            raise ValueError(f"hold_until: has {deadline.size} entries but the batch has {n_orders} orders")
-        return deadline
 
     def reserve_one(self, sku, qty, order_id, user_id, max_price, hold_until):
         """One single-line order (arguments as for Inventory.reserve_one)."""

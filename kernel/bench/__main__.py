@@ -4,6 +4,7 @@
     python -m kernel.bench --workloads uniform,carts --backends cython --threads 1,all
     kernel-bench --scale 1 --rounds 7 --out /tmp/full   # full size: 10M orders per workload
     python -m kernel.bench compare OLD/results.json NEW/results.json [--csv diff.csv]
+    python -m kernel.bench cluster --shards 1,2,4        # ShardedInventory over Ray (kernel.cluster.bench)
 
 Defaults: every registry workload, every available backend, all three modes,
 threads 1..cores plus 'all', scale 0.1 (1M orders per workload; 200k for
@@ -115,6 +116,9 @@ def main(argv=None):
     if argv[:1] == ["compare"]:
         from .compare import main as compare_main
         return compare_main(argv[1:])
+    if argv[:1] == ["cluster"]:  # the sharded inventory over Ray: its own options (needs the 'ray' extra)
+        from ..cluster.bench import main as cluster_main
+        return cluster_main(argv[1:])
     args = parser().parse_args(argv)
     if args.rounds < 1 or not args.scale > 0:
         parser().error("--rounds must be >= 1 and --scale > 0")
