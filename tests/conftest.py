@@ -1,6 +1,9 @@
 """Shared registry of what the tests run over: every backend x thread count,
 and hypothesis strategies for inventories and batches."""
 
+import importlib.metadata
+import os
+
 import numpy as np
 import pytest
 from hypothesis import strategies as st
@@ -14,6 +17,45 @@ ALL_BACKENDS = list(BACKENDS)
 COMPILED_BACKENDS = [name for name in ALL_BACKENDS if name != "reference"]
 # 8 > the 2 cores of CI on purpose: oversubscription shakes out races.
 THREAD_COUNTS = [1, 2, 8]
+
+
+def _installed_copy(here):
+    """Where a non-editable install of this project keeps ``kernel`` (other
+    than ``here``), or None.  Every copy of the metadata is looked at: an
+    in-tree build leaves a ``*.egg-info`` in the checkout that is found first."""
+    for dist in importlib.metadata.distributions(name="double11-kernel"):
+        where = os.path.realpath(dist.locate_file("kernel/__init__.py"))
+        if where != here and os.path.isfile(where):  # an editable install lists no such file
+            return where
+    return None
+
+
+def pytest_collection(session):
+    """Stop at once, with one message, when the compiled backends do not
+    import (instead of a hundred failures and a test waiting on workers that
+    died at import).  The usual cause: ``pip install .`` (not ``-e``) and
+    pytest run inside the checkout, whose ``./kernel`` (no compiled
+    extension) shadows the installed package."""
+    missing = [name for name in COMPILED_BACKENDS if name not in kernel.available_backends()]
+    if not missing:
+        return
+    errors = []
+    for name in missing:
+        try:
+            kernel.backends.load(name)
+        except ImportError as exc:
+            errors.append(f"  {name}: {exc}")
+    here = os.path.realpath(kernel.__file__)
+    installed = _installed_copy(here)
+    if installed:
+        cause = (f"The tests import the source tree's kernel ({os.path.dirname(here)}), which shadows the "
+                 f"installed, non-editable package ({os.path.dirname(installed)}); the source tree has no "
+                 "compiled extension.\nInstall the checkout in editable mode instead: pip install -e '.[test]'")
+    else:
+        cause = (f"kernel is imported from {os.path.dirname(here)}, where they are not built.\n"
+                 "Build them in place with: pip install -e '.[test]'")
+    pytest.exit(f"compiled backend(s) {', '.join(missing)} cannot be imported:\n" + "\n".join(errors)
+                + "\n" + cause, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(autouse=True)

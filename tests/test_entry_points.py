@@ -61,7 +61,7 @@ def cython_sell(tmp_path_factory):
     for name in ("sell.pyx", "build.py"):
         shutil.copy(EXAMPLES / "cython_entry" / name, where / name)
     build = subprocess.run([sys.executable, "build.py", "build_ext", "--inplace"], cwd=where, capture_output=True,
-                           text=True)
+                           text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     sys.path.insert(0, str(where))
     try:

@@ -39,12 +39,12 @@ def run_demo(name, report, timeout=90):
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
+        out, _ = proc.communicate(timeout=60)
         pytest.fail(f"the demo did not finish in {timeout} s:\n{out}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            proc.wait(timeout=60)
     return proc.returncode, out
 
 

@@ -202,7 +202,8 @@ def test_damage_before_the_tail_refuses_to_open(journal, tmp_path):
     with pytest.raises(JournalCorrupt, match=rf"{os.path.basename(segment)} offset {ends[3]}"):
         Inventory.open_durable(copy)
     assert open(segment, "rb").read() == bytes(data), "a refused open changes no file"
-    result = subprocess.run([sys.executable, "-m", "kernel.journal", "verify", copy], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "kernel.journal", "verify", copy], capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 1 and f"offset {ends[3]}" in result.stdout + result.stderr
 
 

@@ -45,7 +45,7 @@ def _buyer(name, backend, worker, n_ids, start, results):
     """One worker process: every worker submits every id (so each id races in
     all of them), half one by one, half in batches."""
     inv = kernel.Inventory.attach(name, backend=backend, threads=2)
-    start.wait()
+    start.wait(timeout=300)  # a sibling that died at start-up breaks the barrier, not this worker
     ids = np.arange(n_ids, dtype=np.int64)
     rng = np.random.default_rng(worker)
     ids = rng.permutation(ids)
@@ -77,7 +77,7 @@ def test_four_processes_on_one_hot_sku(name, backends):
         worker.start()
     answers = [results.get(timeout=300) for _ in workers]
     for worker in workers:
-        worker.join()
+        worker.join(timeout=120)
         assert worker.exitcode == 0
     accepted = [sum(a[i] == Status.ACCEPTED for a in answers) for i in range(n_ids)]
     # Each id is accepted in at most one process; every other process saw a duplicate.
@@ -126,11 +126,13 @@ def test_a_worker_killed_mid_batch_leaves_no_half_order(name, compiled_backend, 
         assert event.wait(60)
     time.sleep(kill_after)
     os.kill(workers[0].pid, signal.SIGKILL)  # mid-batch, at an arbitrary instruction
-    workers[0].join()
+    workers[0].join(timeout=60)
+    assert not workers[0].is_alive()
     # The survivor goes on reserving from the same stock after the kill.
     time.sleep(0.1)
     workers[1].terminate()
-    workers[1].join()
+    workers[1].join(timeout=60)
+    assert workers[1].exitcode is not None, "the survivor ignored SIGTERM"
     # While nothing runs: every HELD order is whole, nothing is oversold, and
     # recover() finishes what the dead left.  Each killed process may have
     # lost one line's units (2 at most here), see Inventory.recover.

@@ -70,9 +70,10 @@ def test_many_python_threads_share_one_inventory(compiled_backend):
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join()
+        worker.join(timeout=600)
+        assert not worker.is_alive(), "a worker thread did not finish in 10 minutes"
     done.set()
-    watcher.join()
+    watcher.join(timeout=60)
 
     assert lowest and min(lowest) >= 0
     kept = np.zeros(n_skus, dtype=np.int64)

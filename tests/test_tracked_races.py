@@ -24,7 +24,7 @@ def run_together(*jobs):
 
     def wrap(job):
         try:
-            start.wait()
+            start.wait(timeout=120)
             job()
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             errors.append(exc)
@@ -33,7 +33,8 @@ def run_together(*jobs):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=600)
+        assert not t.is_alive(), "a racing thread did not finish in 10 minutes"
     if errors:
         raise errors[0]
 
