@@ -204,9 +204,11 @@ class TrackedOrders:
 
     def _new_pairs_at_most(self, users, sku, capped):
         """How many (user, SKU) pairs of these lines could be new to the limit
-        table (pairs already there stay there; repeats within the batch are
-        counted each time, an over-estimate given back afterwards)."""
-        keys = users[capped] * self.n_skus + sku[capped] + 1
+        table: the distinct pairs not in it yet (pairs already there stay
+        there).  Counting repeats within the batch each time would refuse a
+        batch whose few users come back on many lines, although the table
+        has room for every pair it adds."""
+        keys = np.unique(users[capped] * self.n_skus + sku[capped] + 1)
         return int(np.count_nonzero(probe(self.pair_keys, keys) < 0))
 
     def reserve_one(self, sku, qty, order_id, user_id, max_price, hold_until):

@@ -125,6 +125,9 @@ def test_a_worker_killed_mid_batch_leaves_no_half_order(name, compiled_backend, 
     for event in ready:
         assert event.wait(60)
     time.sleep(kill_after)
+    # Both are still reserving (a worker that died of an error would make
+    # this test check nothing).
+    assert all(worker.is_alive() for worker in workers), [worker.exitcode for worker in workers]
     os.kill(workers[0].pid, signal.SIGKILL)  # mid-batch, at an arbitrary instruction
     workers[0].join(timeout=60)
     assert not workers[0].is_alive()
@@ -137,6 +140,7 @@ def test_a_worker_killed_mid_batch_leaves_no_half_order(name, compiled_backend, 
     # recover() finishes what the dead left.  Each killed process may have
     # lost one line's units (2 at most here), see Inventory.recover.
     inv.recover()
+    assert inv.state.counters[kernel.codes.ORDERS_LEFT] < 2_000_000, "the workers reserved nothing"
     check_tracked(inv, stock, may_have_lost=2 * 2)
     inv.unlink()
 
