@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = re.compile(r"\.(c|cpp|html|so|pyd|o|pyc)$")
-HAND_WRITTEN_C = "kernel/bench/c/"  # C loops the benchmark compiles at run time: sources, not output
+HAND_WRITTEN_C = ("kernel/bench/c/", "bench/c_")  # C loops the benchmarks compile at run time: sources, not output
 
 
 def _tracked_files():
