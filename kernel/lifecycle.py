@@ -21,7 +21,7 @@ from .codes import Status
 from .inputs import INT64_MAX, as_int64, check_at_least, check_below
 from .tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, CapacityError, as_order_ids, probe
 
-__all__ = ["TrackedOrders", "checked_int", "hold_deadlines"]
+__all__ = ["TrackedOrders", "checked_int", "hold_deadlines", "user_sku_pairs"]
 
 _STATUSES = tuple(Status)
 _BUDGET_NAMES = {codes.ORDERS_LEFT: "order table (max_orders)", codes.PAIRS_LEFT: "limit table (max_user_skus)",
@@ -57,6 +57,19 @@ def hold_deadlines(hold_until, n_orders):
     if deadline.size != n_orders:
         raise ValueError(f"hold_until: has {deadline.size} entries but the batch has {n_orders} orders")
     return deadline
+
+
+def user_sku_pairs(user_ids, skus, n_skus):
+    """``(users, skus)`` for :meth:`~kernel.Inventory.limit_used`, checked:
+    int64 arrays of equal length, users ``>= 0``, SKUs in ``[0, n_skus)``."""
+    users = as_int64("user_ids", user_ids)
+    skus = as_int64("skus", skus)
+    if users.size != skus.size:
+        raise ValueError(f"skus: has {skus.size} entries but user_ids has {users.size}")
+    check_at_least("user_ids", users, 0, ">= 0")
+    check_at_least("skus", skus, 0, "a SKU id >= 0")
+    check_below("skus", skus, n_skus)
+    return users, skus
 
 
 class TrackedOrders:
@@ -259,7 +272,6 @@ class TrackedOrders:
 
     def cancel(self, order_ids, threads):
         ids, n_threads = self._ids_and_threads(order_ids, threads)
-        s = self.state
         outcome = np.empty(ids.size, dtype=np.int8)
         maybe_new = ids.size
         try:
@@ -290,13 +302,7 @@ class TrackedOrders:
         return np.where(slot >= 0, words[np.maximum(slot, 0)] >> codes.STATE_SHIFT, 0).astype(np.int8)
 
     def limit_used(self, user_ids, skus):
-        users = as_int64("user_ids", user_ids)
-        skus = as_int64("skus", skus)
-        if users.size != skus.size:
-            raise ValueError(f"skus: has {skus.size} entries but user_ids has {users.size}")
-        check_at_least("user_ids", users, 0, ">= 0")
-        check_at_least("skus", skus, 0, "a SKU id >= 0")
-        check_below("skus", skus, self.n_skus)
+        users, skus = user_sku_pairs(user_ids, skus, self.n_skus)
         slot = probe(self.pair_keys, users * self.n_skus + skus + 1)
         counts = self.state.limit_table[codes.PAIR_COUNT_AT::codes.PAIR_STRIDE]
         return np.where(slot >= 0, counts[np.maximum(slot, 0)], 0)

@@ -25,7 +25,7 @@ from ..inputs import INT64_MAX, as_int64, check_at_least, check_sum_fits, check_
 from ..codes import OrderState, Outcome, Status
 from ..creation import offers as checked_offers
 from ..creation import one_offer_per_sku
-from ..lifecycle import checked_int
+from ..lifecycle import checked_int, user_sku_pairs
 from ..tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, as_order_ids
 from .decisions import DecisionLog, LogBusy, LogFailed
 from .routing import ShardMap, SplitBatch
@@ -514,15 +514,7 @@ class ShardedInventory:
     def limit_used(self, user_ids, skus):
         """Units of ``skus[k]`` that ``user_ids[k]`` holds or bought (each
         (user, SKU) pair lives on its SKU's shard)."""
-        users = as_int64("user_ids", user_ids)
-        skus = as_int64("skus", skus)
-        if users.size != skus.size:
-            raise ValueError(f"skus: has {skus.size} entries but user_ids has {users.size}")
-        check_at_least("user_ids", users, 0, ">= 0")
-        check_at_least("skus", skus, 0, "a SKU id >= 0")
-        if skus.size and skus.max() >= self.n_skus:
-            pos = int((skus >= self.n_skus).argmax())
-            raise ValueError(f"skus[{pos}] = {skus[pos]} is out of range [0, {self.n_skus})")
+        users, skus = user_sku_pairs(user_ids, skus, self.n_skus)
         used = np.zeros(users.size, dtype=np.int64)
         where = self.map.sku_shard[skus]
         parts = self._each("limit_used", {s: (users[where == s], self.map.sku_local[skus[where == s]])
