@@ -28,6 +28,11 @@ change refreshed ``bench/gate-baseline.json`` for that case by about as much
 compile for a generic x86-64 CPU (``NUMBA_CPU_NAME=generic``) so the host
 CPU model does not matter.  Needs a source checkout (the baseline and git
 history live there, not in a wheel).
+
+Over 700 lines on purpose: measuring, judging against a base commit and the
+committed baseline, the history across commits and its three report formats
+belong together (one command); splitting them would spread one data model
+(a count per case per toolchain) over several modules.
 """
 
 import argparse
