@@ -99,7 +99,6 @@ def _endless_carts(name, backend, ready):
     inv = kernel.Inventory.attach(name, backend=backend, threads=2)
     rng = np.random.default_rng(os.getpid())
     next_id = 1_000_000 * (os.getpid() % 1000)
-    ready.set()
     while True:
         n = 2000
         batch = OrderBatch(sku=rng.integers(0, 3, 3 * n), qty=rng.integers(1, 3, 3 * n),
@@ -107,6 +106,7 @@ def _endless_carts(name, backend, ready):
                            user_id=rng.integers(0, 100, n))
         next_id += n
         inv.reserve(batch, hold_until=int(rng.integers(0, 10)))
+        ready.set()  # after the first batch: the kill below lands while it really reserves
         inv.expire(int(rng.integers(0, 10)))
 
 
