@@ -709,8 +709,13 @@ class Inventory:
           ``recover`` gives back what it logged;
         * what it cannot give back: units taken in the few instructions
           between a successful stock CAS and its log entry (at most one
-          line's units per killed process) stay out of stock, and a cap
-          count taken for that line stays counted.  Lost, never oversold.
+          line's units per kernel thread of the killed process) stay out of
+          stock, and a cap count taken for that line stays counted.  Lost,
+          never oversold;
+        * nor what a process killed inside ``cancel`` or ``expire`` had not
+          given back yet: the order is CANCELLED / EXPIRED, its remaining
+          logged units stay out of stock (lost, never oversold; the
+          README's "known gap").
         """
         return self._require_tracking("recover").recover()
 

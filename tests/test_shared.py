@@ -105,9 +105,12 @@ def _endless_carts(name, backend, ready):
                            offsets=np.arange(0, 3 * n + 1, 3), order_id=np.arange(next_id, next_id + n),
                            user_id=rng.integers(0, 100, n))
         next_id += n
+        # No expire in this loop: a kill inside expire (or cancel) can lose
+        # the units of the order it was giving back, which recover() does not
+        # finish (the README's "known gap"); this test checks what a kill
+        # inside a reserve can and cannot leave.
         inv.reserve(batch, hold_until=int(rng.integers(0, 10)))
         ready.set()  # after the first batch: the kill below lands while it really reserves
-        inv.expire(int(rng.integers(0, 10)))
 
 
 @pytest.mark.parametrize("kill_after", [0.05, 0.2, 0.5])
@@ -137,11 +140,13 @@ def test_a_worker_killed_mid_batch_leaves_no_half_order(name, compiled_backend, 
     workers[1].join(timeout=60)
     assert workers[1].exitcode is not None, "the survivor ignored SIGTERM"
     # While nothing runs: every HELD order is whole, nothing is oversold, and
-    # recover() finishes what the dead left.  Each killed process may have
-    # lost one line's units (2 at most here), see Inventory.recover.
+    # recover() finishes what the dead left.  Each killed process (both were
+    # killed mid-call: SIGKILL, then SIGTERM) may have lost one line's units
+    # per kernel thread it ran (2 threads x 2 units at most here), see
+    # Inventory.recover.
     inv.recover()
     assert inv.state.counters[kernel.codes.ORDERS_LEFT] < 2_000_000, "the workers reserved nothing"
-    check_tracked(inv, stock, may_have_lost=2 * 2)
+    check_tracked(inv, stock, may_have_lost=2 * 2 * 2)
     inv.unlink()
 
 
