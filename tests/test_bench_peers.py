@@ -48,22 +48,23 @@ def _small(workload, mode, n=2000):
     return make_case(workload, n / full)
 
 
-@pytest.fixture(scope="module")
-def redis():
-    if not REDIS_OK:
-        pytest.skip(REDIS_WHY)
-    with servers.RedisServer() as server:
+def _serve(installed, why, server_class):
+    """One server for the module; afterwards its process and directory are gone."""
+    if not installed:
+        pytest.skip(why)
+    with server_class() as server:
         yield server
     assert _gone(server.pid) and server.dir is None
+
+
+@pytest.fixture(scope="module")
+def redis():
+    yield from _serve(REDIS_OK, REDIS_WHY, servers.RedisServer)
 
 
 @pytest.fixture(scope="module")
 def postgres():
-    if not PG_OK:
-        pytest.skip(PG_WHY)
-    with servers.PostgresServer() as server:
-        yield server
-    assert _gone(server.pid) and server.dir is None
+    yield from _serve(PG_OK, PG_WHY, servers.PostgresServer)
 
 
 @needs_redis
@@ -72,8 +73,10 @@ def test_redis_runs_are_checked(redis, workload, mode):
     """Lua per order/cart: no oversell, conservation, the cap, and exactly the
     orders the kernel's ordered mode accepts (checked inside redis_run)."""
     case = _small(workload, mode)
-    seconds, accepted = peers.redis_run(redis, case, mode, rounds=2)
-    assert len(seconds) == 2 and accepted.shape == (case.n_orders,)
+    round_times, accepted = peers.redis_run(redis, case, mode, rounds=2)
+    # One entry per round asked for, one decision per order (the times
+    # themselves are never asserted: speed is the benchmark's business).
+    assert len(round_times) == 2 and accepted.shape == (case.n_orders,)
     if workload == "flash-sale":
         assert 0 < accepted.sum() < case.n_orders  # oversubscribed: some refused
 
@@ -82,8 +85,8 @@ def test_redis_runs_are_checked(redis, workload, mode):
 @pytest.mark.parametrize("workload,mode", SHAPES)
 def test_postgres_runs_are_checked(postgres, workload, mode):
     case = _small(workload, mode, n=300)
-    seconds, accepted = peers.postgres_run(postgres, case, mode, rounds=1)
-    assert len(seconds) == 1 and accepted.shape == (case.n_orders,)
+    round_times, accepted = peers.postgres_run(postgres, case, mode, rounds=1)
+    assert len(round_times) == 1 and accepted.shape == (case.n_orders,)  # one round, one decision per order
 
 
 def test_a_wrong_peer_result_is_an_error():
