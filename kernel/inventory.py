@@ -474,7 +474,8 @@ class Inventory:
         if not isinstance(orders, OrderBatch):
             raise TypeError(f"orders must be an OrderBatch, got {type(orders).__name__}")
         state = self._check_open()
-        check_below("sku", orders.sku, self.n_skus)
+        if orders.max_sku >= self.n_skus:  # the batch's max, computed once at construction: no pass here
+            check_below("sku", orders.sku, self.n_skus)  # names the first bad line
         kernels = self._kernels
         n_threads = self._threads_for(threads, orders.n_lines, contended=self._contended(orders))
         offer_map = dict(offer_start=state.offer_start, offer_by_priority=state.offer_by_priority)
