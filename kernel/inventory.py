@@ -683,8 +683,9 @@ class Inventory:
         return self._require_tracking("expire").expire(now, threads)
 
     def recover(self):
-        """Finish what processes killed mid-reserve left: give back what each
-        unfinished order logged, and end it REFUSED (or CANCELLED).
+        """Finish what processes killed mid-call left: give back what each
+        unfinished order logged, and end it REFUSED (or CANCELLED); finish
+        the give-back of orders a killed cancel or expiry had ended.
 
         Call it only while no reserve runs on this inventory in any process
         (e.g. when a supervisor restarts its workers, or on reopening a
@@ -693,7 +694,8 @@ class Inventory:
         Returns
         -------
         int
-            How many orders it finished.
+            How many orders it finished (unfinished orders ended, and ended
+            orders whose give-back it completed).
 
         Notes
         -----
@@ -713,10 +715,13 @@ class Inventory:
           line's units per kernel thread of the killed process) stay out of
           stock, and a cap count taken for that line stays counted.  Lost,
           never oversold;
-        * nor what a process killed inside ``cancel`` or ``expire`` had not
-          given back yet: the order is CANCELLED / EXPIRED, its remaining
-          logged units stay out of stock (lost, never oversold; the
-          README's "known gap").
+        * a process killed inside ``cancel`` or ``expire`` leaves the order
+          CANCELLED / EXPIRED with some fill entries not yet given back:
+          ``recover`` gives them back (each entry is swapped out atomically,
+          so a live cancel racing the recovery never returns one twice); only
+          the units of the one entry swapped out and not yet returned when
+          the kill landed are lost (at most one line's units per kernel
+          thread, as above).
         """
         return self._require_tracking("recover").recover()
 

@@ -188,3 +188,69 @@ def test_full_limit_table_and_fill_log_raise_and_change_nothing(backend):
     assert inv.reserve_one(0, 1, order_id=6, user_id=1) == Status.ACCEPTED
     with pytest.raises(CapacityError, match="fill log"):
         reserve(inv, [0, 1], [1, 1], ids=[7, 8], users=[1, 1])
+
+
+# ---- recover() after a process was killed inside cancel / expire
+# The state such a process leaves is made here by hand: the CAS that ended
+# the order done, its fill entries given back only up to some entry (with
+# the reference's own give_back_fills, the step the kill interrupted).
+
+def _slot_of(inv, order_id):
+    words = inv.state.order_table[kernel.codes.ORDER_WORD_AT::kernel.codes.ORDER_STRIDE]
+    slot = np.flatnonzero((words & kernel.codes.ID_MASK) == order_id)
+    assert slot.size == 1
+    return int(slot[0])
+
+
+def _killed_inside_give_back(inv, order_id, ended, entries_done):
+    """Order ``order_id`` (HELD) left ``ended`` with only ``entries_done`` of its
+    fill entries given back."""
+    st = inv.state
+    slot = _slot_of(inv, order_id)
+    record = st.order_table[kernel.codes.ORDER_STRIDE * slot:kernel.codes.ORDER_STRIDE * (slot + 1)]
+    assert record[kernel.codes.ORDER_WORD_AT] >> kernel.codes.STATE_SHIFT == kernel.codes.HELD
+    record[kernel.codes.ORDER_WORD_AT] = (ended << kernel.codes.STATE_SHIFT) | order_id
+    user, first, last = kernel.reference.record_fills(st.order_table, slot)
+    assert last - first >= 2, "the order should log several entries"
+    kernel.reference.give_back_fills(st.stock, st.offer_sku, st.limit, st.limit_table, st.fill_offer,
+                                     st.fill_qty, user, first, first + entries_done)
+    return first, last
+
+
+@pytest.mark.parametrize("ended", ["CANCELLED_HOLD", "EXPIRED"])
+@pytest.mark.parametrize("entries_done", [0, 1])
+def test_recover_finishes_a_give_back_a_killed_cancel_or_expire_left(backend, ended, entries_done):
+    offers = [4, 3, 5]
+    inv = kernel.Inventory.from_offers(sku=[0, 0, 1], qty=offers, price=[100, 200, 50], backend=backend,
+                                       max_orders=16, limit_per_user=10)
+    # Order 1 takes from all three offers (4 + 2 of SKU 0, 1 of SKU 1); order 2 stays HELD.
+    r = inv.reserve(OrderBatch(sku=[0, 1, 1], qty=[6, 1, 2], offsets=[0, 2, 3], order_id=[1, 2],
+                               user_id=[7, 8]), ordered=True)
+    assert names(r.status, S) == ["ACCEPTED", "ACCEPTED"]
+    first, last = _killed_inside_give_back(inv, 1, getattr(kernel.codes, ended), entries_done)
+    assert inv.state.fill_qty[first:last].any(), "units still logged: lost until recover() finishes"
+    assert inv.stock.tolist() != [4, 3, 3]
+    assert inv.recover() == 1
+    # Everything order 1 took is back, its cap count too; order 2 is untouched.
+    assert inv.stock.tolist() == [4, 3, 3]
+    assert inv.limit_used([7, 7, 8], [0, 1, 1]).tolist() == [0, 0, 2]
+    assert not inv.state.fill_qty[first:last].any()
+    assert names(inv.state_of([1, 2]), ST) == [ended.replace("_HOLD", ""), "HELD"]
+    assert inv.recover() == 0  # nothing is given back twice
+    assert inv.stock.tolist() == [4, 3, 3]
+    check_tracked(inv, offers)
+
+
+def test_recover_ends_an_order_a_killed_reserve_left_pending(backend):
+    inv = kernel.Inventory.from_offers(sku=[0, 0, 1], qty=[4, 3, 5], price=[100, 200, 50], backend=backend,
+                                       max_orders=16, limit_per_user=10)
+    inv.reserve(OrderBatch(sku=[0, 1], qty=[6, 1], offsets=[0, 2], order_id=[1], user_id=[7]), ordered=True)
+    slot = _slot_of(inv, 1)
+    # As a reserve killed after its takes and before the CAS that publishes HELD leaves it.
+    inv.state.order_table[kernel.codes.ORDER_STRIDE * slot] = (kernel.codes.PENDING << kernel.codes.STATE_SHIFT) | 1
+    assert inv.recover() == 1
+    assert inv.stock.tolist() == [4, 3, 5]
+    assert inv.limit_used([7, 7], [0, 1]).tolist() == [0, 0]
+    assert names(inv.state_of([1]), ST) == ["REFUSED"]
+    assert inv.recover() == 0
+    check_tracked(inv, [4, 3, 5])

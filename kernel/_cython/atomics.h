@@ -58,6 +58,14 @@ static inline int64_t atomic_add_i64(int64_t *p, int64_t v)
     return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL);
 }
 
+/* Exchange; returns the old value.  Gives a fill-log entry back exactly once
+ * when a live cancel and a recovery race for it: whoever swaps out a non-zero
+ * quantity owns those units. */
+static inline int64_t atomic_exchange_i64(int64_t *p, int64_t v)
+{
+    return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL);
+}
+
 #elif defined(_MSC_VER)
 
 #include <intrin.h>
@@ -109,6 +117,11 @@ static __inline int64_t atomic_add_i64(int64_t *p, int64_t v)
     return _InterlockedExchangeAdd64((volatile __int64 *)p, v);
 }
 
+static __inline int64_t atomic_exchange_i64(int64_t *p, int64_t v)
+{
+    return _InterlockedExchange64((volatile __int64 *)p, v);
+}
+
 #else /* portable C11 fallback */
 
 #include <stdatomic.h>
@@ -137,6 +150,11 @@ static inline int atomic_cas_i64(int64_t *p, int64_t *expected, int64_t desired)
 static inline int64_t atomic_add_i64(int64_t *p, int64_t v)
 {
     return atomic_fetch_add_explicit((_Atomic int64_t *)p, v, memory_order_acq_rel);
+}
+
+static inline int64_t atomic_exchange_i64(int64_t *p, int64_t v)
+{
+    return atomic_exchange_explicit((_Atomic int64_t *)p, v, memory_order_acq_rel);
 }
 
 #endif

@@ -9,4 +9,5 @@ cdef extern from "atomics.h" nogil:
     void atomic_store_i64(int64_t *p, int64_t v)
     int atomic_cas_i64(int64_t *p, int64_t *expected, int64_t desired)
     int64_t atomic_add_i64(int64_t *p, int64_t v)
+    int64_t atomic_exchange_i64(int64_t *p, int64_t v)
     void prefetch_rw(const void *p)

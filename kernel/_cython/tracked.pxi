@@ -181,23 +181,27 @@ cdef inline void record_fills(const int64_t *order_table, int64_t slot, int64_t 
     last[0] = first[0] + (fills & K_MAX_ORDER_FILLS)
 
 
-cdef inline void give_back_fills(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
-                                 int64_t *limit_table, int64_t limit_mask,
-                                 const int64_t *fill_offer, int64_t *fill_qty, int64_t user, int64_t first,
-                                 int64_t last) noexcept nogil:
-    """Give back the logged fills first..last-1 (stock and the user's limit count)."""
-    cdef int64_t f, got, offer
+cdef inline int64_t give_back_fills(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
+                                    int64_t *limit_table, int64_t limit_mask,
+                                    const int64_t *fill_offer, int64_t *fill_qty, int64_t user, int64_t first,
+                                    int64_t last) noexcept nogil:
+    """Give back the logged fills first..last-1 (stock and the user's limit
+    count); returns the units given back."""
+    cdef int64_t f, got, offer, units = 0
     for f in range(first, last):
-        got = fill_qty[f]
-        if got:
-            offer = fill_offer[f]
-            # Zeroed BEFORE the units go back (the fetch-add is a release, so
-            # the zero lands no later): a process killed in between loses
-            # them, it never returns them twice.  Only the order's current
-            # owner touches its entries, so a plain store is enough.
-            fill_qty[f] = 0
-            atomic_add_i64(&stock[offer], got)
-            give_back_limit(limit, n_skus, limit_table, limit_mask, user, offer_sku[offer], got)
+        # A plain look first: untaken offers' entries are 0 and cost no
+        # locked instruction.  Then swap the entry out BEFORE its units go
+        # back: a process killed in between loses them, it never returns
+        # them twice; and when a recovery and a live cancel race for one
+        # entry, only the one that swaps out a non-zero quantity returns it.
+        if fill_qty[f]:
+            got = atomic_exchange_i64(&fill_qty[f], 0)
+            if got:
+                offer = fill_offer[f]
+                atomic_add_i64(&stock[offer], got)
+                give_back_limit(limit, n_skus, limit_table, limit_mask, user, offer_sku[offer], got)
+                units += got
+    return units
 
 
 cdef inline int64_t take_line(int64_t *stock, const int64_t *price, const int64_t *offer_start,
@@ -706,7 +710,15 @@ cdef inline int64_t _recover_chunk(int64_t *stock, const int64_t *offer_sku, con
         # Acquire: the record read below is at least as new as the word.
         word = atomic_load_acquire_i64(&order_table[K_ORDER_STRIDE * slot + K_ORDER_WORD_AT])
         state = state_of(word)
-        if state == K_PENDING or state == K_CANCEL_REQUESTED:
+        if state == K_CANCELLED_HOLD or state == K_EXPIRED:
+            # Ended, but a process killed inside cancel / expire may have
+            # left entries logged: finish that give-back (a live cancel of
+            # the same order may run: the swaps decide each entry once).
+            record_fills(order_table, slot, &user, &first, &last)
+            if give_back_fills(stock, offer_sku, limit, n_skus, limit_table, limit_mask, fill_offer, fill_qty,
+                               user, first, last):
+                count += 1
+        elif state == K_PENDING or state == K_CANCEL_REQUESTED:
             # Give back first, as the reference does: entries are zeroed as
             # they go, so a recovery killed here and re-run gives nothing twice.
             record_fills(order_table, slot, &user, &first, &last)
@@ -732,7 +744,8 @@ def recover_orders(int64_t[::1] stock, const int64_t[::1] offer_sku, const int64
                   int64_t[::1] fill_qty,
                    int n_threads):
     """While no reserve runs: give back what every unfinished order logged and
-    end it REFUSED (CANCELLED if a cancel asked).  Returns how many."""
+    end it REFUSED (CANCELLED if a cancel asked), and finish the give-back of
+    CANCELLED / EXPIRED orders a killed process left.  Returns how many."""
     cdef Py_ssize_t n = order_table.shape[0] // K_ORDER_STRIDE
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, CHUNK)
     cdef int64_t count = 0

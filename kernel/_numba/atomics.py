@@ -81,7 +81,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["atomic_load", "atomic_load_acquire", "atomic_store_release", "atomic_cas", "atomic_add",
-           "prefetch_write", "load", "store", "array_at"]
+           "atomic_exchange", "prefetch_write", "load", "store", "array_at"]
 
 # Why intrinsics and not small njit functions wrapping them
 # ---------------------------------------------------------
@@ -210,6 +210,24 @@ def atomic_add(typingctx, a, i, v):
         ptr = _checked_pointer(context, builder, aryty, ary, idxty, idx, "atomic_add")
         val = context.cast(builder, val, vty, aryty.dtype)
         return builder.atomic_rmw("add", ptr, val, "acq_rel")
+
+    return a.dtype(a, i, v), codegen
+
+
+@intrinsic
+def atomic_exchange(typingctx, a, i, v):
+    """Atomically ``old = a[i]; a[i] = v``; return ``old``; ``IndexError`` when
+    out of bounds.  (Gives a fill-log entry back exactly once when a live
+    cancel and a recovery race for it.)"""
+    _check_array(a)
+    _check_index(i)
+
+    def codegen(context, builder, sig, args):
+        aryty, idxty, vty = sig.args
+        ary, idx, val = args
+        ptr = _checked_pointer(context, builder, aryty, ary, idxty, idx, "atomic_exchange")
+        val = context.cast(builder, val, vty, aryty.dtype)
+        return builder.atomic_rmw("xchg", ptr, val, "acq_rel")
 
     return a.dtype(a, i, v), codegen
 

@@ -24,7 +24,7 @@ from ..codes import (ACCEPTED, ALREADY_CANCELLED, ALREADY_CONFIRMED, ALREADY_EXP
                      ORDER_WORD_AT, PAIR_COUNT_AT, PAIR_KEY_AT, PAIR_STRIDE, REMEMBERED, ROLLBACKS, STATE_SHIFT, TOOK,
                      UNKNOWN, WAS_REFUSED)
 from ._jit import _GENERAL_CHUNK, _dispatchers, _inline, _jit, _run, _threads, njit
-from .atomics import atomic_add, atomic_cas, atomic_load, atomic_load_acquire, atomic_store_release, prefetch_write
+from .atomics import atomic_add, atomic_cas, atomic_exchange, atomic_load, atomic_load_acquire, atomic_store_release, prefetch_write
 from .stock import offers_available, take_up_to
 
 __all__ = ["hash_slot", "take_budget", "take_budgets", "claim_order", "find_order", "limit_slot", "limit_room",
@@ -196,17 +196,23 @@ def record_fills(order_table, slot):
 @njit(**_inline)
 def give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user, first, last):
     """Give back the logged fills ``first:last`` (stock and the user's limit
-    count), zeroing each entry *before* its units go back."""
+    count), swapping each entry out *before* its units go back; returns the
+    units given back."""
+    units = 0
     for f in range(first, last):
-        got = fill_qty[f]
-        if got:
-            # Zero first: a process killed between the two loses the units,
-            # it never returns them twice.  The release half of the fetch-add
-            # below keeps this plain store ahead of it.
-            fill_qty[f] = 0
-            offer = fill_offer[f]
-            atomic_add(stock, offer, got)
-            give_back_limit(limit, limit_table, user, offer_sku[offer], got)
+        # A plain look first: untaken offers' entries are 0 and cost no
+        # locked instruction.  Then swap the entry out: a process killed
+        # after the swap loses those units (never returns them twice), and
+        # when a recovery and a live cancel race for the same entry, only
+        # the one that swaps out a non-zero quantity gives it back.
+        if fill_qty[f]:
+            got = atomic_exchange(fill_qty, f, 0)
+            if got:
+                offer = fill_offer[f]
+                atomic_add(stock, offer, got)
+                give_back_limit(limit, limit_table, user, offer_sku[offer], got)
+                units += got
+    return units
 
 
 @njit(**_inline)
@@ -630,7 +636,14 @@ def _recover_chunk(stock, offer_sku, limit, limit_table, order_table, fill_offer
         at = ORDER_STRIDE * slot + ORDER_WORD_AT
         word = atomic_load_acquire(order_table, at)
         state = word >> STATE_SHIFT
-        if state == PENDING or state == CANCEL_REQUESTED:
+        if state == CANCELLED_HOLD or state == EXPIRED:
+            # Ended, but a process killed inside cancel / expire may have
+            # left entries logged: finish that give-back (a live cancel of
+            # the same order may run: the swaps decide each entry once).
+            user, first, last = record_fills(order_table, slot)
+            if give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user, first, last):
+                count += 1
+        elif state == PENDING or state == CANCEL_REQUESTED:
             # Give back first, then end the word: a recovery killed in
             # between finds the word unfinished and the log zeroed, so a
             # second recovery returns nothing twice.

@@ -142,6 +142,16 @@ def rows_and_fills(arrays, slots):
 
 
 def unfinished_slots(arrays):
-    """Slots ``recover`` will finish (read before it runs)."""
+    """Slots ``recover`` will finish (read before it runs): unfinished orders,
+    and ended (CANCELLED / EXPIRED) ones whose fill entries a process killed
+    inside cancel or expire left logged."""
     state = order_words(arrays) >> spec.STATE_SHIFT
-    return np.flatnonzero((state == spec.PENDING) | (state == spec.CANCEL_REQUESTED))
+    unfinished = (state == spec.PENDING) | (state == spec.CANCEL_REQUESTED)
+    ended = np.flatnonzero((state == spec.CANCELLED_HOLD) | (state == spec.EXPIRED))
+    if ended.size:
+        fills = arrays["order_table"][ended * spec.ORDER_STRIDE + spec.ORDER_FILLS_AT]
+        first, count = fills >> spec.FILL_COUNT_BITS, fills & spec.MAX_ORDER_FILLS
+        # Logged entries before each range's end minus before its start.
+        logged = np.concatenate(([0], np.cumsum(arrays["fill_qty"] != 0)))
+        unfinished[ended[logged[first + count] > logged[first]]] = True
+    return np.flatnonzero(unfinished)

@@ -181,14 +181,19 @@ def record_fills(order_table, slot):
 
 def give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user, first, last):
     """Give back the logged fills ``first:last`` (stock and the user's limit
-    count).  Each entry is zeroed *before* its units go back: a process
-    killed in between loses those units, it never returns them twice."""
+    count); returns the units given back.  Each entry is swapped out (read
+    and zeroed in one atomic step) *before* its units go back: a process
+    killed in between loses those units, it never returns them twice, and a
+    recovery racing a live cancel for one entry returns it once."""
+    units = 0
     for f in range(first, last):
         got = fill_qty[f]
         if got:
             fill_qty[f] = 0
             stock[fill_offer[f]] += got
             give_back_limit(limit, limit_table, user, offer_sku[fill_offer[f]], got)
+            units += got
+    return units
 
 
 def take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, s, units, max_p, first_fill):
@@ -416,14 +421,20 @@ def expire_orders(stock, offer_sku, limit, limit_table, order_table, fill_offer,
 
 
 def recover_orders(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty, n_threads):
-    """After a process died mid-reserve, while no reserve runs: give back
-    what every unfinished (PENDING or CANCEL_REQUESTED) order logged and end
-    it REFUSED (CANCELLED if a cancel asked).  Returns how many."""
+    """After a process died mid-call, while no reserve runs: give back what
+    every unfinished (PENDING or CANCEL_REQUESTED) order logged and end it
+    REFUSED (CANCELLED if a cancel asked); give back what a CANCELLED or
+    EXPIRED order still logs (a process killed inside cancel / expire, after
+    the CAS that ended the order).  Returns how many orders it finished."""
     count = 0
     for slot in range(order_table.size // ORDER_STRIDE):
         word = order_table[ORDER_STRIDE * slot + ORDER_WORD_AT]
         state = word >> STATE_SHIFT
-        if state == PENDING or state == CANCEL_REQUESTED:
+        if state == CANCELLED_HOLD or state == EXPIRED:
+            if give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty,
+                               *record_fills(order_table, slot)):
+                count += 1
+        elif state == PENDING or state == CANCEL_REQUESTED:
             give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty,
                             *record_fills(order_table, slot))
             final = CANCELLED_HOLD if state == CANCEL_REQUESTED else REFUSED
