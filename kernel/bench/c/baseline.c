@@ -15,8 +15,21 @@
  */
 #include <stdint.h>
 
+/* Prefetch distance (orders for single-line loops, lines for carts). */
+#ifndef SINGLE_AHEAD
+#define SINGLE_AHEAD 16
+#endif
+#ifndef CARTS_AHEAD
+#define CARTS_AHEAD 16
+#endif
+#define PREFETCH_SINGLE(i) do { if (SINGLE_AHEAD > 0 && (i) + SINGLE_AHEAD < n) \
+    __builtin_prefetch(&stock[sku[(i) + SINGLE_AHEAD]], 1, 3); } while (0)
+#define PREFETCH_LINE(l) do { if (CARTS_AHEAD > 0 && (l) + CARTS_AHEAD < n_lines) \
+    __builtin_prefetch(&stock[sku[(l) + CARTS_AHEAD]], 1, 3); } while (0)
+
 void seq_single(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
+        PREFETCH_SINGLE(i);
         int64_t s = sku[i], q = qty[i];
         if (stock[s] >= q) { stock[s] -= q; status[i] = 0; } else status[i] = 1;
     }
@@ -25,6 +38,7 @@ void seq_single(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *
 void cas_single(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status, int64_t n, int threads) {
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; i++) {
+        PREFETCH_SINGLE(i);
         int64_t s = sku[i], q = qty[i];
         int64_t v = __atomic_load_n(&stock[s], __ATOMIC_RELAXED);
         status[i] = 1;
@@ -39,9 +53,11 @@ void cas_single(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *
 
 void seq_carts(int64_t *stock, const int64_t *start, const int64_t *sku, const int64_t *qty, int8_t *status,
                int64_t n) {
+    int64_t n_lines = start[n];
     for (int64_t o = 0; o < n; o++) {
         int64_t l, ok = 1;
         for (l = start[o]; l < start[o + 1]; l++) {
+            PREFETCH_LINE(l);
             if (stock[sku[l]] < qty[l]) { ok = 0; break; }
             stock[sku[l]] -= qty[l];
         }
@@ -52,10 +68,12 @@ void seq_carts(int64_t *stock, const int64_t *start, const int64_t *sku, const i
 
 void cas_carts(int64_t *stock, const int64_t *start, const int64_t *sku, const int64_t *qty, int8_t *status,
                int64_t n, int threads) {
-    #pragma omp parallel for num_threads(threads) schedule(static)
+    int64_t n_lines = start[n], rollbacks = 0;
+    #pragma omp parallel for num_threads(threads) schedule(static) reduction(+:rollbacks)
     for (int64_t o = 0; o < n; o++) {
         int64_t l, ok = 1;
         for (l = start[o]; l < start[o + 1]; l++) {
+            PREFETCH_LINE(l);
             int64_t s = sku[l], q = qty[l];
             int64_t v = __atomic_load_n(&stock[s], __ATOMIC_RELAXED);
             int took = 0;
@@ -67,7 +85,22 @@ void cas_carts(int64_t *stock, const int64_t *start, const int64_t *sku, const i
             }
             if (!took) { ok = 0; break; }
         }
-        if (!ok) for (int64_t k = start[o]; k < l; k++) __atomic_fetch_add(&stock[sku[k]], qty[k], __ATOMIC_ACQ_REL);
+        if (!ok && l > start[o]) {
+            for (int64_t k = start[o]; k < l; k++) __atomic_fetch_add(&stock[sku[k]], qty[k], __ATOMIC_ACQ_REL);
+            rollbacks++;
+        }
         status[o] = ok ? 0 : 1;
+    }
+    if (rollbacks) {  /* G4, as the kernels' concurrent mode: re-run the refused in arrival order */
+        for (int64_t o = 0; o < n; o++) {
+            if (!status[o]) continue;
+            int64_t l, ok = 1;
+            for (l = start[o]; l < start[o + 1]; l++) {
+                if (stock[sku[l]] < qty[l]) { ok = 0; break; }
+                stock[sku[l]] -= qty[l];
+            }
+            if (!ok) for (int64_t k = start[o]; k < l; k++) stock[sku[k]] += qty[k];
+            status[o] = ok ? 0 : 1;
+        }
     }
 }
