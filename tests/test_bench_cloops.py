@@ -48,7 +48,8 @@ def test_every_shape_and_mode_has_c_loops(name, shape):
         if mode == "tracked" and shape == "general":
             assert not loops  # no tracked C loop over priced offers (yet)
             continue
-        assert {loop.name for loop in loops} == ({"C seq"} if mode == "ordered" else {"C seq", "C CAS"})
+        # A serial loop for every mode; a CAS loop for the modes a concurrent outcome meets.
+        assert {loop.parallel for loop in loops} == ({False} if mode == "ordered" else {False, True})
         assert all(mode in loop.modes for loop in loops)
 
 

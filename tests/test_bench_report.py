@@ -71,8 +71,9 @@ def test_c_loops_run_beside_the_kernels(run):
     c = [m for m in run["measurements"] if m["kind"] == "c"]
     if "skipped" in run["c_loops"]["note"]:
         pytest.skip(run["c_loops"]["note"])
-    assert {(m["workload"], m["backend"], m["threads"]) for m in c} == {
-        (w, "C seq", 1) for w in ("uniform", "carts")} | {(w, "C CAS", t) for w in ("uniform", "carts") for t in (1, 2)}
+    assert {(m["workload"], m["backend"], m["threads"]) for m in c} == (
+        {(w, "C seq", 1) for w in ("uniform", "carts")} | {(w, "C CAS", t) for w in ("uniform", "carts") for t in (1, 2)}
+        | {("uniform", "C seq runs", 1), ("uniform", "C CAS runs", 1), ("uniform", "C CAS runs", 2)})
     for workload in ("uniform", "carts"):
         seq = next(m for m in c if m["workload"] == workload and m["backend"] == "C seq")
         ordered = next(m for m in run["measurements"] if (m["workload"], m["backend"], m["mode"]) ==

@@ -72,6 +72,11 @@ C_LOOPS = [
           "one thread, plain loads and stores in arrival order (no atomics: the single-writer upper bound)"),
     CLoop("C CAS", "cas_single", "single", ("concurrent",), True,
           "OpenMP threads, one compare-and-swap per decision"),
+    CLoop("C seq runs", "seq_single_runs", "single", ("ordered", "concurrent"), False,
+          "one thread, arrival order, each run of orders for one SKU decided against a register and stored once "
+          "(the flash sale's shape)"),
+    CLoop("C CAS runs", "cas_single_runs", "single", ("concurrent",), True,
+          "OpenMP threads, one CAS per run of orders for one SKU (recomputed if the word moved)"),
     CLoop("C seq", "seq_carts", "carts", ("ordered", "concurrent"), False,
           "one thread, carts in arrival order, a line that does not fit rolls the cart back"),
     CLoop("C CAS", "cas_carts", "carts", ("concurrent",), True,

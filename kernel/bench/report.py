@@ -37,7 +37,7 @@ CAVEAT = ("What the peak ratios compare: the Tmall peaks count orders created pe
 
 # Backend colours (Okabe-Ito, colour-blind safe); modes differ by fill, marker and dash.
 COLOURS = {"cython": "#0072B2", "numba": "#E69F00", "reference": "#009E73", "C seq": "#000000",
-           "C CAS": "#8C6D31", "Redis+Lua": "#D55E00", "PostgreSQL": "#CC79A7", "_mode": "#888888"}
+           "C CAS": "#8C6D31", "C seq runs": "#555555", "C CAS runs": "#C4A35A", "Redis+Lua": "#D55E00", "PostgreSQL": "#CC79A7", "_mode": "#888888"}
 EXTRA_COLOURS = ["#56B4E9", "#F0E442", "#882255", "#117733"]
 MODE_STYLE = {"concurrent": {"marker": "circle", "dash": "", "fill": "solid"},
               "ordered": {"marker": "square", "dash": "7,4", "fill": "hatch"},
@@ -519,7 +519,8 @@ def scaling_chart(run, workload, width=540):
     """Speedup over one thread against the threads each cell ran on, with
     the ideal (linear) line; one line per backend/mode."""
     # The reference and the serial C loop run on one thread by design: no scaling to show.
-    keys = [k for k in run["scaling"] if k.split("/")[0] == workload and k.split("/")[1] not in ("reference", "C seq")]
+    keys = [k for k in run["scaling"] if k.split("/")[0] == workload
+            and k.split("/")[1] not in {"reference", "C seq", *_serial_c(run)}]
     pts_all = [p for k in keys for p in run["scaling"][k] if p["speedup"] is not None]
     if not pts_all:
         return ""
