@@ -3,16 +3,19 @@
     python bench/tracked_vs_c.py --scale 0.1 --workloads uniform --rounds 11     # issue 9's tracked target
     python bench/tracked_vs_c.py --scale 0.1 --workloads carts --modes concurrent,tracked
 
-(``bench/quick.py`` is the shortcut into the main runner for the plain paths,
-whose C loops are registered in ``kernel.bench.cloops``; the tracked C loops
-of ``bench/c_tracked.c`` are timed here until they join that registry.)
+(``bench/quick.py`` and ``python -m kernel.bench`` time every C loop of the
+registry ``kernel.bench.cloops``, the tracked ones included; this script
+keeps what the registry does not: several prefetch distances of the tracked
+C loops side by side (``--c-ahead 4,8,16``) and a word-for-word comparison of
+their one-thread tables with the kernel's.  One C source: the loops are
+compiled from ``kernel/bench/c/``.)
 
 For each workload (uniform = W1, zipf = W2, flash-sale = W3, carts = W4) it
 times every compiled backend x mode (concurrent, ordered) x threads (1, 2)
-end to end through the facade, and the C loops of ``c_baseline.c`` on the
+end to end through the facade, and the C loops of ``kernel/bench/c/baseline.c`` on the
 same data, interleaved round by round so machine noise hits all alike.
 Tracked rounds (``--modes ...,tracked``: ids, buyers, caps, holds) are timed
-against the tracked C loops of ``c_tracked.c`` on single-line workloads.
+against the tracked C loops of ``kernel/bench/c/tracked.c``.
 Every timed round, C included, is checked (no oversell, conservation, all or
 nothing; tracked C: one thread gives the kernel's statuses, stock and tables
 word for word) before its time counts.  Prints medians in M orders/s, the
@@ -33,11 +36,13 @@ from pathlib import Path
 import numpy as np
 
 import kernel
+from kernel.bench import cloops
 from kernel.bench.runner import timed_round
 from kernel.bench.workloads import TRACKED_LIMIT, make_case
 
-HERE = Path(__file__).resolve().parent
-PLAIN_C = HERE.parent / "kernel" / "bench" / "c" / "baseline.c"  # the plain loops (kernel.bench.cloops)
+C_DIR = cloops.C_DIR  # the registry's C sources (package data): one source of truth
+PLAIN_C = C_DIR / "baseline.c"
+TRACKED_C = C_DIR / "tracked.c"
 
 
 def load_c_baseline(source=PLAIN_C, defines=()):
@@ -45,7 +50,7 @@ def load_c_baseline(source=PLAIN_C, defines=()):
     ``-O3 -march=native``: the best the compiler can do on this machine."""
     out = Path(tempfile.mkdtemp()) / (Path(source).stem + ".so")
     cmd = ["cc", "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", *(f"-D{d}" for d in defines),
-           str(HERE / source), "-o", str(out)]
+           str(source), "-o", str(out)]
     try:
         subprocess.run(cmd, check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
@@ -70,7 +75,7 @@ def c_tracked_runner(lib, case, name, threads, expect):
     carts = not o.one_line_per_order
     fn = getattr(lib, f"{name}_tracked_{'carts' if carts else 'single'}")
     if carts:
-        assert np.diff(o.line_start).max() <= 64, "c_tracked.c takes carts of at most MAX_CART = 64 lines"
+        assert np.diff(o.line_start).max() <= 64, "tracked.c takes carts of at most MAX_CART = 64 lines"
     status = np.empty(o.n_orders, np.int8)
     order_slots = _power_of_two_at_least(2 * o.n_orders)
     limit_slots = _power_of_two_at_least(2 * o.n_lines)
@@ -164,7 +169,7 @@ def main(argv=None):
     tracked_libs = {}
     if "tracked" in modes:
         for ahead in args.c_ahead.split(","):
-            tracked_libs[ahead] = load_c_baseline("c_tracked.c", [f"TRACKED_AHEAD={int(ahead)}"])
+            tracked_libs[ahead] = load_c_baseline(TRACKED_C, [f"TRACKED_AHEAD={int(ahead)}"])
     print(f"kernel {kernel.__version__}, backends {kernel.available_backends()}, OpenMP {kernel.openmp_enabled()}, "
           f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}, numpy {np.__version__}")
     print(f"{'workload':<11} {'implementation':<30} {'threads':>7} {'median Mord/s':>14} {'min-max':>15} "

@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 
 __all__ = ["markdown_table", "text_table", "summary_text", "write_reports", "write_csv", "fmt_rate",
-           "fmt_ratio", "summary_rows", "html_report", "CAVEAT"]
+           "fmt_ratio", "summary_rows", "c_ratio_rows", "html_report", "CAVEAT"]
 
 E = html.escape
 COLUMNS = ["workload", "backend", "mode", "threads", "calls/round", "round ms", "decided orders/s",
@@ -37,7 +37,7 @@ CAVEAT = ("What the peak ratios compare: the Tmall peaks count orders created pe
 
 # Backend colours (Okabe-Ito, colour-blind safe); modes differ by fill, marker and dash.
 COLOURS = {"cython": "#0072B2", "numba": "#E69F00", "reference": "#009E73", "C seq": "#000000",
-           "C CAS": "#8C6D31", "Redis+Lua": "#D55E00", "PostgreSQL": "#CC79A7", "_mode": "#888888"}
+           "C CAS": "#8C6D31", "C seq runs": "#555555", "C CAS runs": "#C4A35A", "Redis+Lua": "#D55E00", "PostgreSQL": "#CC79A7", "_mode": "#888888"}
 EXTRA_COLOURS = ["#56B4E9", "#F0E442", "#882255", "#117733"]
 MODE_STYLE = {"concurrent": {"marker": "circle", "dash": "", "fill": "solid"},
               "ordered": {"marker": "square", "dash": "7,4", "fill": "hatch"},
@@ -93,11 +93,19 @@ def _best(ms, key="accepted_per_s"):
     return max(ms, key=lambda m: m[key], default=None)
 
 
+def _serial_c(run):
+    """Names of the C loops that run on one thread by design (``C seq``)."""
+    return {c["name"] for c in run.get("c_loops", {}).get("loops", []) if not c["parallel"]}
+
+
 def best_c(run, workload, mode, threads=None):
-    """The fastest C loop whose result meets ``mode`` (on at most
-    ``threads`` threads, when given)."""
+    """The fastest C loop whose result meets ``mode``: at ``threads`` threads
+    when given (the best of the parallel loops run at exactly that count and
+    the serial loops, whose one-thread figure bounds any thread count), else
+    at any thread count."""
+    serial = _serial_c(run)
     return _best([m for m in _ms(run, "c") if m["workload"] == workload and mode in m["modes_met"]
-                  and (threads is None or m["ran_on"] <= threads)], "orders_per_s")
+                  and (threads is None or m["threads"] == threads or m["backend"] in serial)], "orders_per_s")
 
 
 def peer_of(run, workload, backend, mode):
@@ -108,10 +116,17 @@ def peer_of(run, workload, backend, mode):
 
 
 def c_ratio(run, m, any_threads=False):
-    """Decided orders/s of ``m`` over the best C loop's for its mode (same
-    data; at no more threads than ``m`` ran on unless ``any_threads``)."""
-    c = best_c(run, m["workload"], m["mode"], None if any_threads else m["ran_on"])
+    """Decided orders/s of ``m`` over the best C loop's for its mode at the
+    same thread count (asked: a kernel that chose fewer threads is judged at
+    the count it was given), same data; ``any_threads``: over the best C
+    loop at any thread count."""
+    c = best_c(run, m["workload"], m["mode"], None if any_threads else m["threads"])
     return None if c is None else m["orders_per_s"] / c["orders_per_s"]
+
+
+def thread_counts(run):
+    """The thread counts the kernel cells were asked for, ascending."""
+    return sorted({m["threads"] for m in _ms(run, "kernel")})
 
 
 def _kernel_backends(run):
@@ -135,8 +150,10 @@ def summary_rows(run):
                 continue
             peers = {p: peer_of(run, workload, p, mode) for p in _peer_names(run)}
             c = best_c(run, workload, mode)
+            c_same = best_c(run, workload, mode, top["threads"])  # the C bound at the best cell's thread count
             rows.append({"workload": workload, "mode": mode, "cells": cells, "best": top, "c": c, "peers": peers,
-                         "x_c": None if c is None else top["orders_per_s"] / c["orders_per_s"],
+                         "c_same": c_same,
+                         "x_c": None if c_same is None else top["orders_per_s"] / c_same["orders_per_s"],
                          "x_peers": {p: None if pm is None else top["accepted_per_s"] / pm["accepted_per_s"]
                                      for p, pm in peers.items()},
                          "x_2020": top["ratio_2020"], "x_2009": top["ratio_2009"]})
@@ -151,7 +168,7 @@ def summary_table_rows(run):
     """``(header, rows)`` of the summary table, as strings."""
     backends, peer_names = _kernel_backends(run), _peer_names(run)
     header = (["workload", "mode"] + backends + ["best C loop"] + peer_names
-              + ["best kernel x C"] + [f"x {p}" for p in peer_names] + ["x 2020 peak", "x 2009 peak"])
+              + ["best kernel x C (same threads)"] + [f"x {p}" for p in peer_names] + ["x 2020 peak", "x 2009 peak"])
     rows = []
     for r in summary_rows(run):
         c = r["c"]
@@ -161,6 +178,37 @@ def summary_table_rows(run):
                        for p in peer_names]
                     + [fmt_ratio(r["x_c"])] + [fmt_ratio(r["x_peers"][p]) for p in peer_names]
                     + [fmt_ratio(r["x_2020"]), fmt_ratio(r["x_2009"])])
+    return header, rows
+
+
+def _c_cell(run, c):
+    if c is None:
+        return "-"
+    where = "" if c["backend"] in _serial_c(run) else f", {c['threads']}t"
+    return f"{fmt_rate(c['orders_per_s'])} ({c['backend']}{where})"
+
+
+def c_ratio_rows(run):
+    """``(header, rows)``: per workload and mode, the best C loop at each
+    thread count and every kernel backend's ratio to it at that count
+    (decided orders/s, same data)."""
+    counts, backends = thread_counts(run), _kernel_backends(run)
+    header = (["workload", "mode"] + [f"best C, {t}t" for t in counts]
+              + [f"{b} {t}t" for b in backends for t in counts])
+    rows = []
+    for workload in run["config"]["workloads"]:
+        for mode in run["config"]["modes"]:
+            kernel = {(m["backend"], m["threads"]): m for m in _ms(run, "kernel")
+                      if (m["workload"], m["mode"]) == (workload, mode)}
+            if not kernel:
+                continue
+            cs = [best_c(run, workload, mode, t) for t in counts]
+            row = [workload, mode] + [_c_cell(run, c) for c in cs]
+            for b in backends:
+                for t in counts:
+                    m = kernel.get((b, t))
+                    row.append("-" if m is None else fmt_ratio(c_ratio(run, m)))
+            rows.append(row)
     return header, rows
 
 
@@ -178,7 +226,7 @@ def summary_paragraphs(run):
         bits = [f"{m['backend']} {m['mode']} {fmt_rate(m['accepted_per_s'])} accepted orders/s on {m['ran_on']} "
                 f"thread{'s' if m['ran_on'] > 1 else ''}"]
         if r["x_c"] is not None:
-            bits.append(f"{fmt_ratio(r['x_c'])} the best C loop ({r['c']['backend']})")
+            bits.append(f"{fmt_ratio(r['x_c'])} the best C loop on as many threads ({r['c_same']['backend']})")
         bits += [f"{fmt_ratio(x)} {p}" for p, x in r["x_peers"].items() if x is not None]
         bits.append(f"{fmt_ratio(r['x_2020'])} the 2020 peak")
         parts.append(f"<li><b>{E(workload)}</b>: " + E(", ".join(bits)) + "</li>")
@@ -232,7 +280,9 @@ def _notes(run):
     lines = [f"Peaks: {run['peaks']['source']}. Peak ratios use accepted orders/s (the peaks count created "
              "orders).",
              "x best C: decided orders/s over the best hand-written C loop meeting the same mode's guarantee "
-             "on at most as many threads, same data.",
+             "at the same thread count (the better of the CAS loop on that many threads and the single-writer "
+             "loop, whose one-thread figure bounds any thread count), same data; tracked mode against the "
+             "tracked C loops.",
              "Spread: per-call decided orders/s of the slowest and fastest round; in brackets (max-min)/median "
              "of the round times.", run.get("c_loops", {}).get("note", "")]
     lines += [s["note"] for s in run.get("peers", {}).get("status", {}).values()]
@@ -243,6 +293,9 @@ def markdown_table(run):
     """Markdown: the summary table, then one row per measurement, then the notes."""
     header, rows = summary_table_rows(run)
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    header, rows = c_ratio_rows(run)
+    out += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     out += ["| " + " | ".join(r) + " |" for r in _detail_rows(run)]
@@ -263,6 +316,10 @@ def summary_text(run):
     header, rows = summary_table_rows(run)
     lines = ["Summary: best accepted orders/s per backend (threads), ratios of the best kernel cell"]
     lines += _aligned(header, rows, 2)
+    header, rows = c_ratio_rows(run)
+    if rows:
+        lines += ["", "Kernel vs the best C loop of the same mode at the same thread count (decided orders/s)"]
+        lines += _aligned(header, rows, 2)
     lines += ["", CAVEAT]
     lines += [f"WARNING: {w}" for w in run.get("warnings", [])]
     return "\n".join(lines) + "\n"
@@ -462,7 +519,8 @@ def scaling_chart(run, workload, width=540):
     """Speedup over one thread against the threads each cell ran on, with
     the ideal (linear) line; one line per backend/mode."""
     # The reference and the serial C loop run on one thread by design: no scaling to show.
-    keys = [k for k in run["scaling"] if k.split("/")[0] == workload and k.split("/")[1] not in ("reference", "C seq")]
+    keys = [k for k in run["scaling"] if k.split("/")[0] == workload
+            and k.split("/")[1] not in {"reference", "C seq", *_serial_c(run)}]
     pts_all = [p for k in keys for p in run["scaling"][k] if p["speedup"] is not None]
     if not pts_all:
         return ""
@@ -690,6 +748,11 @@ def html_report(run):
         "machine on the same workload shape (\"x Redis+Lua\": how many times the orders/s of what one would "
         "use today), then the best kernel cell's ratios.</p>",
         _table(header, rows, 2, "summary"),
+        '<p class="note">Each kernel cell against the best hand-written C loop meeting the same mode\'s '
+        "guarantee at the same thread count (the CAS loop on that many threads or the single-writer loop, "
+        "whichever is faster; tracked mode against the tracked C loops), decided orders/s on the same data; "
+        "- where no C loop fits (tracked marketplace) or the cell was not run.</p>",
+        _table(*c_ratio_rows(run), 2, "summary"),
         "".join(f"<div class=para>{p}</div>" for p in summary_paragraphs(run)),
         warn_html,
         '<h2 id="throughput">Accepted orders/s by workload</h2>',

@@ -195,8 +195,8 @@ class _Timing:
         if cell.kind == "kernel" and self.used != {cell.threads} and cell.backend != "reference":
             # The thread policy chose fewer threads (small batch, few SKUs): say so.
             label = f"{label} (ran on {'/'.join(map(str, sorted(self.used)))})"
-        if cell.mode == "ordered" or (cell.kind == "c" and "ordered" in self.modes_met):
-            # Arrival order fixes the outcome.
+        if cell.mode == "ordered" or (cell.kind == "c" and not cell.loop.parallel):
+            # Arrival order fixes the outcome (a serial C loop runs in it).
             assert len(set(self.accepted)) == 1, \
                 f"{cell.backend} {cell.mode} accepted different counts per call: {sorted(set(self.accepted))}"
         backend = cell.backend if cell.kind == "kernel" else cell.loop.name
@@ -268,15 +268,13 @@ def _plan(cases, backend_list, modes, threads):
 
 
 def _c_timings(lib, case, modes, threads):
-    """A timing per C loop that fits ``case`` and reproduces a mode being run."""
+    """A timing per C loop that fits ``case`` and reproduces a mode being run
+    (the tracked loops for mode ``tracked``): a serial loop once, on one
+    thread; a parallel one at every thread count."""
     out = []
-    for loop in cloops.loops_for(case):
-        if not set(loop.modes) & set(modes):
-            continue
-        for n, label in (threads if loop.parallel else threads[:1]):
-            if not loop.parallel:
-                n, label = 1, "1"
-            out.append(_Timing(cloops.CCell(lib, loop, case, n), label, list(loop.modes), loop.description))
+    for loop in cloops.loops_for(case, modes):
+        for n, label in (threads if loop.parallel else [(1, "1")]):
+            out.append(_Timing(cloops.cell(lib, loop, case, n), label, list(loop.modes), loop.description))
     return out
 
 
@@ -300,16 +298,22 @@ def scaling(measurements):
 
 def _cross_check_c(case, timings):
     """A serial C loop in arrival order must accept exactly what the kernel's
-    ordered mode accepts on the same data."""
+    ordered mode accepts on the same data; a serial tracked C loop exactly
+    what the kernel's tracked mode accepts when it ran on one thread."""
     ordered = {t.cell.backend: t.accepted[0] for t in timings
                if t.cell.kind == "kernel" and t.cell.mode == "ordered" and t.accepted}
+    tracked = {t.cell.backend: t.accepted[0] for t in timings
+               if t.cell.kind == "kernel" and t.cell.mode == "tracked" and t.accepted and t.used == {1}}
     for t in timings:
-        if t.cell.kind == "c" and "ordered" in t.modes_met and t.accepted:
-            for backend, count in ordered.items():
-                if count != t.accepted[0]:
-                    raise InvariantViolation(
-                        f"{case.name}: {t.cell.loop.function} accepted {t.accepted[0]} orders in arrival "
-                        f"order, {backend} ordered mode {count}")
+        if t.cell.kind != "c" or t.cell.loop.parallel or not t.accepted:
+            continue
+        want = tracked if t.cell.loop.tracked else ordered if "ordered" in t.modes_met else {}
+        for backend, count in want.items():
+            if count != t.accepted[0]:
+                raise InvariantViolation(
+                    f"{case.name}: {t.cell.loop.function} accepted {t.accepted[0]} orders in arrival "
+                    f"order, {backend} {'tracked mode on one thread' if t.cell.loop.tracked else 'ordered mode'} "
+                    f"{count}")
 
 
 def run_matrix(workloads, backends, modes, thread_counts, scale, rounds, seed=0, progress=None,

@@ -1,5 +1,10 @@
-/* Hand-written C baselines of the tracked (flash-sale service) path, for
- * bench/quick.py: the kernel's speed target, timed side by side with it.
+/* Hand-written C baselines of the tracked (flash-sale service) path: the
+ * kernel's speed target in mode "tracked", registered in
+ * kernel/bench/cloops.py (timed by the runner side by side with the
+ * kernels, checked: no oversell, conservation, one HELD / REFUSED record per
+ * order, caps honoured, and the serial loop's accepted count equal to the
+ * kernels' tracked count on one thread); bench/tracked_vs_c.py also compares
+ * its one-thread tables with the kernel's word for word.
  *
  * Same work per order as the kernel's reserve of one tracked single-line
  * order (kernel/reference/tracked.py): claim the id in an open-addressing
@@ -9,7 +14,7 @@
  * PENDING -> HELD; a refused order ends REFUSED.  Same hash, same table
  * layout as the kernel's version-3 state (kernel/codes.py): 4-word records,
  * 2-word (key, count) pairs, so with one thread the statuses and tables
- * equal the kernel's word for word (bench/quick.py checks that).
+ * equal the kernel's word for word (bench/tracked_vs_c.py checks that).
  *
  * Unlike the kernel it does everything in one pass (the kernel claims the
  * whole batch first, then reserves, then settles the refused), and takes
@@ -20,9 +25,19 @@
  *        share, the upper bound);
  * cas_*: OpenMP threads, a CAS or fetch-add per shared-word decision.
  * Both prefetch the record, the pair and the stock word TRACKED_AHEAD orders
- * ahead (bench/quick.py --c-ahead builds other distances).
+ * ahead.
  *
- * Calling convention: bench/c_baseline.c's (stock, [start,] sku, qty, status,
+ * Not weak, how it was checked (bench/c_variants.py --modes tracked, side
+ * by side, interleaved, checked; 2-core shared VM; M orders/s):
+ * TRACKED_AHEAD 0/4/8/16 (0: nothing ahead) at scale 0.1: uniform
+ * seq_tracked_single 16.7/25.3/30.8/20.9, cas_tracked_single 1 thread
+ * 11.0/19.6/21.3/12.7, 2 threads 11.2/19.0/21.2/12.8; flash sale seq
+ * 14.0/30.1/31.6/27.2, CAS 2 threads 15.1/24.9/27.3/15.8; carts
+ * seq_tracked_carts 6.1/6.3/6.1/6.3, CAS 2 threads 4.1/4.0/3.4/4.6 (flat:
+ * within the noise, spreads 45-87%).  8 kept (earlier, bench/tracked_vs_c.py
+ * --c-ahead 4,8,16: seq 25.1/28.6/17.6, CAS 17.7/21.6/13.5).
+ *
+ * Calling convention: baseline.c's (stock, [start,] sku, qty, status,
  * n), then the tracked arguments, then ``threads`` for the cas_ loops.
  */
 #include <stdint.h>
