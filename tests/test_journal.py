@@ -645,3 +645,39 @@ def test_rows_and_subtract_sections_round_trip():
     for bad in (((0, 0), (1, 0), (2, 0)), ((0, 8), (1, 0), (2, 0), (3, 0)), ((0, 0), (0, 0), (1, 0), (2, 0), (3, 0))):
         with pytest.raises(ValueError):
             Effects().rows("order_table", 4, rows, bad, state)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numba"])
+def test_contended_two_thread_reserves_replay_word_for_word(tmp_path, backend):
+    """Big multi-line batches on 2 kernel threads over few, scarce, priced
+    offers: rollbacks, re-runs of refused orders, refused orders' rows, new
+    (user, SKU) pairs colliding.  The record's stock is the SUBTRACT of its
+    fill range, and replay still equals the live state word for word."""
+    if backend not in kernel.available_backends():
+        pytest.skip(f"{backend} not built")
+    rng = np.random.default_rng(21)
+    n_skus, n = 40, 6000
+    sku = np.repeat(np.arange(n_skus), 3)
+    qty = rng.integers(20, 60, sku.size)
+    price = rng.integers(1, 20, sku.size)
+    path = str(tmp_path / "inv")
+    inv = Inventory.create_durable(path, offers=(sku, qty, price), n_skus=n_skus, backend=backend, threads=2,
+                                   max_orders=8 * n, limit_per_user=4, max_user_skus=8 * n)
+    next_id = 0
+    for _ in range(4):
+        lines = rng.integers(1, 4, n)
+        offsets = np.concatenate(([0], np.cumsum(lines)))
+        n_lines = int(offsets[-1])
+        orders = OrderBatch(rng.integers(0, n_skus, n_lines), rng.integers(1, 4, n_lines), offsets,
+                            max_price=rng.integers(5, 25, n_lines), order_id=np.arange(next_id, next_id + n),
+                            user_id=rng.integers(0, n // 3, n))
+        next_id += n
+        result = inv.reserve(orders, threads=2, hold_until=rng.integers(0, 50, n))
+        inv.cancel(orders.order_id[rng.random(n) < 0.2], threads=2)
+        inv.restock(rng.integers(0, sku.size, 30), rng.integers(1, 30, 30))
+    assert 0 < result.n_accepted < n, "the batches should both sell and refuse"
+    assert inv.state.counters[kernel.codes.ROLLBACKS] > 0, "some orders should have rolled back a take"
+    live = inv._block.words.copy()
+    seq = inv.last_seq
+    inv.close()
+    assert _reopened_equals(path, {seq: live}) == seq
