@@ -98,6 +98,7 @@ class TrackedOrders:
         self.has_limits = bool(self.capped.any())
         self.offers_per_sku = np.diff(state.offer_start)
         self._bound_one = None  # reserve_one's kernel with the arrays bound, made on first use
+        self.last_order_slot = None  # see the end of reserve
 
     def _give_back_args(self):
         s = self.state
@@ -213,6 +214,10 @@ class TrackedOrders:
         # What each accepted line took, as the kernels left the log (later
         # cancels zero the log, not this copy).
         taken = state.fill_qty[first:first + n_fills].copy()
+        # The slot each order claimed (-1: its id was there already): a
+        # durable inventory reads it right after this call, under its call
+        # lock, to journal the rows without probing every id again.
+        self.last_order_slot = order_slot
         return status, taken, fill_slot - first
 
     def _new_pairs_at_most(self, users, sku, capped):

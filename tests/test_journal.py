@@ -16,7 +16,8 @@ import pytest
 import kernel
 from kernel import Inventory, OrderBatch, Status
 from kernel.journal import JournalCorrupt, JournalError, JournalFailed
-from kernel.journal.records import (RECORD_HEADER, SEGMENT_HEADER, SEGMENT_MAGIC, read_record, segment_header)
+from kernel.journal.records import (FORMAT_VERSION, RECORD_HEADER, SEGMENT_HEADER, SEGMENT_MAGIC, Effects,
+                                    encode, read_record, read_segment_header, segment_header)
 from kernel.journal.recovery import MARKER
 
 from conftest import ALL_BACKENDS
@@ -288,6 +289,20 @@ def test_not_an_inventory_or_another_version_is_a_clear_error(journal, tmp_path)
         f.write('{"kind": "kernel durable inventory", "format": 99, "layout_version": 2}')
     with pytest.raises(JournalError, match="format version 99"):
         Inventory.open_durable(other)
+    # A journal of format 1 (single-word after-images, before ROWS and
+    # SUBTRACT sections): refused by name, never misread.
+    with open(os.path.join(other, MARKER), "w") as f:
+        f.write('{"kind": "kernel durable inventory", "format": 1, "layout_version": 2}')
+    with pytest.raises(JournalError, match=f"format version 1, this kernel reads {FORMAT_VERSION}"):
+        Inventory.open_durable(other)
+    segment = _newest_segment(path)
+    header = bytearray(open(segment, "rb").read(SEGMENT_HEADER.size))
+    magic, _, layout, first, block_crc, _ = SEGMENT_HEADER.unpack_from(header)
+    import zlib
+    old = SEGMENT_HEADER.pack(magic, 1, layout, first, block_crc, 0)
+    old = SEGMENT_HEADER.pack(magic, 1, layout, first, block_crc, zlib.crc32(old))
+    with pytest.raises(JournalError, match=f"format version 1, this kernel reads {FORMAT_VERSION}"):
+        read_segment_header(old, segment)
 
     other = _copy(path, tmp_path, "layout")
     segment = _newest_segment(other)
@@ -361,17 +376,22 @@ def test_an_io_error_fails_stop_and_the_journal_holds_only_acknowledged_calls(tm
     for i in range(5):
         acked[i] = inv.reserve_one(i % N_SKUS, 1, order_id=i, user_id=i)
     states = {inv.last_seq: inv._block.words.copy()}
-    real = getattr(os, what)
+    # Records go out with os.writev (header and columns, no joined copy):
+    # "write" breaks both write calls.
+    names = ("write", "writev") if what == "write" else (what,)
 
-    def broken(fd, *args):
-        if fd == inv._journal._fd:
-            raise OSError(errno.ENOSPC, "No space left on device (injected)")
-        return real(fd, *args)
+    def breaking(real):
+        def broken(fd, *args):
+            if fd == inv._journal._fd:
+                raise OSError(errno.ENOSPC, "No space left on device (injected)")
+            return real(fd, *args)
+        return broken
 
-    monkeypatch.setattr(os, what, broken)
+    for name in names:
+        monkeypatch.setattr(os, name, breaking(getattr(os, name)))
     with pytest.raises(JournalFailed, match="No space left"):
         inv.reserve_one(0, 1, order_id=99, user_id=9)
-    monkeypatch.setattr(os, what, real)
+    monkeypatch.undo()
     for call in (lambda: inv.reserve_one(1, 1, order_id=100), lambda: inv.confirm([0]), lambda: inv.checkpoint(),
                  lambda: inv.state_of([0]), lambda: inv.restock([0], [1])):
         with pytest.raises(JournalFailed, match="refuses every call"):
@@ -590,3 +610,74 @@ def test_one_private_owner_at_a_time(tmp_path):
         Inventory.open_durable(path)
     inv.close()
     Inventory.open_durable(path).close()  # free again once closed
+
+
+def test_rows_and_subtract_sections_round_trip():
+    """ROWS split words into bit fields (each with its own frame of
+    reference) and join them back exactly, negative words included;
+    SUBTRACT adds repeats up.  Fields that do not tile a word are refused."""
+    rng = np.random.default_rng(5)
+    state = {name: np.zeros(size, np.int64) for name, size in
+             (("order_table", 4 * 64), ("stock", 10), ("fill_offer", 30), ("fill_qty", 30), ("counters", 8))}
+    table = state["order_table"]
+    table[:] = rng.integers(-(1 << 63), (1 << 63) - 1, table.size, dtype=np.int64)
+    table[::4] = (rng.integers(0, 5, 64) << 56) | rng.integers(0, 1 << 56, 64)
+    state["stock"][:] = 100
+    state["fill_offer"][:] = rng.integers(0, 10, 30)
+    state["fill_qty"][:] = rng.integers(0, 4, 30)
+    effects = Effects()
+    rows = rng.permutation(64)[:40]
+    fields = ((0, 0), (0, 56), (1, 0), (2, 0), (3, 0), (3, 24))
+    effects.rows("order_table", 4, rows, fields, state)
+    effects.range(("fill_offer", "fill_qty"), 5, 25, state)
+    effects.subtract("stock", "fill_offer", "fill_qty", 5, 25)
+    parts = encode(7, 1, effects)
+    record = read_record(b"".join(parts), 0)
+    assert record is not None and record.seq == 7
+    replayed = {name: np.zeros_like(a) for name, a in state.items()}
+    replayed["stock"][:] = 100
+    record.apply(replayed)
+    mine = (rows[:, None] * 4 + np.arange(4)).ravel()
+    assert np.array_equal(replayed["order_table"][mine], table[mine])
+    expected = np.full(10, 100, np.int64)
+    np.subtract.at(expected, state["fill_offer"][5:25], state["fill_qty"][5:25])
+    assert np.array_equal(replayed["stock"], expected)
+    for bad in (((0, 0), (1, 0), (2, 0)), ((0, 8), (1, 0), (2, 0), (3, 0)), ((0, 0), (0, 0), (1, 0), (2, 0), (3, 0))):
+        with pytest.raises(ValueError):
+            Effects().rows("order_table", 4, rows, bad, state)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numba"])
+def test_contended_two_thread_reserves_replay_word_for_word(tmp_path, backend):
+    """Big multi-line batches on 2 kernel threads over few, scarce, priced
+    offers: rollbacks, re-runs of refused orders, refused orders' rows, new
+    (user, SKU) pairs colliding.  The record's stock is the SUBTRACT of its
+    fill range, and replay still equals the live state word for word."""
+    if backend not in kernel.available_backends():
+        pytest.skip(f"{backend} not built")
+    rng = np.random.default_rng(21)
+    n_skus, n = 40, 6000
+    sku = np.repeat(np.arange(n_skus), 3)
+    qty = rng.integers(20, 60, sku.size)
+    price = rng.integers(1, 20, sku.size)
+    path = str(tmp_path / "inv")
+    inv = Inventory.create_durable(path, offers=(sku, qty, price), n_skus=n_skus, backend=backend, threads=2,
+                                   max_orders=8 * n, limit_per_user=4, max_user_skus=8 * n)
+    next_id = 0
+    for _ in range(4):
+        lines = rng.integers(1, 4, n)
+        offsets = np.concatenate(([0], np.cumsum(lines)))
+        n_lines = int(offsets[-1])
+        orders = OrderBatch(rng.integers(0, n_skus, n_lines), rng.integers(1, 4, n_lines), offsets,
+                            max_price=rng.integers(5, 25, n_lines), order_id=np.arange(next_id, next_id + n),
+                            user_id=rng.integers(0, n // 3, n))
+        next_id += n
+        result = inv.reserve(orders, threads=2, hold_until=rng.integers(0, 50, n))
+        inv.cancel(orders.order_id[rng.random(n) < 0.2], threads=2)
+        inv.restock(rng.integers(0, sku.size, 30), rng.integers(1, 30, 30))
+    assert 0 < result.n_accepted < n, "the batches should both sell and refuse"
+    assert inv.state.counters[kernel.codes.ROLLBACKS] > 0, "some orders should have rolled back a take"
+    live = inv._block.words.copy()
+    seq = inv.last_seq
+    inv.close()
+    assert _reopened_equals(path, {seq: live}) == seq

@@ -3,7 +3,8 @@ and recovery that loses no acknowledged order.
 
 Map of the package:
 
-``records``   the on-disk format (segments, records of after-images, CRC-32)
+``records``   the on-disk format (segments, records of after-images and a tracked
+              reserve's stock decrement, CRC-32)
 ``effects``   which state words each call changed: a record's payload
 ``writer``    the newest segment, fsync policies, group commit, fail-stop
 ``snapshot``  atomic snapshots of the whole state block

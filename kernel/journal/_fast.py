@@ -1,11 +1,11 @@
-"""Numba versions of the two hot loops of effect capture, for big calls.
+"""A numba version of the hot loop of effect capture, for big calls.
 
-Capturing a 10,000-order batch spends most of its time in hash probes
-(numpy's vectorised probe makes several passes per step) and in finding
-each vector's value range.  One compiled pass does each in a fraction of
-that.  Used for vectors of at least ``MIN_SIZE`` elements when numba is
-installed; :func:`kernel.tracking.probe` and numpy's ``min``/``max`` are the
-reference and the fallback, and the tests compare them.  Nothing here
+Capturing a 10,000-order batch spent much of its time in hash probes
+(numpy's vectorised probe makes several passes per step); one compiled pass
+does it in a fraction of that.  (Each vector's value range is numpy's
+``min`` and ``max``: see :func:`value_range`.)  Used for at least
+``MIN_SIZE`` keys when numba is installed; :func:`kernel.tracking.probe` is
+the reference and the fallback, and the tests compare them.  Nothing here
 changes a record's bytes.
 """
 
@@ -43,17 +43,7 @@ def _compile():
                         break
                     slot = (slot + 1) & mask
 
-        @njit(cache=True, nogil=True)
-        def value_range(values):
-            low = high = values[0]
-            for v in values:
-                if v < low:
-                    low = v
-                elif v > high:
-                    high = v
-            return low, high
-
-        _compiled = (probe, value_range)
+        _compiled = (probe,)
     return _compiled
 
 
@@ -70,9 +60,8 @@ def probe(table, keys, id_mask=-1):
 
 
 def value_range(values):
-    """``(min, max)`` of a non-empty int64 vector as Python ints, in one pass for big ones."""
-    fast = _compile() if values.size >= MIN_SIZE else False
-    if not fast:
-        return int(values.min()), int(values.max())
-    low, high = fast[1](values)
-    return int(low), int(high)
+    """``(min, max)`` of a non-empty int64 vector as Python ints.  numpy's
+    ``min`` and ``max`` are SIMD loops: measured with numpy 2.4, both together
+    take 2.8 us for 10,000 values (14 us for 100,000), where one compiled
+    pass with a compare-and-branch per value took 7.7 us (72 us)."""
+    return int(values.min()), int(values.max())

@@ -158,25 +158,39 @@ def reserve_one_threads(n_threads=8, calls_per_thread=500, *, backend="auto", fs
 
 def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_sizes=(1_000, 10_000, 100_000),
          policies=("batch", "interval", "none"), rounds=3, where=None, out=print, callers=(1, 2)):
-    """Print the durable-vs-plain table and the reserve_one thread table."""
+    """Print the durable-vs-plain table and the reserve_one thread table.
+
+    Rounds are interleaved (each round runs plain, then every durable path,
+    one after the other), so a change in the machine's load hits them alike;
+    ``vs plain`` is the median over rounds of that round's plain time over
+    the path's time, with the lowest and highest in brackets.
+    """
     from ..bench.workloads import make_case
 
     case = make_case(workload, scale)
     out(f"workload {workload} scale {scale}: {case.n_orders} tracked orders, backend {backend}, kernel threads "
-        f"{threads or 'all'}, journal under {where or tempfile.gettempdir()}; best of {rounds} rounds")
-    out(f"{'path':<26} {'batch':>7} {'orders/s':>12} {'vs plain':>9} {'fsyncs':>7} {'fsync ms':>9} {'MB':>7}")
+        f"{threads or 'all'}, journal under {where or tempfile.gettempdir()}; {rounds} interleaved rounds, medians")
+    out(f"{'path':<26} {'batch':>7} {'orders/s':>12} {'vs plain (min-max)':>20} {'fsyncs':>7} {'fsync ms':>9} "
+        f"{'MB':>7} {'B/order':>7}")
+    paths = [(policy, n) for policy in policies for n in (callers if policy == "batch" else (1,))]
     for size in batch_sizes:
-        best = lambda **kw: min((durable_round(case, backend, threads, batch_size=size, where=where, **kw)
-                                 for _ in range(rounds)), key=lambda r: r[0])
-        plain = best(durable=False)
-        out(f"{'tracked (not durable)':<26} {size:>7} {case.n_orders / plain[0]:>12,.0f} {'1.00x':>9}")
-        for policy in policies:
-            for n in callers if policy == "batch" else (1,):
-                seconds, _, _, stats = best(fsync=policy, callers=n)
-                label = f"durable {policy}" + (f", {n} callers" if n > 1 else "")
-                out(f"{label:<26} {size:>7} {case.n_orders / seconds:>12,.0f} "
-                    f"{plain[0] / seconds:>8.2f}x {stats['fsyncs']:>7} {1e3 * stats['fsync_seconds']:>9.1f} "
-                    f"{stats['bytes'] / 1e6:>7.1f}")
+        runs = {path: [] for path in [None] + paths}
+        for _ in range(rounds):
+            runs[None].append(durable_round(case, backend, threads, batch_size=size, where=where, durable=False))
+            for policy, n in paths:
+                runs[(policy, n)].append(durable_round(case, backend, threads, batch_size=size, where=where,
+                                                       fsync=policy, callers=n))
+        plain = [r[0] for r in runs[None]]
+        out(f"{'tracked (not durable)':<26} {size:>7} {case.n_orders / np.median(plain):>12,.0f} {'1.00x':>20}")
+        for policy, n in paths:
+            seconds = [r[0] for r in runs[(policy, n)]]
+            ratios = [p / d for p, d in zip(plain, seconds)]
+            stats = runs[(policy, n)][int(np.argsort(seconds)[len(seconds) // 2])][3]  # the median round's
+            label = f"durable {policy}" + (f", {n} callers" if n > 1 else "")
+            spread = f"{np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+            out(f"{label:<26} {size:>7} {case.n_orders / np.median(seconds):>12,.0f} {spread:>20} "
+                f"{stats['fsyncs']:>7} {1e3 * stats['fsync_seconds']:>9.1f} {stats['bytes'] / 1e6:>7.1f} "
+                f"{stats['bytes'] / case.n_orders:>7.1f}")
     out("")
     out(f"{'reserve_one':<26} {'threads':>7} {'orders/s':>12} {'p50 us':>9} {'p99 us':>9} {'fsyncs':>7} "
         f"{'ms/fsync':>9}")

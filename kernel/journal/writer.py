@@ -45,8 +45,8 @@ import threading
 import time
 
 from ..codes import JOURNAL_BUSY, JOURNAL_SEGMENT, JOURNAL_SEQ
-from .records import (SEGMENT_HEADER, JournalError, encode, fsync_directory, read_record, segment_header,
-                      segment_name)
+from .records import (SEGMENT_HEADER, JournalError, encode, encoded_size, fsync_directory, read_record,
+                      segment_header, segment_name)
 
 POLICIES = ("batch", "interval", "none")
 _WAIT_SLICE = 1.0  # seconds between re-checks of a wait (a failed leader wakes everyone anyway)
@@ -178,7 +178,7 @@ class SegmentWriter:
         # shared (others write the same file), or not "batch" (a killed
         # process must not take acknowledged records with it).
         self._write_through = shared or policy != "batch"
-        self._pending = []           # batch, private: encoded records not yet written
+        self._pending = []           # batch, private: the parts of the encoded records not yet written
         last = int(counters[JOURNAL_SEQ])
         self._appended = last        # last record this writer appended
         self._seen = last            # every record up to here is written (by someone)
@@ -336,24 +336,25 @@ class SegmentWriter:
 
     def append(self, seq, op, effects, aux=0):
         """Append record ``seq`` (``lock`` held; from :meth:`next_seq`)."""
-        data = encode(seq, op, effects, aux)
+        parts = encode(seq, op, effects, aux)
         if not self._write_through:
             with self._cond:
-                self._pending.append(data)
+                self._pending += parts
                 self._appended = seq
                 self._since_flush += 1
                 self._grown.notify()
             return seq
+        size = encoded_size(parts)
         try:
-            _write_all(self._fd, data)
+            _write_all(self._fd, parts)
         except OSError as error:
             self.fail(error, self._offset)
         with self._cond:  # a flush leader reads them together
-            self._offset += len(data)
+            self._offset += size
             self._appended = self._seen = seq
             self._since_flush += 1
             self._grown.notify()
-        self.bytes_written += len(data)
+        self.bytes_written += size
         return seq
 
     def wait(self, seq, timeout=None):
@@ -404,15 +405,15 @@ class SegmentWriter:
         error = None
         try:
             if data:
-                blob = b"".join(data)
+                size = encoded_size(data)
                 try:
-                    _write_all(self._fd, blob)
+                    _write_all(self._fd, data)
                 except OSError as e:
                     error = e
                 else:
-                    self._offset += len(blob)
+                    self._offset += size
                     synced_offset = self._offset
-                    self.bytes_written += len(blob)
+                    self.bytes_written += size
             if error is None and (self.policy != "none" or force_sync):
                 started = time.perf_counter()
                 try:
@@ -507,8 +508,20 @@ class SegmentWriter:
                 self._release_flush()
 
 
+_IOV_MAX = 1024  # buffers one writev takes (Linux's IOV_MAX)
+
+
 def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    """Write ``data`` (bytes, or a list of bytes-like parts: one ``writev``,
+    no joined copy) whole, whatever a call writes short."""
+    if not isinstance(data, list):
+        data = [data]
+    views = [view for view in (memoryview(part).cast("B") for part in data) if view.nbytes]
+    at = 0
+    while at < len(views):
+        written = os.writev(fd, views[at:at + _IOV_MAX])
+        while at < len(views) and written >= views[at].nbytes:
+            written -= views[at].nbytes
+            at += 1
+        if written:
+            views[at] = views[at][written:]
