@@ -160,16 +160,18 @@ def main(argv=None):
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--modes", default="tracked",
                         help="kernel modes: concurrent, ordered, tracked")
-    parser.add_argument("--c-ahead", default="8",
-                        help="prefetch distances (orders) of the tracked C loops to build and time, e.g. 4,8,16")
+    parser.add_argument("--c-ahead", default="",
+                        help="prefetch distances (orders; carts for the cart loops) of the tracked C loops to "
+                             "build and time, e.g. 4,8,16 (default: the C file's own)")
     args = parser.parse_args(argv)
     thread_counts = [int(t) for t in args.threads.split(",")]
     modes = args.modes.split(",")
     lib = load_c_baseline()
     tracked_libs = {}
     if "tracked" in modes:
-        for ahead in args.c_ahead.split(","):
-            tracked_libs[ahead] = load_c_baseline(TRACKED_C, [f"TRACKED_AHEAD={int(ahead)}"])
+        for ahead in args.c_ahead.split(",") if args.c_ahead else ["default"]:
+            defines = [] if ahead == "default" else [f"TRACKED_AHEAD={int(ahead)}", f"TRACKED_CART_AHEAD={int(ahead)}"]
+            tracked_libs[ahead] = load_c_baseline(TRACKED_C, defines)
     print(f"kernel {kernel.__version__}, backends {kernel.available_backends()}, OpenMP {kernel.openmp_enabled()}, "
           f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}, numpy {np.__version__}")
     print(f"{'workload':<11} {'implementation':<30} {'threads':>7} {'median Mord/s':>14} {'min-max':>15} "

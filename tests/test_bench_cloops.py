@@ -169,3 +169,23 @@ def test_every_kernel_cell_has_a_ratio_at_its_thread_count(run):
     assert tracked["x_c"] is not None and "tracked" in tracked["c_same"]["modes_met"]
     page = html_report(run)
     assert "best C, 2t" in page and "seq_tracked_single" in page and "cas_general" in page
+
+
+def test_big_stocks_get_the_prefetching_twins():
+    """Past the cache the plain loops prefetch, as the kernels do: a stock of
+    PREFETCH_MIN_WORDS words runs the *_pf twin, with the same result."""
+    n_skus = cloops.PREFETCH_MIN_WORDS
+    rng = np.random.default_rng(3)
+    offsets = np.array([0, 2, 3, 6, 7, 9], np.int64)
+    for orders in (OrderBatch(rng.integers(0, n_skus, 5), rng.integers(1, 4, 5)),
+                   OrderBatch(rng.integers(0, n_skus, 9), rng.integers(1, 4, 9), offsets)):
+        big = Case("big", None, np.full(n_skus, 2, np.int64), None, n_skus, orders)
+        small = Case("small", None, big.stock[:orders.max_sku + 1].copy(), None, orders.max_sku + 1, orders)
+        for loop in cloops.loops_for(big, ["concurrent"]):
+            if loop.function.endswith("_runs"):
+                continue
+            b, s = cloops.cell(LIB, loop, big, 1), cloops.cell(LIB, loop, small, 1)
+            assert b.function == loop.function + "_pf" and s.function == loop.function
+            b.run()
+            s.run()
+            assert np.array_equal(b.status, s.status)

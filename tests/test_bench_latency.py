@@ -63,9 +63,11 @@ def test_every_c_loop_is_in_the_library():
         pytest.skip(note)
     for loop in cloops.C_LOOPS:
         assert hasattr(lib, loop.function), loop
-        assert loop.shape in ("single", "carts") and loop.modes
+        assert loop.shape in ("single", "carts", "general") and loop.modes
     assert {loop.shape for loop in cloops.loops_for(make_case("carts", 0.0005))} == {"carts"}
-    assert cloops.loops_for(make_case("marketplace", 0.0005)) == []  # offers and prices: no C loop
+    # Offers and prices: the general loops (no tracked one).
+    market = cloops.loops_for(make_case("marketplace", 0.0005))
+    assert {loop.shape for loop in market} == {"general"} and not any(loop.tracked for loop in market)
 
 
 def test_a_wrong_c_result_is_an_error():

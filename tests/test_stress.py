@@ -84,3 +84,25 @@ def test_many_python_threads_share_one_inventory(compiled_backend):
     np.testing.assert_array_equal(initial, inv.stock + kept)
     assert sum(r.n_accepted for r in results) > 0
     assert any((r.status == Status.OUT_OF_STOCK).any() for r in results)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_carts_on_a_stock_past_the_cache_prefetch_and_keep_g1_to_g4(compiled_backend, threads):
+    """A stock of 2^21 offers switches the carts kernels' prefetch on
+    (general.pxi CART_PREFETCH_MIN_OFFERS): same guarantees, and on one
+    thread the arrival-order outcome of the reference."""
+    n_skus = 1 << 21
+    rng = np.random.default_rng(7)
+    offsets = np.zeros(20_001, np.int64)
+    np.cumsum(rng.integers(1, 6, 20_000), out=offsets[1:])
+    hot = rng.integers(0, 64, int(offsets[-1]))  # a few hot SKUs, so some carts are refused
+    sku = np.where(rng.random(hot.size) < 0.5, hot, rng.integers(0, n_skus, hot.size))
+    orders = OrderBatch(sku, rng.integers(1, 4, sku.size), offsets)
+    stock = np.full(n_skus, 40, np.int64)
+    inv = kernel.Inventory(stock, backend=compiled_backend, threads=threads)
+    result = inv.reserve(orders)
+    check_run(inv, orders, result, stock, under_selling=True)
+    assert 0 < result.n_accepted < orders.n_orders
+    if threads == 1:
+        ref = kernel.Inventory(stock, backend="reference")
+        assert np.array_equal(result.status, ref.reserve(orders).status)

@@ -9,8 +9,17 @@
 
 cdef enum:
     # Carts have ~3 lines each, so fewer orders ahead cover as many misses
-    # (than single.pxi's PREFETCH_AHEAD).
-    CART_PREFETCH_AHEAD = 6
+    # (than single.pxi's PREFETCH_AHEAD): on 4M SKUs (32 MB of stock), one
+    # thread, 6 / 16 / 40 / 64 ahead ran 27 / 35 / 47.5 / 47.7 M carts/s
+    # (the C loop prefetching 128 lines ahead: 63 M).
+    CART_PREFETCH_AHEAD = 40
+    # ... but only for stocks larger than this many offers (16 MiB of stock
+    # words): a smaller stock stays in the last-level cache, where the
+    # out-of-order core overlaps the misses by itself and the prefetch loop
+    # (a load of the cart ahead's range and SKUs, a hint per line) cost 7-12%
+    # (measured in C, kernel/bench/c/baseline.c's header); on 4M-32M SKUs it
+    # gained 50-80%.
+    CART_PREFETCH_MIN_OFFERS = 1 << 21
 
 
 cdef inline int8_t take_cart(int64_t *stock, const int64_t *line_start, const int64_t *sku, const int64_t *qty,
@@ -36,21 +45,34 @@ cdef inline int8_t take_cart(int64_t *stock, const int64_t *line_start, const in
 
 cdef inline void _carts_chunk(int64_t *stock, const int64_t *line_start, const int64_t *sku, const int64_t *qty,
                               const int64_t *order_index, int8_t *status, int64_t *counters,
-                              Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+                              Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ahead) noexcept nogil:
     # inline, unlike the other chunk functions (noinline_void, machinery.pxi):
     # compiled on its own it spilled a register in the take loop, +2
-    # instructions an order (+1.8% on the carts gate cases).
+    # instructions an order (+1.8% on the carts gate cases).  Callers pass
+    # ``ahead`` as a constant (_carts_range), so each use compiles to its own
+    # loop.
     cdef Py_ssize_t k, j
     cdef int64_t order, line
     for k in range(start, stop):
-        if k + CART_PREFETCH_AHEAD < stop:
+        if ahead != 0 and k + ahead < stop:
             # Prefetch the stock words of a cart a few orders ahead: each line
-            # is a random cache miss, and overlapping them is most of the speed.
-            j = order_index[k + CART_PREFETCH_AHEAD]
+            # is a random cache miss, and overlapping them is most of the speed
+            # once the stock outgrows the cache.
+            j = order_index[k + ahead]
             for line in range(line_start[j], line_start[j + 1]):
                 prefetch_rw(&stock[sku[line]])
         order = order_index[k]
         status[order] = take_cart(stock, line_start, sku, qty, counters, order)
+
+
+cdef inline void _carts_range(int64_t *stock, const int64_t *line_start, const int64_t *sku, const int64_t *qty,
+                              const int64_t *order_index, int8_t *status, int64_t *counters,
+                              Py_ssize_t start, Py_ssize_t stop, bint prefetch) noexcept nogil:
+    # One loop with the prefetch, one without (constants after inlining).
+    if prefetch:
+        _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop, CART_PREFETCH_AHEAD)
+    else:
+        _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop, 0)
 
 
 def reserve_carts(int64_t[::1] stock, const int64_t[::1] line_start, const int64_t[::1] sku,
@@ -62,6 +84,7 @@ def reserve_carts(int64_t[::1] stock, const int64_t[::1] line_start, const int64
     cdef Py_ssize_t c
     if n == 0:
         return
+    cdef bint prefetch = stock.shape[0] >= CART_PREFETCH_MIN_OFFERS
     cdef int64_t *stock_p = _ptr(stock)
     cdef const int64_t *line_start_p = _const_ptr(line_start)
     cdef const int64_t *sku_p = _const_ptr(sku)
@@ -71,12 +94,12 @@ def reserve_carts(int64_t[::1] stock, const int64_t[::1] line_start, const int64
     cdef int64_t *counters_p = _ptr(counters)
     if n_threads <= 1:
         with nogil:
-            _carts_chunk(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, 0, n)
+            _carts_range(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, 0, n, prefetch)
     else:
         # dynamic: see reserve_single.
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            _carts_chunk(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, c * CHUNK,
-                         min((c + 1) * CHUNK, n))
+            _carts_range(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, c * CHUNK,
+                         min((c + 1) * CHUNK, n), prefetch)
 
 
 def reserve_carts_ordered(int64_t[::1] stock, const int64_t[::1] line_start, const int64_t[::1] sku,
@@ -94,8 +117,9 @@ def reserve_carts_ordered(int64_t[::1] stock, const int64_t[::1] line_start, con
     cdef const int64_t *order_index_p = _const_ptr(order_index)
     cdef int8_t *status_p = _ptr8(status)
     cdef int64_t *counters_p = _ptr(counters)
+    cdef bint prefetch = stock.shape[0] >= CART_PREFETCH_MIN_OFFERS
     with nogil:
-        _carts_chunk(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, 0, n)
+        _carts_range(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, 0, n, prefetch)
 
 
 cdef inline int64_t line_available(int64_t *stock, const int64_t *price, const int64_t *offer_start,

@@ -20,8 +20,17 @@ from .stock import offers_available, take_exactly, take_up_to
 __all__ = ["take_cart", "reserve_carts", "reserve_carts_ordered", "line_available", "roll_back_order", "take_order",
            "reserve_general", "reserve_general_ordered"]
 
-# Carts have ~3 lines each, so fewer orders ahead cover as many misses.
-_CART_PREFETCH_AHEAD = 6
+# Carts have ~3 lines each, so fewer orders ahead cover as many misses
+# (general.pxi CART_PREFETCH_AHEAD: measured on 4M SKUs, 40 ~ 64 > 16 > 6).
+_CART_PREFETCH_AHEAD = 40
+# ... but only for stocks of at least this many offers (general.pxi
+# CART_PREFETCH_MIN_OFFERS: a smaller stock stays in cache, where the
+# prefetch loop costs more than it hides).
+_CART_PREFETCH_MIN_OFFERS = 1 << 21
+
+
+def _cart_ahead(stock):
+    return _CART_PREFETCH_AHEAD if stock.size >= _CART_PREFETCH_MIN_OFFERS else 0
 
 
 # ---------------------------------------------------------------- carts
@@ -52,27 +61,29 @@ def take_cart(stock, line_start, sku, qty, counters, order):
 
 
 @njit(**_jit)
-def _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop):
-    """Decide orders ``order_index[start:stop]`` (kernels.pyx ``_carts_chunk``)."""
+def _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop, ahead):
+    """Decide orders ``order_index[start:stop]`` (kernels.pyx ``_carts_chunk``),
+    prefetching ``ahead`` orders ahead (0: none)."""
     # Unchecked load/store (atomics.py): k < stop <= order_index.size, and
     # orders and lines were validated by the facade.
     for k in range(start, stop):
-        if k + _CART_PREFETCH_AHEAD < stop:
+        if ahead != 0 and k + ahead < stop:
             # Prefetch the stock words of a cart a few orders ahead: each line
-            # is a random cache miss, and overlapping them is most of the speed.
-            j = load(order_index, k + _CART_PREFETCH_AHEAD)
+            # is a random cache miss, and overlapping them is most of the speed
+            # once the stock outgrows the cache.
+            j = load(order_index, k + ahead)
             for line in range(load(line_start, j), load(line_start, j + 1)):
                 prefetch_write(stock, load(sku, line))
         order = load(order_index, k)
         store(status, order, take_cart(stock, line_start, sku, qty, counters, order))
 
 
-def _reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads):
+def _reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads, ahead):
     n = order_index.size
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     for c in prange(n_chunks):
         _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, c * _CHUNK,
-                     min((c + 1) * _CHUNK, n))
+                     min((c + 1) * _CHUNK, n), ahead)
 
 
 _reserve_carts_par, _reserve_carts_ser = _dispatchers(_reserve_carts)
@@ -82,15 +93,15 @@ def reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_
     """Concurrent multi-line path for one offer per SKU (see
     :func:`kernel.reference.reserve_carts`)."""
     nt = _threads(n_threads)
-    _run(_reserve_carts_par, _reserve_carts_ser, nt, (stock, line_start, sku, qty, order_index, status, counters, nt),
-         dynamic=True)
+    _run(_reserve_carts_par, _reserve_carts_ser, nt,
+         (stock, line_start, sku, qty, order_index, status, counters, nt, _cart_ahead(stock)), dynamic=True)
 
 
 def reserve_carts_ordered(stock, line_start, sku, qty, order_index, status, counters, n_threads):
     """Multi-line path for one offer per SKU whose outcome equals arrival order
     (serial whatever ``n_threads`` says: carts span SKUs, so they cannot be
     split by SKU)."""
-    _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, 0, order_index.size)
+    _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, 0, order_index.size, _cart_ahead(stock))
 
 
 # ---------------------------------------------------- the general path

@@ -99,6 +99,11 @@ C_LOOPS = [
           "tracked carts, OpenMP threads, CAS per shared word, rollback with atomic adds"),
 ]
 
+# Stocks of at least this many words: the plain loops' *_pf twins (prefetch
+# ahead) are called instead, as the kernels prefetch only then
+# (kernel/_cython/general.pxi CART_PREFETCH_MIN_OFFERS).
+PREFETCH_MIN_WORDS = 1 << 21
+
 # Carts longer than this do not fit the tracked C cart loop (MAX_CART in c/tracked.c).
 TRACKED_MAX_CART = 64
 
@@ -194,7 +199,9 @@ class CCell:
     def __init__(self, lib, loop, case, threads):
         self.loop, self.case, self.threads = loop, case, threads if loop.parallel else 1
         self.backend, self.mode = loop.name, loop.modes[0]
-        self._fn = getattr(lib, loop.function)
+        big = case.stock.size >= PREFETCH_MIN_WORDS and hasattr(lib, loop.function + "_pf")
+        self.function = loop.function + "_pf" if big else loop.function
+        self._fn = getattr(lib, self.function)
         self._fn.restype = None
         self._status = np.empty(case.orders.n_orders, np.int8)
         self._setup()

@@ -24,6 +24,14 @@
  *    out-of-order core already overlaps the independent stock misses, and a
  *    prefetch costs an extra load and address computation per order: the
  *    distance is 0 (no prefetch); the macros stay to re-check.
+ *  - past the cache it is the other way round: 1M orders / carts over 4M
+ *    SKUs (32 MB of stock), SINGLE_AHEAD_BIG / CARTS_AHEAD_BIG none/8/16/32/
+ *    64/128/256 (min of 9-12 rounds): seq_single 134/156/180/250/323/378/388,
+ *    cas_single 1 thread 80/94/122/157/181/184/182, seq_carts
+ *    36/40/49/67/96/120/110, cas_carts 1 thread 21/30/38/51/63/65/65.  So
+ *    the *_pf twins prefetch 128 ahead, and cloops.py calls them for stocks
+ *    of at least 2^21 words (no registry workload has one; the threshold is
+ *    the kernels' own, kernel/_cython/general.pxi).
  *  - the run-coalescing twins (seq_single_runs, cas_single_runs, below)
  *    against the per-order loops, scale 1.0: flash sale 2,252 vs 1,500
  *    (seq) and 2,539 vs 908 (CAS, 1 thread); uniform 425 vs 481 (seq,
@@ -39,19 +47,29 @@
 #include <stdint.h>
 #include <omp.h>
 
-/* Prefetch distance (orders for single-line loops, lines for carts). */
+/* Prefetch distance (orders for single-line loops, lines for carts) of the
+ * plain loops, and of their *_pf twins, which cloops.py calls instead when
+ * the stock has at least 2^21 words (16 MiB: past what the last-level cache
+ * keeps, as the kernels decide, kernel/_cython/general.pxi). */
 #ifndef SINGLE_AHEAD
 #define SINGLE_AHEAD 0
 #endif
 #ifndef CARTS_AHEAD
 #define CARTS_AHEAD 0
 #endif
-#define PREFETCH_SINGLE(i) do { if (SINGLE_AHEAD > 0 && (i) + SINGLE_AHEAD < n) \
-    __builtin_prefetch(&stock[sku[(i) + SINGLE_AHEAD]], 1, 3); } while (0)
-#define PREFETCH_LINE(l) do { if (CARTS_AHEAD > 0 && (l) + CARTS_AHEAD < n_lines) \
-    __builtin_prefetch(&stock[sku[(l) + CARTS_AHEAD]], 1, 3); } while (0)
+#ifndef SINGLE_AHEAD_BIG
+#define SINGLE_AHEAD_BIG 128
+#endif
+#ifndef CARTS_AHEAD_BIG
+#define CARTS_AHEAD_BIG 128
+#endif
+#define PREFETCH_SINGLE(i) do { if (ahead > 0 && (i) + ahead < n) \
+    __builtin_prefetch(&stock[sku[(i) + ahead]], 1, 3); } while (0)
+#define PREFETCH_LINE(l) do { if (ahead > 0 && (l) + ahead < n_lines) \
+    __builtin_prefetch(&stock[sku[(l) + ahead]], 1, 3); } while (0)
 
-void seq_single(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status, int64_t n) {
+static inline void seq_single_ahead(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status,
+                                    int64_t n, const int64_t ahead) {
     for (int64_t i = 0; i < n; i++) {
         PREFETCH_SINGLE(i);
         int64_t s = sku[i], q = qty[i];
@@ -59,7 +77,8 @@ void seq_single(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *
     }
 }
 
-void cas_single(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status, int64_t n, int threads) {
+static inline void cas_single_ahead(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *status,
+                                    int64_t n, int threads, const int64_t ahead) {
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         PREFETCH_SINGLE(i);
@@ -75,8 +94,8 @@ void cas_single(int64_t *stock, const int64_t *sku, const int64_t *qty, int8_t *
     }
 }
 
-void seq_carts(int64_t *stock, const int64_t *start, const int64_t *sku, const int64_t *qty, int8_t *status,
-               int64_t n) {
+static inline void seq_carts_ahead(int64_t *stock, const int64_t *start, const int64_t *sku, const int64_t *qty,
+                                   int8_t *status, int64_t n, const int64_t ahead) {
     int64_t n_lines = start[n];
     for (int64_t o = 0; o < n; o++) {
         int64_t l, ok = 1;
@@ -90,8 +109,8 @@ void seq_carts(int64_t *stock, const int64_t *start, const int64_t *sku, const i
     }
 }
 
-void cas_carts(int64_t *stock, const int64_t *start, const int64_t *sku, const int64_t *qty, int8_t *status,
-               int64_t n, int threads) {
+static inline void cas_carts_ahead(int64_t *stock, const int64_t *start, const int64_t *sku, const int64_t *qty,
+                                   int8_t *status, int64_t n, int threads, const int64_t ahead) {
     int64_t n_lines = start[n], rollbacks = 0;
     #pragma omp parallel for num_threads(threads) schedule(static) reduction(+:rollbacks)
     for (int64_t o = 0; o < n; o++) {
@@ -127,6 +146,32 @@ void cas_carts(int64_t *stock, const int64_t *start, const int64_t *sku, const i
             status[o] = ok ? 0 : 1;
         }
     }
+}
+
+#define I64 int64_t
+void seq_single(I64 *stock, const I64 *sku, const I64 *qty, int8_t *status, I64 n) {
+    seq_single_ahead(stock, sku, qty, status, n, SINGLE_AHEAD);
+}
+void seq_single_pf(I64 *stock, const I64 *sku, const I64 *qty, int8_t *status, I64 n) {
+    seq_single_ahead(stock, sku, qty, status, n, SINGLE_AHEAD_BIG);
+}
+void cas_single(I64 *stock, const I64 *sku, const I64 *qty, int8_t *status, I64 n, int threads) {
+    cas_single_ahead(stock, sku, qty, status, n, threads, SINGLE_AHEAD);
+}
+void cas_single_pf(I64 *stock, const I64 *sku, const I64 *qty, int8_t *status, I64 n, int threads) {
+    cas_single_ahead(stock, sku, qty, status, n, threads, SINGLE_AHEAD_BIG);
+}
+void seq_carts(I64 *stock, const I64 *start, const I64 *sku, const I64 *qty, int8_t *status, I64 n) {
+    seq_carts_ahead(stock, start, sku, qty, status, n, CARTS_AHEAD);
+}
+void seq_carts_pf(I64 *stock, const I64 *start, const I64 *sku, const I64 *qty, int8_t *status, I64 n) {
+    seq_carts_ahead(stock, start, sku, qty, status, n, CARTS_AHEAD_BIG);
+}
+void cas_carts(I64 *stock, const I64 *start, const I64 *sku, const I64 *qty, int8_t *status, I64 n, int threads) {
+    cas_carts_ahead(stock, start, sku, qty, status, n, threads, CARTS_AHEAD);
+}
+void cas_carts_pf(I64 *stock, const I64 *start, const I64 *sku, const I64 *qty, int8_t *status, I64 n, int threads) {
+    cas_carts_ahead(stock, start, sku, qty, status, n, threads, CARTS_AHEAD_BIG);
 }
 
 /* Single-line orders with runs of one SKU coalesced (what a flash sale is):

@@ -36,13 +36,16 @@
  * status[o] = 0 accepted, 1 refused.
  *
  * Not weak, how it was checked (bench/c_variants.py, side by side,
- * interleaved, checked; 2-core shared VM, so noisy: spreads 40-240%):
- * GENERAL_AHEAD 0/4/8/16 on marketplace at scale 1.0 (2M carts, 400k
- * offers), M orders/s: seq_general 20.8/20.9/21.7/22.7, cas_general 1
- * thread 19.0/22.4/25.3/24.3, 2 threads 18.0/18.1/18.5/19.5: 16 kept (the
- * three-level prefetch pays on the CAS loop, +20-30% over none).  The
- * pre-check walk and the take walk read the same offers, so the second is
- * served from L1; a 0 taken needs no store (fresh slots are zero).
+ * interleaved, checked; 2-core shared VM, so noisy: spreads 35-100%, hence
+ * also the best round): GENERAL_AHEAD 0/8/16/32 on marketplace at scale 1.0
+ * (2M carts, 250k offers), M orders/s median (best round): seq_general
+ * 14.1 (25.9) / 16.6 (26.3) / 24.1 (32.9) / 20.6 (29.1), cas_general one
+ * thread 16.8 (21.9) / 14.7 (18.9) / 24.3 (26.7) / 17.8 (28.0): 16 kept.
+ * Note the empty volatile asm in prefetch_line: without it GCC 12 deleted
+ * every prefetch of this file (objdump showed none; the first figures taken
+ * before that was found measured no prefetch at all).  The pre-check walk
+ * and the take walk read the same offers, so the second is served from L1;
+ * a 0 taken needs no store (fresh slots are zero).
  * seq_general is checked equal to the reference's ordered result (statuses,
  * stock per offer, fills) in tests/test_bench_cloops.py.
  */
@@ -57,6 +60,9 @@
 
 static inline void prefetch_line(const int64_t *stock, const int64_t *price, const int64_t *offer_start,
                                  const int64_t *by_prio, const int64_t *sku, int64_t l, int64_t n_lines) {
+    /* An empty volatile asm: without it GCC 12 (-O1 and up) deleted every call of this helper, its
+     * prefetches having no side effect (checked with objdump: no prefetchw left in the loop). */
+    __asm__ __volatile__("");
 #if GENERAL_AHEAD > 0
     /* Three levels, each once the level above is (likely) in cache: the SKU's
      * offer range, its priority list, its first offer's stock and price. */

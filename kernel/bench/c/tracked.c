@@ -25,17 +25,23 @@
  *        share, the upper bound);
  * cas_*: OpenMP threads, a CAS or fetch-add per shared-word decision.
  * Both prefetch the record, the pair and the stock word TRACKED_AHEAD orders
- * ahead.
+ * ahead (TRACKED_CART_AHEAD carts ahead for the cart loops).
  *
  * Not weak, how it was checked (bench/c_variants.py --modes tracked, side
- * by side, interleaved, checked; 2-core shared VM; M orders/s):
- * TRACKED_AHEAD 0/4/8/16 (0: nothing ahead) at scale 0.1: uniform
- * seq_tracked_single 16.7/25.3/30.8/20.9, cas_tracked_single 1 thread
- * 11.0/19.6/21.3/12.7, 2 threads 11.2/19.0/21.2/12.8; flash sale seq
- * 14.0/30.1/31.6/27.2, CAS 2 threads 15.1/24.9/27.3/15.8; carts
- * seq_tracked_carts 6.1/6.3/6.1/6.3, CAS 2 threads 4.1/4.0/3.4/4.6 (flat:
- * within the noise, spreads 45-87%).  8 kept (earlier, bench/tracked_vs_c.py
- * --c-ahead 4,8,16: seq 25.1/28.6/17.6, CAS 17.7/21.6/13.5).
+ * by side, interleaved, checked; 2-core shared VM; M orders/s, median and
+ * best round): TRACKED_AHEAD 0/4/8/16/32 (0: the current order, nothing
+ * ahead) at scale 0.1, uniform: seq_tracked_single 17.1 (17.7) / 25.0
+ * (26.2) / 30.0 (32.1) / 12.7 (21.3) / 16.2 (21.6), cas_tracked_single one
+ * thread 10.4 / 12.4 / 21.0 / 9.0 / 9.1: 8 kept (earlier, with
+ * bench/tracked_vs_c.py --c-ahead 4,8,16: seq 25.1/28.6/17.6, CAS
+ * 17.7/21.6/13.5).  Carts: GCC 12 had deleted prefetch_cart's calls (a
+ * helper with a loop and only prefetches: no side effect; objdump showed no
+ * prefetchw in the cart loops), so the cart loops ran without prefetch
+ * (6.3 M carts/s seq, 4.5 CAS, whatever the distance); with the empty
+ * volatile asm that keeps them, TRACKED_CART_AHEAD 0/4/8/16/32 carts:
+ * seq_tracked_carts 5.6 (7.2) / 8.2 (11.2) / 7.6 (9.8) / 6.9 (9.8) / 9.3
+ * (9.8), cas_tracked_carts one thread 3.7 (5.4) / 5.6 (7.5) / 5.4 (6.7) /
+ * 5.0 (6.8) / 5.8 (6.8): 4 kept.
  *
  * Calling convention: baseline.c's (stock, [start,] sku, qty, status,
  * n), then the tracked arguments, then ``threads`` for the cas_ loops.
@@ -44,6 +50,10 @@
 
 #ifndef TRACKED_AHEAD
 #define TRACKED_AHEAD 8
+#endif
+/* Carts (~3 lines each): orders ahead for the cart loops. */
+#ifndef TRACKED_CART_AHEAD
+#define TRACKED_CART_AHEAD 4
 #endif
 
 #define MULT 0x9E3779B97F4A7C15ULL
@@ -131,6 +141,9 @@ refuse:
 static inline void prefetch_order(const int64_t *sku, const int64_t *order_id, const int64_t *user_id,
                                   int64_t *stock, int64_t *order_table, int64_t order_mask, int64_t *limit_table,
                                   int64_t limit_mask, int64_t n_skus, int64_t i) {
+    /* An empty volatile asm: without it GCC 12 (-O1 and up) deleted every call of this helper, its
+     * prefetches having no side effect (checked with objdump: no prefetchw left in the loop). */
+    __asm__ __volatile__("");
     int64_t s = sku[i];
     __builtin_prefetch(&order_table[4 * hash_slot(order_id[i], order_mask)], 1, 3);
     __builtin_prefetch(&limit_table[2 * hash_slot(user_id[i] * n_skus + s + 1, limit_mask)], 1, 3);
@@ -260,6 +273,9 @@ refuse:
 static inline void prefetch_cart(const int64_t *start, const int64_t *sku, const int64_t *order_id,
                                  const int64_t *user_id, int64_t *stock, int64_t *order_table, int64_t order_mask,
                                  int64_t *limit_table, int64_t limit_mask, int64_t n_skus, int64_t o) {
+    /* An empty volatile asm: without it GCC 12 (-O1 and up) deleted every call of this helper, its
+     * prefetches having no side effect (checked with objdump: no prefetchw left in the loop). */
+    __asm__ __volatile__("");
     __builtin_prefetch(&order_table[4 * hash_slot(order_id[o], order_mask)], 1, 3);
     for (int64_t l = start[o]; l < start[o + 1]; l++) {
         __builtin_prefetch(&limit_table[2 * hash_slot(user_id[o] * n_skus + sku[l] + 1, limit_mask)], 1, 3);
@@ -271,9 +287,9 @@ void seq_tracked_carts(int64_t *stock, const int64_t *start, const int64_t *sku,
                        int64_t n, TRACKED_ARGS) {
     int64_t om = order_slots - 1, lm = limit_slots - 1;
     for (int64_t o = 0; o < n; o++) {
-        if (o + TRACKED_AHEAD < n)
+        if (o + TRACKED_CART_AHEAD < n)
             prefetch_cart(start, sku, order_id, user_id, stock, order_table, om, limit_table, lm, n_skus,
-                          o + TRACKED_AHEAD);
+                          o + TRACKED_CART_AHEAD);
         status[o] = tracked_cart(0, stock, sku, qty, start[o], start[o + 1], order_id[o], user_id[o], order_table, om,
                                  limit_table, lm, fill_offer, fill_qty, n_skus, cap);
     }
@@ -284,9 +300,9 @@ void cas_tracked_carts(int64_t *stock, const int64_t *start, const int64_t *sku,
     int64_t om = order_slots - 1, lm = limit_slots - 1;
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t o = 0; o < n; o++) {
-        if (o + TRACKED_AHEAD < n)
+        if (o + TRACKED_CART_AHEAD < n)
             prefetch_cart(start, sku, order_id, user_id, stock, order_table, om, limit_table, lm, n_skus,
-                          o + TRACKED_AHEAD);
+                          o + TRACKED_CART_AHEAD);
         status[o] = tracked_cart(1, stock, sku, qty, start[o], start[o + 1], order_id[o], user_id[o], order_table, om,
                                  limit_table, lm, fill_offer, fill_qty, n_skus, cap);
     }
