@@ -100,6 +100,11 @@ class TrackedOrders:
         self.capped = state.limit != NO_LIMIT
         self.has_limits = bool(self.capped.any())
         self.offers_per_sku = np.diff(state.offer_start)
+        # Where every SKU has as many offers (is capped or not alike), a
+        # batch's budgets need no per-line gather: those values, else None.
+        same = self.offers_per_sku.size and (self.offers_per_sku == self.offers_per_sku[0]).all()
+        self.same_width = int(self.offers_per_sku[0]) if same else None
+        self.all_capped = int(self.capped[0]) if self.capped.size and (self.capped == self.capped[0]).all() else None
         self._bound_one = None  # reserve_one's kernel with the arrays bound, made on first use
 
     def _give_back_args(self):
@@ -149,8 +154,8 @@ class TrackedOrders:
             users = np.zeros(orders.n_orders, dtype=np.int64)
         else:
             users = orders.user_id
-            check_at_least("user_id", users, 0, ">= 0")
-            if users.size and users.max() > self.max_user:
+            if users.size and users.view(np.uint64).max() > self.max_user:  # one pass, as as_order_ids
+                check_at_least("user_id", users, 0, ">= 0")
                 pos = int((users > self.max_user).argmax())
                 raise ValueError(f"user_id[{pos}] = {users[pos]} must be <= {self.max_user}")
         deadline = hold_deadlines(hold_until, orders.n_orders)
@@ -159,11 +164,16 @@ class TrackedOrders:
         if ordered:
             n_threads = 1  # ids and caps span SKUs: only arrival order is the serial outcome
         sku = orders.sku
-        widths = self.offers_per_sku[sku]
-        capped = self.capped[sku]
-        budgets = {codes.ORDERS_LEFT: orders.n_orders, codes.PAIRS_LEFT: int(np.count_nonzero(capped)),
-                   codes.FILLS_LEFT: int(widths.sum())}
+        # Per-line offers and caps: no gather where every SKU has the same.
+        widths = self.offers_per_sku[sku] if self.same_width is None else None
+        capped = self.capped[sku] if self.all_capped is None else None
+        budgets = {codes.ORDERS_LEFT: orders.n_orders,
+                   codes.PAIRS_LEFT: (int(np.count_nonzero(capped)) if capped is not None
+                                      else orders.n_lines * self.all_capped),
+                   codes.FILLS_LEFT: int(widths.sum()) if widths is not None else orders.n_lines * self.same_width}
         if budgets[codes.FILLS_LEFT] > codes.MAX_ORDER_FILLS and orders.n_lines > orders.n_orders:
+            if widths is None:
+                widths = self.offers_per_sku[sku]
             # An order record packs its fill-log range in one word (codes.ORDER_FILLS_AT).
             upto = np.concatenate(([0], np.cumsum(widths)))
             per_order = upto[orders.line_start[1:]] - upto[orders.line_start[:-1]]
@@ -181,6 +191,7 @@ class TrackedOrders:
             # do on every call.)
             maybe_new = probe(self.order_words, ids, codes.ID_MASK) < 0
             lines = maybe_new[orders.line_order]
+            widths, capped = self.offers_per_sku[sku], self.capped[sku]
             budgets = {codes.ORDERS_LEFT: int(np.count_nonzero(maybe_new)),
                        codes.PAIRS_LEFT: self._new_pairs_at_most(users[orders.line_order], sku, capped & lines),
                        codes.FILLS_LEFT: int(widths.sum(where=lines))}

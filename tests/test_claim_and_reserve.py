@@ -151,3 +151,39 @@ def test_an_order_accepted_on_the_rerun_after_a_rollback_stays_held(backend, mon
     assert [Status(int(s)).name for s in r.status] == ["ACCEPTED", "ACCEPTED", "OUT_OF_STOCK"]
     assert inv.state_of([1, 2, 3]).tolist() == [OrderState.HELD, OrderState.HELD, OrderState.REFUSED]
     assert r.fills.line.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("field, values, message", [
+    ("order_id", [2**56, -1, 3], r"order_id\[1\] = -1 must be >= 0"),
+    ("order_id", [1, 2**56, 3], r"order_id\[1\] = 72057594037927936 must be < 2\*\*56"),
+    ("user_id", [0, 2**62, -5], r"user_id\[2\] = -5 must be >= 0"),
+    ("user_id", [0, 2**62, 1], r"user_id\[1\] = 4611686018427387904 must be <= "),
+])
+def test_ids_and_users_out_of_range_name_the_first_bad_position_and_change_nothing(backend, field, values,
+                                                                                  message):
+    """The one-pass range check (both bounds at once) still reports what
+    the two separate checks did: a negative value first, then a too big one."""
+    inv = kernel.Inventory([5, 5, 5], backend=backend, max_orders=16, limit_per_user=3)
+    before = [a.copy() for a in inv.state_arrays()]
+    fields = {"order_id": [1, 2, 3], "user_id": [0, 1, 2], field: values}
+    with pytest.raises(ValueError, match=message):
+        inv.reserve(OrderBatch(sku=[0, 1, 2], qty=[1, 1, 1], **fields))
+    for a, b in zip(before, inv.state_arrays()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_budgets_without_per_line_gathers_match_mixed_inventories(backend):
+    """Budgets come from the batch size where every SKU has as many offers
+    and is capped alike; mixed inventories still count per line.  A batch
+    that fits exactly is accepted; one entry more is a CapacityError."""
+    uniform = kernel.Inventory([5, 5], backend=backend, max_orders=8, limit_per_user=2, max_fills=3)
+    r = uniform.reserve(OrderBatch(sku=[0, 1, 0], qty=[1, 1, 1], order_id=[1, 2, 3], user_id=[0, 0, 1]))
+    assert r.n_accepted == 3
+    with pytest.raises(kernel.CapacityError, match="fill log"):
+        uniform.reserve(OrderBatch(sku=[0], qty=[1], order_id=[4], user_id=[2]))
+    mixed = kernel.Inventory.from_offers(sku=[0, 0, 1], qty=[2, 2, 2], price=[1, 2, 1], backend=backend,
+                                         max_orders=8, max_fills=3)
+    r = mixed.reserve(OrderBatch(sku=[0, 1], qty=[3, 1], order_id=[1, 2]))  # 2 + 1 entries
+    assert r.n_accepted == 2 and r.fills.qty.tolist() == [2, 1, 1]
+    with pytest.raises(kernel.CapacityError, match="fill log"):
+        mixed.reserve(OrderBatch(sku=[1], qty=[1], order_id=[3]))
