@@ -449,14 +449,16 @@ cdef noinline_void _claim_reserve_chunk(const TrackedState *st, const FusedBatch
     for i in range(start, stop):
         if i + TRACKED_PREFETCH_AHEAD < stop and order_slot[i + TRACKED_PREFETCH_AHEAD] >= 0:
             ahead = i + TRACKED_PREFETCH_AHEAD
-            s = sku[line_start[ahead]]
             prefetch_rw(&order_table[K_ORDER_STRIDE * order_slot[ahead]])
-            prefetch_rw(&limit_table[K_PAIR_STRIDE * hash_slot(user_id[ahead] * n_skus + s + 1, limit_mask)])
-            prefetch_rw(&stock[s])
-            prefetch_rw(&limit[s])
-            prefetch_rw(&offer_start[s])
-            prefetch_rw(&st.offer_by_priority[s])
-            prefetch_rw(&st.price[s])
+            # Every line's (a cart's lines are as cold as its first).
+            for line in range(line_start[ahead], line_start[ahead + 1]):
+                s = sku[line]
+                prefetch_rw(&limit_table[K_PAIR_STRIDE * hash_slot(user_id[ahead] * n_skus + s + 1, limit_mask)])
+                prefetch_rw(&stock[s])
+                prefetch_rw(&limit[s])
+                prefetch_rw(&offer_start[s])
+                prefetch_rw(&st.offer_by_priority[s])
+                prefetch_rw(&st.price[s])
         if order_slot[i] < 0:
             continue
         got = take_tracked(stock, st.price, offer_start, st.offer_by_priority, st.offer_sku, limit, n_skus,

@@ -451,14 +451,16 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
             # The cache lines of an order a few ahead, into L1 (the chunk's
             # records are in L2 from the claims; kernels.pyx says which).
             ahead = i + _TRACKED_PREFETCH_AHEAD
-            s = load(sku, load(line_start, ahead))
             prefetch_write(order_table, ORDER_STRIDE * load(order_slot, ahead))
-            prefetch_write(limit_table, PAIR_STRIDE * hash_slot(load(user_id, ahead) * n_skus + s + 1, limit_mask))
-            prefetch_write(stock, s)
-            prefetch_write(limit, s)
-            prefetch_write(offer_start, s)
-            prefetch_write(offer_by_priority, s)
-            prefetch_write(price, s)
+            user = load(user_id, ahead)
+            for line in range(load(line_start, ahead), load(line_start, ahead + 1)):  # every line's
+                s = load(sku, line)
+                prefetch_write(limit_table, PAIR_STRIDE * hash_slot(user * n_skus + s + 1, limit_mask))
+                prefetch_write(stock, s)
+                prefetch_write(limit, s)
+                prefetch_write(offer_start, s)
+                prefetch_write(offer_by_priority, s)
+                prefetch_write(price, s)
         if load(order_slot, i) < 0:
             continue
         got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
