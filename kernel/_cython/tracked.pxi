@@ -435,9 +435,14 @@ cdef noinline_void _claim_reserve_chunk(const TrackedState *st, const FusedBatch
                          if state_of(atomic_load_i64(&order_table[K_ORDER_STRIDE * (-1 - slot) + K_ORDER_WORD_AT]))
                          == K_CANCELLED_EARLY
                          else K_DUPLICATE)
+    # The claimed lines' ranges, in order (relative to the chunk's block until
+    # it is taken).  A loop of its own: its offer_start loads are independent
+    # and overlap here, whereas in the claim loop each would stall the next
+    # claim's CAS (a locked instruction waits for every earlier load).
+    for i in range(start, stop):
         for line in range(line_start[i], line_start[i + 1]):
-            fill_slot[line] = used  # relative to the chunk's block until it is taken
-            if slot >= 0:
+            fill_slot[line] = used
+            if order_slot[i] >= 0:
                 used += offer_start[sku[line] + 1] - offer_start[sku[line]]
     # The block: one fetch-add (the facade's budget promised these entries).
     base = atomic_add_i64(&counters[K_FILL_CURSOR], used)
