@@ -264,7 +264,7 @@ cdef inline int64_t line_end(const int64_t *offer_start, const int64_t *sku, con
     return fill_slot[line] + offer_start[sku[line] + 1] - offer_start[sku[line]]
 
 
-cdef inline int8_t take_tracked(int64_t *stock, const int64_t *price, const int64_t *offer_start,
+cdef inline always_inline_int8 take_tracked(int64_t *stock, const int64_t *price, const int64_t *offer_start,
                                 const int64_t *offer_by_priority, const int64_t *offer_sku, const int64_t *limit,
                                 int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
                                 int64_t *order_table, int64_t *fill_offer,
@@ -398,8 +398,19 @@ cdef noinline_void _claim_reserve_chunk(const TrackedState *st, const FusedBatch
                                         Py_ssize_t n) noexcept nogil:
     """claim_and_reserve's chunk ``c``: claim its ids, take the fill-log block
     of the claimed lines, reserve them (their records are in cache now)."""
+    # Every pointer in a local: the stores below may alias the structs (the
+    # extension builds with -fno-strict-aliasing), which would reload them.
     cdef int64_t *stock = st.stock
+    cdef const int64_t *price = st.price
     cdef const int64_t *offer_start = st.offer_start
+    cdef const int64_t *offer_by_priority = st.offer_by_priority
+    cdef const int64_t *offer_sku = st.offer_sku
+    cdef int64_t *fill_offer = st.fill_offer
+    cdef int64_t *fill_qty = st.fill_qty
+    cdef const int64_t *qty = b.qty
+    cdef const int64_t *max_price = b.max_price
+    cdef const int64_t *deadline = b.deadline
+    cdef bint settle = b.settle
     cdef const int64_t *limit = st.limit
     cdef int64_t *limit_table = st.limit_table
     cdef int64_t *order_table = st.order_table
@@ -462,15 +473,15 @@ cdef noinline_void _claim_reserve_chunk(const TrackedState *st, const FusedBatch
                 prefetch_rw(&stock[s])
                 prefetch_rw(&limit[s])
                 prefetch_rw(&offer_start[s])
-                prefetch_rw(&st.offer_by_priority[s])
-                prefetch_rw(&st.price[s])
+                prefetch_rw(&offer_by_priority[s])
+                prefetch_rw(&price[s])
         if order_slot[i] < 0:
             continue
-        got = take_tracked(stock, st.price, offer_start, st.offer_by_priority, st.offer_sku, limit, n_skus,
-                           limit_table, limit_mask, order_table, st.fill_offer, st.fill_qty, line_start, sku, b.qty,
-                           b.max_price, fill_slot, user_id, b.deadline, order_slot, counters, i, &pairs)
+        got = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
+                           limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku, qty,
+                           max_price, fill_slot, user_id, deadline, order_slot, counters, i, &pairs)
         status[i] = got
-        if b.settle and (got == K_OUT_OF_STOCK or got == K_LIMIT_EXCEEDED):
+        if settle and (got == K_OUT_OF_STOCK or got == K_LIMIT_EXCEEDED):
             settle_refused_slot(order_table, order_slot[i])
     cdef int64_t *out = &b.chunks[4 * c]
     out[0] = base
