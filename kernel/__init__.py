@@ -46,8 +46,8 @@ inventory, picks a thread count (``backends.resolve_threads``), and calls the
 backend module's kernel for the batch's shape (``reserve_single`` for one line
 per order and one offer per SKU, ``reserve_carts`` for carts,
 ``reserve_general`` for several offers or price limits, or, on a tracked
-inventory, ``TrackedOrders.reserve``: ``claim_orders`` + ``reserve_tracked``
-+ ``settle_refused``).  The kernel changes stock only by CAS / fetch-add;
+inventory, ``TrackedOrders.reserve``: ``claim_and_reserve``, one pass that
+claims and reserves chunk by chunk, then ``settle_refused``).  The kernel changes stock only by CAS / fetch-add;
 after a concurrent batch that saw a rollback, refused orders are re-run one by
 one (G4).  The statuses and the kernel's record of what each line took become
 a :class:`Result`.

@@ -29,6 +29,9 @@ _BUDGET_NAMES = {codes.ORDERS_LEFT: "order table (max_orders)", codes.PAIRS_LEFT
 _FULL = {codes.ORDER_TABLE_FULL: codes.ORDERS_LEFT, codes.LIMIT_TABLE_FULL: codes.PAIRS_LEFT,
          codes.FILL_LOG_FULL: codes.FILLS_LEFT}
 _REFUSED = (Status.OUT_OF_STOCK, Status.LIMIT_EXCEEDED)
+# Orders per chunk of claim_and_reserve: a thread claims a chunk, takes its
+# fill-log range, then reserves it while the chunk's records are in cache.
+TRACKED_CHUNK = 1024
 
 
 def checked_int(name, value, low, high):
@@ -97,6 +100,11 @@ class TrackedOrders:
         self.capped = state.limit != NO_LIMIT
         self.has_limits = bool(self.capped.any())
         self.offers_per_sku = np.diff(state.offer_start)
+        # Where every SKU has as many offers (is capped or not alike), a
+        # batch's budgets need no per-line gather: those values, else None.
+        same = self.offers_per_sku.size and (self.offers_per_sku == self.offers_per_sku[0]).all()
+        self.same_width = int(self.offers_per_sku[0]) if same else None
+        self.all_capped = int(self.capped[0]) if self.capped.size and (self.capped == self.capped[0]).all() else None
         self._bound_one = None  # reserve_one's kernel with the arrays bound, made on first use
         self.last_order_slot = None  # see the end of reserve
 
@@ -147,8 +155,8 @@ class TrackedOrders:
             users = np.zeros(orders.n_orders, dtype=np.int64)
         else:
             users = orders.user_id
-            check_at_least("user_id", users, 0, ">= 0")
-            if users.size and users.max() > self.max_user:
+            if users.size and users.view(np.uint64).max() > self.max_user:  # one pass, as as_order_ids
+                check_at_least("user_id", users, 0, ">= 0")
                 pos = int((users > self.max_user).argmax())
                 raise ValueError(f"user_id[{pos}] = {users[pos]} must be <= {self.max_user}")
         deadline = hold_deadlines(hold_until, orders.n_orders)
@@ -157,11 +165,16 @@ class TrackedOrders:
         if ordered:
             n_threads = 1  # ids and caps span SKUs: only arrival order is the serial outcome
         sku = orders.sku
-        widths = self.offers_per_sku[sku]
-        capped = self.capped[sku]
-        budgets = {codes.ORDERS_LEFT: orders.n_orders, codes.PAIRS_LEFT: int(np.count_nonzero(capped)),
-                   codes.FILLS_LEFT: int(widths.sum())}
+        # Per-line offers and caps: no gather where every SKU has the same.
+        widths = self.offers_per_sku[sku] if self.same_width is None else None
+        capped = self.capped[sku] if self.all_capped is None else None
+        budgets = {codes.ORDERS_LEFT: orders.n_orders,
+                   codes.PAIRS_LEFT: (int(np.count_nonzero(capped)) if capped is not None
+                                      else orders.n_lines * self.all_capped),
+                   codes.FILLS_LEFT: int(widths.sum()) if widths is not None else orders.n_lines * self.same_width}
         if budgets[codes.FILLS_LEFT] > codes.MAX_ORDER_FILLS and orders.n_lines > orders.n_orders:
+            if widths is None:
+                widths = self.offers_per_sku[sku]
             # An order record packs its fill-log range in one word (codes.ORDER_FILLS_AT).
             upto = np.concatenate(([0], np.cumsum(widths)))
             per_order = upto[orders.line_start[1:]] - upto[orders.line_start[:-1]]
@@ -179,46 +192,60 @@ class TrackedOrders:
             # do on every call.)
             maybe_new = probe(self.order_words, ids, codes.ID_MASK) < 0
             lines = maybe_new[orders.line_order]
+            widths, capped = self.offers_per_sku[sku], self.capped[sku]
             budgets = {codes.ORDERS_LEFT: int(np.count_nonzero(maybe_new)),
                        codes.PAIRS_LEFT: self._new_pairs_at_most(users[orders.line_order], sku, capped & lines),
                        codes.FILLS_LEFT: int(widths.sum(where=lines))}
             self._take_budgets(budgets)
 
-        status = np.empty(orders.n_orders, dtype=np.int8)
-        order_slot = np.empty(orders.n_orders, dtype=np.int64)
-        new_ids = kernels.claim_orders(state.order_table, ids, order_slot, status, n_threads)
-        claimed = order_slot >= 0
-        widths = np.where(claimed[orders.line_order], widths, 0)
-        n_fills = int(widths.sum())
-        first = int(self._take_budgets({codes.FILL_CURSOR: -n_fills})[0])  # fetch-add: the log's next range
-        fill_slot = np.empty(orders.n_lines + 1, dtype=np.int64)
-        fill_slot[0] = first
-        np.cumsum(widths, out=fill_slot[1:])
-        fill_slot[1:] += first
-
-        batch = (orders.line_start, sku, orders.qty, orders.price_limits(), fill_slot, users, deadline, order_slot)
-
-        def run(order_index, n):
-            return kernels.reserve_tracked(*state[:-1], *batch, order_index, status, counters, n)
-
+        n_orders, n_lines = orders.n_orders, orders.n_lines
+        status = np.empty(n_orders, dtype=np.int8)
+        order_slot = np.empty(n_orders, dtype=np.int64)
+        fill_slot = np.empty(n_lines + 1, dtype=np.int64)
+        chunks = np.empty((-(-n_orders // TRACKED_CHUNK), 4), dtype=np.int64)
+        batch = (orders.line_start, sku, orders.qty, orders.price_limits())
         rollbacks_before = counters[codes.ROLLBACKS]
-        new_pairs = run(np.flatnonzero(claimed), n_threads)
+        # One pass: claim, take this chunk's fill-log range, reserve (and in
+        # ordered mode settle the refused, which are never re-run there).
+        kernels.claim_and_reserve(*state[:-1], *batch, ids, users, deadline, order_slot, fill_slot, status, chunks,
+                                  counters, TRACKED_CHUNK, ordered, n_threads)
+        new_ids, new_pairs = int(chunks[:, 2].sum()), int(chunks[:, 3].sum())
+        used = chunks[:, 1]
+        n_fills = int(used.sum())
         if not ordered:
-            new_pairs += backends.rerun_refused_after_rollback(counters, rollbacks_before, status, _REFUSED,
-                                                               lambda refused: run(refused, 1)) or 0
-        kernels.settle_refused(state.order_table, order_slot, np.flatnonzero(claimed & np.isin(status, _REFUSED)),
-                               n_threads)
+            # A refused order is still PENDING: re-run (G4), then settle.
+            refused = np.flatnonzero((status == Status.OUT_OF_STOCK) | (status == Status.LIMIT_EXCEEDED))
+            if refused.size:
+                rerun = backends.rerun_refused_after_rollback(
+                    counters, rollbacks_before, status, _REFUSED,
+                    lambda again: kernels.reserve_tracked(*state[:-1], *batch, fill_slot, users, deadline,
+                                                          order_slot, again, status, counters, 1))
+                if rerun is not None:  # some may be accepted now: settle only the still refused
+                    new_pairs += rerun
+                    refused = refused[np.isin(status[refused], _REFUSED)]
+                kernels.settle_refused(state.order_table, order_slot, refused, n_threads)
         self._give_budgets({codes.ORDERS_LEFT: budgets[codes.ORDERS_LEFT] - new_ids,
                             codes.PAIRS_LEFT: budgets[codes.PAIRS_LEFT] - new_pairs,
                             codes.FILLS_LEFT: budgets[codes.FILLS_LEFT] - n_fills})
         # What each accepted line took, as the kernels left the log (later
-        # cancels zero the log, not this copy).
-        taken = state.fill_qty[first:first + n_fills].copy()
+        # cancels zero the log, not this copy), laid out claimed lines in
+        # order: each chunk's range follows the one before.
         # The slot each order claimed (-1: its id was there already): a
         # durable inventory reads it right after this call, under its call
         # lock, to journal the rows without probing every id again.
         self.last_order_slot = order_slot
-        return status, taken, fill_slot - first
+        shift = chunks[:, 0] - (np.cumsum(used) - used)  # log entry - position in ``taken``, per chunk
+        if n_orders == 0 or (shift == shift[0]).all():  # one block (one thread, no other caller meanwhile)
+            first = int(shift[0]) if n_orders else 0
+            taken = state.fill_qty[first:first + n_fills].copy()
+            fill_slot[-1] = first + n_fills
+            fill_slot -= first
+            return status, taken, fill_slot
+        taken = state.fill_qty[np.repeat(shift, used) + np.arange(n_fills)]
+        chunk_lines = np.diff(orders.line_start[np.minimum(np.arange(chunks.shape[0] + 1) * TRACKED_CHUNK, n_orders)])
+        fill_slot[:-1] -= np.repeat(shift, chunk_lines)
+        fill_slot[-1] = n_fills
+        return status, taken, fill_slot
 
     def _new_pairs_at_most(self, users, sku, capped):
         """How many (user, SKU) pairs of these lines could be new to the limit

@@ -21,8 +21,10 @@ class CapacityError(RuntimeError):
 def as_order_ids(name, values):
     """``values`` as int64 order ids in ``[0, MAX_ORDER_ID]``."""
     ids = as_int64(name, values)
-    check_at_least(name, ids, 0, ">= 0")
-    if ids.size and ids.max() > MAX_ORDER_ID:
+    # One pass for both bounds (a negative id is huge as uint64); the
+    # messages come from the checks below, which only a bad batch runs.
+    if ids.size and ids.view(np.uint64).max() > MAX_ORDER_ID:
+        check_at_least(name, ids, 0, ">= 0")
         pos = int((ids > MAX_ORDER_ID).argmax())
         raise ValueError(f"{name}[{pos}] = {ids[pos]} must be < 2**56")
     return ids

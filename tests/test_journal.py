@@ -430,8 +430,9 @@ def _interval_sync_error(tmp_path, monkeypatch):
 
 
 def test_an_interrupted_call_fails_stop(tmp_path, monkeypatch):
-    """An exception between two kernel calls of one facade call (after
-    claim_orders, before reserve_tracked) leaves state no record describes."""
+    """An exception inside one facade call, after its kernel changed state
+    (claim_and_reserve ran, the budgets are not given back yet), leaves state
+    no record describes."""
     path = str(tmp_path / "inv")
     inv = _create(path)
     inv.reserve_one(0, 1, order_id=1)
@@ -439,15 +440,15 @@ def test_an_interrupted_call_fails_stop(tmp_path, monkeypatch):
     class Interrupted(BaseException):
         pass
 
-    class Kernels:  # the real backend, but reserve_tracked is interrupted
+    class Kernels:  # the real backend, but interrupted right after claim_and_reserve
         def __init__(self, real):
             self._real = real
 
         def __getattr__(self, name):
             return getattr(self._real, name)
 
-        @staticmethod
-        def reserve_tracked(*args):
+        def claim_and_reserve(self, *args):
+            self._real.claim_and_reserve(*args)
             raise Interrupted()
 
     # The tracked-order component holds the kernel module it runs.

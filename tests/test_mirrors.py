@@ -99,7 +99,7 @@ def test_every_backend_module_exposes_every_spec_function_and_code(backend):
 def test_batch_kernels_the_facade_calls_are_python_callables_in_both_compiled_backends():
     facade_calls = ["reserve_single", "reserve_single_ordered", "reserve_carts", "reserve_carts_ordered",
                     "reserve_general", "reserve_general_ordered", "give_back", "take_budgets", "claim_orders",
-                    "reserve_tracked", "settle_refused", "confirm_orders", "cancel_orders", "expire_orders",
+                    "claim_and_reserve", "reserve_tracked", "settle_refused", "confirm_orders", "cancel_orders", "expire_orders",
                     "recover_orders", "reserve_one", "bind_reserve_one"]
     for backend in ("kernel._cython.kernels", "kernel._numba.kernels"):
         module = importlib.import_module(backend)

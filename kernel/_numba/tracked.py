@@ -18,19 +18,20 @@ import numpy as np
 from numba import prange
 
 from ..codes import (ACCEPTED, ALREADY_CANCELLED, ALREADY_CONFIRMED, ALREADY_EXPIRED, CANCEL_REQUESTED, CANCELLED,
-                     CANCELLED_EARLY, CANCELLED_HOLD, CONFIRMED, DONE, DUPLICATE, EXPIRED, HASH_MULTIPLIER, HELD,
-                     ID_MASK, IN_FLIGHT, LIMIT_EXCEEDED, NEW_PAIR, NO_LIMIT, OUT_OF_STOCK, PENDING, REFUSED,
-                     FILL_COUNT_BITS, MAX_ORDER_FILLS, ORDER_DEADLINE_AT, ORDER_FILLS_AT, ORDER_STRIDE, ORDER_USER_AT,
+                     CANCELLED_EARLY, CANCELLED_HOLD, CONFIRMED, DONE, DUPLICATE, EXPIRED, FILL_CURSOR,
+                     HASH_MULTIPLIER, HELD, ID_MASK, IN_FLIGHT, LIMIT_EXCEEDED, NEW_PAIR, NO_LIMIT, OUT_OF_STOCK,
+                     PENDING, REFUSED, FILL_COUNT_BITS, MAX_ORDER_FILLS, ORDER_DEADLINE_AT, ORDER_FILLS_AT, ORDER_STRIDE, ORDER_USER_AT,
                      ORDER_WORD_AT, PAIR_COUNT_AT, PAIR_KEY_AT, PAIR_STRIDE, REMEMBERED, ROLLBACKS, STATE_SHIFT, TOOK,
                      UNKNOWN, WAS_REFUSED)
 from ._jit import _GENERAL_CHUNK, _dispatchers, _inline, _jit, _run, _threads, njit
-from .atomics import atomic_add, atomic_cas, atomic_exchange, atomic_load, atomic_load_acquire, atomic_store_release, prefetch_write
+from .atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_load, atomic_load_acquire,
+                      atomic_store_release, load, prefetch_write, store)
 from .stock import offers_available, take_up_to
 
 __all__ = ["hash_slot", "take_budget", "take_budgets", "claim_order", "find_order", "limit_slot", "limit_room",
            "take_limit", "give_back_limit", "record_fills", "give_back_fills", "take_line", "publish_or_undo",
            "settle_refused_slot",
-           "take_tracked", "claim_orders", "reserve_tracked", "settle_refused", "outcome_of", "confirm_orders",
+           "line_end", "take_tracked", "claim_and_reserve", "claim_orders", "reserve_tracked", "settle_refused", "outcome_of", "confirm_orders",
            "cancel_orders", "expire_orders", "recover_orders"]
 
 # Tracked orders ahead whose cache lines reserve_tracked prefetches
@@ -277,6 +278,13 @@ def settle_refused_slot(order_table, slot):
 
 
 @njit(**_inline)
+def line_end(offer_start, sku, fill_slot, line):
+    """One past the last fill-log entry of ``line`` (one entry per offer of its SKU)."""
+    s = load(sku, line)
+    return load(fill_slot, line) + load(offer_start, s + 1) - load(offer_start, s)
+
+
+@njit(**_inline)
 def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                  order_table, fill_offer, fill_qty,
                  line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order):
@@ -303,7 +311,8 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     order_table[record + ORDER_USER_AT] = user
     order_table[record + ORDER_DEADLINE_AT] = deadline[order]
     order_table[record + ORDER_FILLS_AT] = (fill_slot[first_line] << FILL_COUNT_BITS
-                                            | fill_slot[last_line] - fill_slot[first_line])
+                                            | line_end(offer_start, sku, fill_slot, last_line - 1)
+                                            - fill_slot[first_line])
     new_pairs = 0
     status = ACCEPTED
     undo_to = 0
@@ -320,11 +329,12 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
             status = OUT_OF_STOCK
             # give_back_fills below returns the cap count of what was filled.
             give_back_limit(limit, limit_table, user, sku[line], missing)
-            undo_to = fill_slot[line + 1]
+            undo_to = line_end(offer_start, sku, fill_slot, line)
             break
     if status == ACCEPTED:
         return publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty,
-                               counters, slot, user, fill_slot[first_line], fill_slot[last_line]), new_pairs
+                               counters, slot, user, fill_slot[first_line],
+                               line_end(offer_start, sku, fill_slot, last_line - 1)), new_pairs
     give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user,
                     fill_slot[first_line], undo_to)
     atomic_add(counters, ROLLBACKS, 1)
@@ -399,6 +409,106 @@ def claim_orders(order_table, order_id, order_slot, status, n_threads):
     nt = _threads(n_threads)
     return int(_run(_claim_orders_par, _claim_orders_ser, nt,
                     (order_table, order_id, order_slot, status, _per_chunk(order_id.size, _ID_CHUNK), nt)))
+
+
+@njit(**_inline)
+def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                         order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
+                         deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, c):
+    """:func:`claim_and_reserve`'s chunk ``c``: claim its ids, take the
+    fill-log block of the claimed lines, reserve them (their records are in
+    cache now).  kernels.pyx's _claim_reserve_chunk is the same loop."""
+    n = order_id.size
+    n_skus = limit.size
+    order_mask = order_table.size // ORDER_STRIDE - 1
+    limit_mask = limit_table.size // PAIR_STRIDE - 1
+    start = c * chunk
+    stop = min(n, start + chunk)
+    used = 0
+    new = 0
+    for i in range(start, stop):
+        if i + _TRACKED_PREFETCH_AHEAD < stop:
+            # Claims prefetch the home slot of an id a few ahead, only that
+            # (kernels.pyx, _claim_reserve_chunk, says why).
+            prefetch_write(order_table, ORDER_STRIDE * hash_slot(load(order_id, i + _TRACKED_PREFETCH_AHEAD),
+                                                                 order_mask))
+        slot = claim_order(order_table, load(order_id, i), PENDING)
+        if slot >= 0:
+            store(order_slot, i, slot)
+            store(status, i, ACCEPTED)
+            new += 1
+        else:
+            store(order_slot, i, -1)
+            early = (atomic_load(order_table, ORDER_STRIDE * (-1 - slot) + ORDER_WORD_AT) >> STATE_SHIFT
+                     == CANCELLED_EARLY)
+            store(status, i, CANCELLED if early else DUPLICATE)
+        for line in range(load(line_start, i), load(line_start, i + 1)):
+            store(fill_slot, line, used)  # relative to the chunk's block until it is taken
+            if slot >= 0:
+                s = load(sku, line)
+                used += load(offer_start, s + 1) - load(offer_start, s)
+    # The block: one fetch-add (the facade's budget promised these entries).
+    base = atomic_add(counters, FILL_CURSOR, used)
+    for line in range(load(line_start, start), load(line_start, stop)):
+        store(fill_slot, line, load(fill_slot, line) + base)
+    pairs = 0
+    for i in range(start, stop):
+        if i + _TRACKED_PREFETCH_AHEAD < stop and load(order_slot, i + _TRACKED_PREFETCH_AHEAD) >= 0:
+            # The cache lines of an order a few ahead, into L1 (the chunk's
+            # records are in L2 from the claims; kernels.pyx says which).
+            ahead = i + _TRACKED_PREFETCH_AHEAD
+            prefetch_write(order_table, ORDER_STRIDE * load(order_slot, ahead))
+            user = load(user_id, ahead)
+            for line in range(load(line_start, ahead), load(line_start, ahead + 1)):  # every line's
+                s = load(sku, line)
+                prefetch_write(limit_table, PAIR_STRIDE * hash_slot(user * n_skus + s + 1, limit_mask))
+                prefetch_write(stock, s)
+                prefetch_write(limit, s)
+                prefetch_write(offer_start, s)
+                prefetch_write(offer_by_priority, s)
+                prefetch_write(price, s)
+        if load(order_slot, i) < 0:
+            continue
+        got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                                      order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, fill_slot,
+                                      user_id, deadline, order_slot, counters, i)
+        store(status, i, got)
+        pairs += got_pairs
+        if settle and (got == OUT_OF_STOCK or got == LIMIT_EXCEEDED):
+            settle_refused_slot(order_table, load(order_slot, i))
+    chunks[c, 0] = base
+    chunks[c, 1] = used
+    chunks[c, 2] = new
+    chunks[c, 3] = pairs
+
+
+def _claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                       order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
+                       deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, n_threads):
+    for c in prange(chunks.shape[0]):
+        _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                             order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
+                             deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, c)
+
+
+_claim_and_reserve_par, _claim_and_reserve_ser = _dispatchers(_claim_and_reserve)
+
+
+def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                      order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
+                      deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, n_threads):
+    """Claim and reserve the batch, chunk by chunk (see
+    :func:`kernel.reference.claim_and_reserve`)."""
+    n = order_id.size
+    if n == 0:
+        return
+    if chunks.ndim != 2 or chunks.shape[1] != 4 or chunks.shape[0] != (n + chunk - 1) // chunk:
+        raise ValueError("chunks: needs one row of 4 per chunk of the batch")
+    nt = _threads(n_threads)
+    _run(_claim_and_reserve_par, _claim_and_reserve_ser, nt,
+         (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table, fill_offer,
+          fill_qty, line_start, sku, qty, max_price, order_id, user_id, deadline, order_slot, fill_slot, status,
+          chunks, counters, np.int64(chunk), bool(settle), nt), dynamic=True)
 
 
 def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,

@@ -46,14 +46,15 @@ handed out again; budgets that turn out unneeded are given back).
 
 Batch arrays beyond the untracked ones: ``order_id``, ``user_id``,
 ``deadline`` per order; ``order_slot`` per order (from :func:`claim_orders`);
-``fill_slot[l]``: line ``l``'s first fill-log entry (``n_lines + 1`` entries).
+``fill_slot[l]``: line ``l``'s first fill-log entry (its range has one entry
+per offer of its SKU, :func:`line_end`; an order's lines are consecutive).
 
 """
 
 from ..codes import (ACCEPTED, ALREADY_CANCELLED, ALREADY_CONFIRMED, ALREADY_EXPIRED, CANCEL_REQUESTED, CANCELLED,
-                     CANCELLED_EARLY, CANCELLED_HOLD, CONFIRMED, DONE, DUPLICATE, EXPIRED, HASH_MULTIPLIER, HELD,
-                     ID_MASK, IN_FLIGHT, LIMIT_EXCEEDED, NEW_PAIR, NO_LIMIT, OUT_OF_STOCK, PENDING, REFUSED,
-                     ORDER_DEADLINE_AT, ORDER_FILLS_AT, ORDER_STRIDE, ORDER_USER_AT, ORDER_WORD_AT,
+                     CANCELLED_EARLY, CANCELLED_HOLD, CONFIRMED, DONE, DUPLICATE, EXPIRED, FILL_CURSOR,
+                     HASH_MULTIPLIER, HELD, ID_MASK, IN_FLIGHT, LIMIT_EXCEEDED, NEW_PAIR, NO_LIMIT, OUT_OF_STOCK,
+                     PENDING, REFUSED, ORDER_DEADLINE_AT, ORDER_FILLS_AT, ORDER_STRIDE, ORDER_USER_AT, ORDER_WORD_AT,
                      FILL_COUNT_BITS, MAX_ORDER_FILLS, PAIR_COUNT_AT, PAIR_KEY_AT, PAIR_STRIDE,
                      REMEMBERED, ROLLBACKS, STATE_SHIFT, TOOK, UINT64_MASK, UNKNOWN, WAS_REFUSED)
 from .stock import offers_available, take_up_to
@@ -239,6 +240,12 @@ def settle_refused_slot(order_table, slot):
     order_table[ORDER_STRIDE * slot + ORDER_WORD_AT] = (final << STATE_SHIFT) | (word & ID_MASK)
 
 
+def line_end(offer_start, sku, fill_slot, line):
+    """One past the last fill-log entry of ``line``: its first entry plus
+    one per offer of its SKU (an order's lines take consecutive ranges)."""
+    return fill_slot[line] + offer_start[sku[line] + 1] - offer_start[sku[line]]
+
+
 def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table,
                  fill_offer, fill_qty, line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot,
                  counters, order):
@@ -267,7 +274,8 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     order_table[record + ORDER_USER_AT] = user
     order_table[record + ORDER_DEADLINE_AT] = deadline[order]
     order_table[record + ORDER_FILLS_AT] = (fill_slot[first_line] << FILL_COUNT_BITS
-                                            | fill_slot[last_line] - fill_slot[first_line])
+                                            | line_end(offer_start, sku, fill_slot, last_line - 1)
+                                            - fill_slot[first_line])
     new_pairs = 0
     for line in range(first_line, last_line):
         took = take_limit(limit, limit_table, user, sku[line], qty[line])
@@ -282,11 +290,12 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
             status = OUT_OF_STOCK
             # give_back_fills below returns the cap count of what was filled.
             give_back_limit(limit, limit_table, user, sku[line], missing)
-            undo_to = fill_slot[line + 1]
+            undo_to = line_end(offer_start, sku, fill_slot, line)
             break
     else:
         return publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty,
-                               counters, slot, user, fill_slot[first_line], fill_slot[last_line]), new_pairs
+                               counters, slot, user, fill_slot[first_line],
+                               line_end(offer_start, sku, fill_slot, last_line - 1)), new_pairs
     give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user,
                     fill_slot[first_line], undo_to)
     counters[ROLLBACKS] += 1
@@ -314,6 +323,64 @@ def claim_orders(order_table, order_id, order_slot, status, n_threads):
             early = order_table[ORDER_STRIDE * (-1 - slot) + ORDER_WORD_AT] >> STATE_SHIFT == CANCELLED_EARLY
             status[i] = CANCELLED if early else DUPLICATE
     return new
+
+
+def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                      order_table, fill_offer, fill_qty,
+                      line_start, sku, qty, max_price, order_id, user_id, deadline,
+                      order_slot, fill_slot, status, chunks, counters, chunk, settle, n_threads):
+    """Claim and reserve a batch in one pass over it, ``chunk`` orders at a
+    time (the facade's path; :func:`claim_orders` then :func:`reserve_tracked`
+    for each chunk, while its records are still in cache).
+
+    Per chunk ``c`` (orders ``c * chunk`` up to ``(c + 1) * chunk``): claim
+    each id as :func:`claim_orders` does (``order_slot``, ``status``), giving
+    each line of a newly claimed order its range of the fill log, in order
+    (``fill_slot[l]``: its first entry; a line of an order not claimed gets
+    the next free one and no entries); take those ranges with one fetch-add
+    of ``counters[FILL_CURSOR]``; then :func:`take_tracked` each claimed
+    order, and with ``settle`` end a refused one REFUSED right away
+    (:func:`settle_refused`; without it, it stays PENDING for the facade's
+    re-run and settle).  ``chunks[c]`` gets ``(first fill entry, entries
+    taken, new ids, new (user, SKU) pairs)``.
+
+    Every chunk's ranges are one block, so with ``n_threads=1`` (and no other
+    caller meanwhile) the batch's ranges are consecutive, claimed orders in
+    order, exactly as one fetch-add for the whole batch would lay them out.
+    Compiled kernels run chunks on ``n_threads`` threads, as
+    :func:`reserve_tracked`.
+    """
+    n = len(order_id)
+    for c in range(len(chunks)):
+        start, stop = c * chunk, min(n, (c + 1) * chunk)
+        used = new = pairs = 0
+        for i in range(start, stop):
+            slot = claim_order(order_table, order_id[i], PENDING)
+            if slot >= 0:
+                order_slot[i] = slot
+                status[i] = ACCEPTED
+                new += 1
+            else:
+                order_slot[i] = -1
+                early = order_table[ORDER_STRIDE * (-1 - slot) + ORDER_WORD_AT] >> STATE_SHIFT == CANCELLED_EARLY
+                status[i] = CANCELLED if early else DUPLICATE
+            for line in range(line_start[i], line_start[i + 1]):
+                fill_slot[line] = used  # relative to the chunk's block until it is taken
+                if slot >= 0:
+                    used += offer_start[sku[line] + 1] - offer_start[sku[line]]
+        base = take_budget(counters, FILL_CURSOR, -used)  # fetch-add: the budget promised these entries
+        for line in range(line_start[start], line_start[stop]):
+            fill_slot[line] += base
+        for i in range(start, stop):
+            if order_slot[i] >= 0:
+                status[i], got = take_tracked(
+                    stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                    order_table, fill_offer, fill_qty,
+                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, i)
+                pairs += got
+                if settle and (status[i] == OUT_OF_STOCK or status[i] == LIMIT_EXCEEDED):
+                    settle_refused_slot(order_table, order_slot[i])
+        chunks[c, 0], chunks[c, 1], chunks[c, 2], chunks[c, 3] = base, used, new, pairs
 
 
 def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,

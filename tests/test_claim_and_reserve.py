@@ -1,0 +1,189 @@
+"""claim_and_reserve, the facade's one pass over a tracked batch: claims,
+fill-log blocks per chunk, reserves; the same word for word in every backend
+on one thread, whatever the chunk size, and a Result that reads the log
+right when chunks' blocks interleave (several threads)."""
+
+import numpy as np
+import pytest
+
+import kernel
+from kernel import OrderBatch, OrderState, Status, codes, lifecycle
+from kernel.backends import load
+
+FILL_COUNT_MASK = codes.MAX_ORDER_FILLS
+
+
+def _market(backend):
+    """Three SKUs with 2, 1 and 3 offers (so lines take ranges of 1..3 fill
+    entries), capped at 4 units per user and SKU."""
+    return kernel.Inventory.from_offers(sku=[0, 0, 1, 2, 2, 2], qty=[3, 4, 6, 2, 2, 9],
+                                        price=[10, 20, 5, 1, 2, 3], backend=backend, max_orders=64,
+                                        limit_per_user=4)
+
+
+def _batch():
+    # Carts with repeated ids (in the batch and across chunks of 3), users
+    # that reach their cap, lines that run the stock out.
+    return OrderBatch(sku=[0, 2, 1, 0, 2, 2, 1, 0, 1, 2, 0, 2, 1],
+                      qty=[2, 3, 1, 3, 2, 4, 5, 1, 1, 1, 2, 2, 1],
+                      offsets=[0, 2, 3, 5, 6, 7, 9, 10, 11, 13],
+                      order_id=[5, 7, 5, 9, 11, 7, 13, 15, 9],
+                      user_id=[1, 2, 1, 3, 1, 2, 4, 1, 3])
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1024])
+@pytest.mark.parametrize("settle", [False, True])
+def test_one_thread_is_word_for_word_the_reference_at_any_chunk_size(chunk, settle):
+    outs = {}
+    for backend in ["reference", "cython", "numba"]:
+        if backend not in kernel.available_backends():
+            continue
+        inv = _market(backend)
+        o = _batch()
+        k = load(backend)
+        status = np.empty(o.n_orders, np.int8)
+        order_slot = np.empty(o.n_orders, np.int64)
+        fill_slot = np.empty(o.n_lines + 1, np.int64)
+        chunks = np.empty((-(-o.n_orders // chunk), 4), np.int64)
+        deadline = np.full(o.n_orders, 77, np.int64)
+        inv.state.counters[codes.FILL_CURSOR] = 5  # the log's next free entry is not always 0
+        k.claim_and_reserve(*inv.state[:-1], o.line_start, o.sku, o.qty, o.price_limits(), o.order_id, o.user_id,
+                            deadline, order_slot, fill_slot, status, chunks, inv.state.counters, chunk, settle, 1)
+        outs[backend] = [status, order_slot, fill_slot[:-1], chunks, *(a.copy() for a in inv.state)]
+    want = outs.pop("reference")
+    for backend, got in outs.items():
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b, err_msg=backend)
+    status, order_slot, fill_slot, chunks = want[:4]
+    # The blocks follow one another: claimed lines in order, no holes.
+    assert chunks[0, 0] == 5 and (chunks[1:, 0] == chunks[:-1, 0] + chunks[:-1, 1]).all()
+    assert want[4 + 10][codes.FILL_CURSOR] == 5 + chunks[:, 1].sum()
+    assert (order_slot >= 0).sum() == chunks[:, 2].sum() == 6  # ids 5, 7, 9, 11, 13, 15
+    assert [int(s) for s in status[[2, 5, 8]]] == [Status.DUPLICATE] * 3
+
+
+def test_a_repeated_id_in_one_batch_is_a_duplicate_and_takes_no_fill_entries(backend):
+    inv = _market(backend)
+    r = inv.reserve(OrderBatch(sku=[2, 2, 0], qty=[1, 1, 1], order_id=[3, 3, 4], user_id=[1, 1, 2]), threads=1)
+    assert [Status(int(s)).name for s in r.status] == ["ACCEPTED", "DUPLICATE", "ACCEPTED"]
+    # SKU 2 has 3 offers, SKU 0 has 2: 5 entries, the duplicate's line none.
+    assert inv.state.counters[codes.FILL_CURSOR] == 5
+    assert r.fills.line.tolist() == [0, 2] and r.fills.qty.tolist() == [1, 1]
+    assert inv.state_of([3, 4]).tolist() == [OrderState.HELD, OrderState.HELD]
+
+
+def test_ordered_batches_settle_refused_orders_in_the_pass(backend):
+    inv = _market(backend)
+    r = inv.reserve(OrderBatch(sku=[1, 1, 1], qty=[4, 4, 2], order_id=[1, 2, 3], user_id=[1, 2, 2]), ordered=True)
+    assert [Status(int(s)).name for s in r.status] == ["ACCEPTED", "OUT_OF_STOCK", "ACCEPTED"]
+    assert inv.state_of([1, 2, 3]).tolist() == [OrderState.HELD, OrderState.REFUSED, OrderState.HELD]
+
+
+def _check_result_against_the_records(inv, orders, result):
+    """Every accepted line's fills add up to its qty, from its SKU's offers,
+    and each accepted order's fills are exactly its record's log range."""
+    fills = result.fills
+    qty_by_line = np.bincount(fills.line, weights=fills.qty, minlength=orders.n_lines)
+    accepted_line = (result.status == Status.ACCEPTED)[orders.line_order]
+    np.testing.assert_array_equal(qty_by_line, np.where(accepted_line, orders.qty, 0))
+    np.testing.assert_array_equal(inv.state.offer_sku[fills.offer], orders.sku[fills.line])
+    table = inv.state.order_table.reshape(-1, codes.ORDER_STRIDE)
+    slot_of = {int(w) & codes.ID_MASK: s for s, w in enumerate(table[:, codes.ORDER_WORD_AT]) if w}
+    logged = 0
+    for i in np.flatnonzero(result.status == Status.ACCEPTED)[:2000]:
+        record = table[slot_of[int(orders.order_id[i])]]
+        first = record[codes.ORDER_FILLS_AT] >> codes.FILL_COUNT_BITS
+        count = record[codes.ORDER_FILLS_AT] & FILL_COUNT_MASK
+        log = inv.state.fill_qty[first:first + count]
+        mine = fills.order == i
+        assert log.sum() == fills.qty[mine].sum() == orders.qty[orders.line_start[i]:orders.line_start[i + 1]].sum()
+        logged += 1
+    assert logged
+
+
+@pytest.mark.parametrize("chunk", [7, 1024])
+def test_results_read_the_log_right_when_chunks_interleave(compiled_backend, monkeypatch, chunk):
+    """On two threads chunks take their blocks in any order (and, with ids
+    repeated, unevenly): the Result must still map each line to its own
+    entries.  Also on one thread, where the blocks are one range."""
+    monkeypatch.setattr(lifecycle, "TRACKED_CHUNK", chunk)
+    rng = np.random.default_rng(3)
+    n = 120_000
+    inv = kernel.Inventory.from_offers(sku=np.repeat(np.arange(5000), 2), qty=rng.integers(5, 40, 10_000),
+                                       price=np.zeros(10_000, np.int64), backend=compiled_backend, threads=2,
+                                       max_orders=2 * n, limit_per_user=3)
+    ids = rng.integers(0, n, n)  # about a third repeat
+    orders = OrderBatch(sku=rng.integers(0, 5000, n), qty=rng.integers(1, 3, n), order_id=ids,
+                        user_id=rng.integers(0, n // 8, n))
+    for threads in (2, 1):
+        before = int(inv.state.counters[codes.FILL_CURSOR])
+        result = inv.reserve(orders, threads=threads)
+        assert result.threads == threads
+        _check_result_against_the_records(inv, orders, result)
+        # Budgets: the log advanced by exactly the claimed lines' entries.
+        claimed = np.isin(result.status, [Status.ACCEPTED, Status.OUT_OF_STOCK, Status.LIMIT_EXCEEDED])
+        assert inv.state.counters[codes.FILL_CURSOR] - before == 2 * np.count_nonzero(claimed)
+        assert (inv.state.counters[codes.FILLS_LEFT] + inv.state.counters[codes.FILL_CURSOR]
+                == inv.state.fill_qty.size)
+        orders = OrderBatch(sku=orders.sku, qty=orders.qty, order_id=ids + n, user_id=orders.user_id)
+
+
+def test_an_order_accepted_on_the_rerun_after_a_rollback_stays_held(backend, monkeypatch):
+    """A rollback while the batch ran (here: another caller's, simulated by
+    units coming back and the counter moving) re-runs the refused orders
+    (G4); one accepted then is HELD, and only the still refused are
+    settled."""
+    inv = kernel.Inventory([1, 0], backend=backend, max_orders=16)
+    real = inv._tracked.kernels
+
+    class Kernels:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def claim_and_reserve(*args):
+            real.claim_and_reserve(*args)
+            inv.state.stock[0] += 1  # units another caller's rollback gave back
+            inv.state.counters[codes.ROLLBACKS] += 1
+
+    monkeypatch.setattr(inv._tracked, "kernels", Kernels())
+    r = inv.reserve(OrderBatch(sku=[0, 0, 1], qty=[1, 1, 1], order_id=[1, 2, 3], user_id=[0, 0, 0]), threads=1)
+    assert [Status(int(s)).name for s in r.status] == ["ACCEPTED", "ACCEPTED", "OUT_OF_STOCK"]
+    assert inv.state_of([1, 2, 3]).tolist() == [OrderState.HELD, OrderState.HELD, OrderState.REFUSED]
+    assert r.fills.line.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("field, values, message", [
+    ("order_id", [2**56, -1, 3], r"order_id\[1\] = -1 must be >= 0"),
+    ("order_id", [1, 2**56, 3], r"order_id\[1\] = 72057594037927936 must be < 2\*\*56"),
+    ("user_id", [0, 2**62, -5], r"user_id\[2\] = -5 must be >= 0"),
+    ("user_id", [0, 2**62, 1], r"user_id\[1\] = 4611686018427387904 must be <= "),
+])
+def test_ids_and_users_out_of_range_name_the_first_bad_position_and_change_nothing(backend, field, values,
+                                                                                  message):
+    """The one-pass range check (both bounds at once) still reports what
+    the two separate checks did: a negative value first, then a too big one."""
+    inv = kernel.Inventory([5, 5, 5], backend=backend, max_orders=16, limit_per_user=3)
+    before = [a.copy() for a in inv.state_arrays()]
+    fields = {"order_id": [1, 2, 3], "user_id": [0, 1, 2], field: values}
+    with pytest.raises(ValueError, match=message):
+        inv.reserve(OrderBatch(sku=[0, 1, 2], qty=[1, 1, 1], **fields))
+    for a, b in zip(before, inv.state_arrays()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_budgets_without_per_line_gathers_match_mixed_inventories(backend):
+    """Budgets come from the batch size where every SKU has as many offers
+    and is capped alike; mixed inventories still count per line.  A batch
+    that fits exactly is accepted; one entry more is a CapacityError."""
+    uniform = kernel.Inventory([5, 5], backend=backend, max_orders=8, limit_per_user=2, max_fills=3)
+    r = uniform.reserve(OrderBatch(sku=[0, 1, 0], qty=[1, 1, 1], order_id=[1, 2, 3], user_id=[0, 0, 1]))
+    assert r.n_accepted == 3
+    with pytest.raises(kernel.CapacityError, match="fill log"):
+        uniform.reserve(OrderBatch(sku=[0], qty=[1], order_id=[4], user_id=[2]))
+    mixed = kernel.Inventory.from_offers(sku=[0, 0, 1], qty=[2, 2, 2], price=[1, 2, 1], backend=backend,
+                                         max_orders=8, max_fills=3)
+    r = mixed.reserve(OrderBatch(sku=[0, 1], qty=[3, 1], order_id=[1, 2]))  # 2 + 1 entries
+    assert r.n_accepted == 2 and r.fills.qty.tolist() == [2, 1, 1]
+    with pytest.raises(kernel.CapacityError, match="fill log"):
+        mixed.reserve(OrderBatch(sku=[1], qty=[1], order_id=[3]))
