@@ -43,8 +43,41 @@
  * (9.8), cas_tracked_carts one thread 3.7 (5.4) / 5.6 (7.5) / 5.4 (6.7) /
  * 5.0 (6.8) / 5.8 (6.8): 4 kept.
  *
+ * Tracked carts over priced offers (seq_tracked_general,
+ * cas_tracked_general; the marketplace workload, kernel/reference/tracked.py
+ * take_tracked with take_line): as the carts, but each line walks its SKU's
+ * offers in priority order, stopping at the first priced above the line's
+ * limit (pre-check counted until enough, then the take, min(stock, need)
+ * per offer), and logs each take at its own fill-log entry, one per offer
+ * slot of each line (slot_start, the kernels' fill_slot for a batch: the
+ * record's range is slot_start[a] .. slot_start[b]).  The cap pre-check is
+ * read only (a refused cart adds no pair, as the reference); the take
+ * resumes the probe where the pre-check stopped.  With one thread it leaves
+ * the reference's tracked result in arrival order word for word: statuses,
+ * stock, order table, limit table, fill log (tests/test_bench_cloops.py).
+ * Prefetch, TRACKED_GENERAL_AHEAD carts ahead: the record, the pairs and
+ * the offer ranges; half as far ahead the priority lists and first offers.
+ * Measured (bench/c_variants.py --workloads marketplace --modes tracked
+ * --aheads 0,4,8,16,32 --rounds 7, side by side, interleaved, checked;
+ * shared 2-core VM; M carts/s median (best round)): scale 1.0 (2M carts,
+ * 128 MiB order and limit tables): seq_tracked_general 9.7 (10.8) / 12.2
+ * (12.7) / 12.2 (12.6) / 12.0 (12.3) / 12.2 (12.6), cas_tracked_general
+ * one thread 8.6 (9.1) / 10.6 (10.9) / 10.4 (10.7) / 10.4 (10.7) / 10.6
+ * (10.7): prefetch pays ~25%, any distance 4-32 alike; at scale 0.1 (tables
+ * 16 MiB) all within 8%, 4 best by median (seq 13.5, CAS 11.0 against 13.1
+ * and 10.8 at 8): 4 kept.  Two threads: 10-20 M/s, spreads 25-170% (the
+ * other jobs on the VM), no distance apart.  The CAS loop does not re-run
+ * the refused after a rollback as the kernels' facade does (nor does
+ * cas_tracked_carts): on one thread a rollback restores what it took before
+ * anything else runs, so it changes no decision; on more threads it is
+ * work the C loop leaves out (rare here: a rollback needs a line short
+ * after its pre-check passed).
+ *
  * Calling convention: baseline.c's (stock, [start,] sku, qty, status,
- * n), then the tracked arguments, then ``threads`` for the cas_ loops.
+ * n), then the tracked arguments, then ``threads`` for the cas_ loops; the
+ * general ones general.c's (stock, price, offer_start, offer_by_priority,
+ * start, sku, qty, max_price, slot_start, status, n) then the tracked
+ * arguments (fill_offer, fill_qty: slot_start[n_lines] entries).
  */
 #include <stdint.h>
 
@@ -436,7 +469,7 @@ refuse:
 
 /* Carts (1-3 lines, 1-4 offers per SKU): carts ahead for the loops below. */
 #ifndef TRACKED_GENERAL_AHEAD
-#define TRACKED_GENERAL_AHEAD 8
+#define TRACKED_GENERAL_AHEAD 4
 #endif
 
 /* Two levels, each once the level above is (likely) in cache: cart o's
