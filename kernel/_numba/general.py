@@ -44,19 +44,32 @@ def take_cart(stock, line_start, sku, qty, counters, order):
     # ``order`` and every line are valid, the facade checked the batch.
     first = load(line_start, order)
     last = load(line_start, order + 1)
+    # while loops, not ``for line in range(first, last)``: Numba lowers a
+    # range loop as a trip count max(0, last - first) counted down beside
+    # the index, two induction variables that LLVM does not merge; in this
+    # loop the extra register cost spills and reloads per line (objdump:
+    # ~24 instructions a taken line against Cython's ~16; with while loops
+    # ~19), and the carts kernel ran at 0.91x Cython's on one thread, 1.01x
+    # with while loops here (1.05x with the chunk loop's too).
+    line = first
     # Pre-check with reads only, as in take_order: a cart that cannot fit
     # costs loads, and never makes a rollback others could trip over.
-    for line in range(first, last):
+    while line < last:
         if atomic_load(stock, load(sku, line)) < load(qty, line):
             return OUT_OF_STOCK
-    for line in range(first, last):
+        line += 1
+    line = first
+    while line < last:
         if not take_exactly(stock, load(sku, line), load(qty, line)):
             # Lost a race after the pre-check: hand back the earlier lines
             # (fetch-add: other threads may be CAS-ing the same words).
-            for earlier in range(first, line):
+            earlier = first
+            while earlier < line:
                 atomic_add(stock, load(sku, earlier), load(qty, earlier))
+                earlier += 1
             atomic_add(counters, ROLLBACKS, 1)
             return OUT_OF_STOCK
+        line += 1
     return ACCEPTED
 
 
@@ -65,17 +78,23 @@ def _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, sta
     """Decide orders ``order_index[start:stop]`` (kernels.pyx ``_carts_chunk``),
     prefetching ``ahead`` orders ahead (0: none)."""
     # Unchecked load/store (atomics.py): k < stop <= order_index.size, and
-    # orders and lines were validated by the facade.
-    for k in range(start, stop):
+    # orders and lines were validated by the facade.  while loops, not range:
+    # see take_cart.
+    k = start
+    while k < stop:
         if ahead != 0 and k + ahead < stop:
             # Prefetch the stock words of a cart a few orders ahead: each line
             # is a random cache miss, and overlapping them is most of the speed
             # once the stock outgrows the cache.
             j = load(order_index, k + ahead)
-            for line in range(load(line_start, j), load(line_start, j + 1)):
+            line = load(line_start, j)
+            end = load(line_start, j + 1)
+            while line < end:
                 prefetch_write(stock, load(sku, line))
+                line += 1
         order = load(order_index, k)
         store(status, order, take_cart(stock, line_start, sku, qty, counters, order))
+        k += 1
 
 
 def _reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads, ahead):
