@@ -407,9 +407,6 @@ class TrackedGeneralCCell(TrackedCCell):
                  _ptr(self._fill_qty), i64(self.case.n_skus), i64(TRACKED_LIMIT)]
         self._args = self._threads_arg(args)
 
-    def fresh(self):
-        TrackedCCell.fresh(self)
-
     def check(self, stock):
         """As :meth:`TrackedCCell.check`, per offer: no oversell, stock +
         logged fills == initial per offer (conservation); accepted lines got
