@@ -6,7 +6,8 @@ side by side, interleaved round by round on the same data.
 
 Builds the registry's C sources (``kernel/bench/c/``) once per prefetch
 distance (``-DSINGLE_AHEAD=d -DCARTS_AHEAD=d -DGENERAL_AHEAD=d
--DTRACKED_AHEAD=d -DTRACKED_CART_AHEAD=d``; 0: no prefetch, for the tracked loops 0 prefetches the
+-DTRACKED_AHEAD=d -DTRACKED_CART_AHEAD=d -DTRACKED_GENERAL_AHEAD=d``; 0: no
+prefetch, for the tracked loops but the general ones 0 prefetches the
 current order, i.e. nothing ahead), then times every loop that fits each
 workload (serial on one thread, CAS on each thread count) at every distance,
 every call checked (``kernel.bench.cloops``).  Prints the median M orders/s,
@@ -38,7 +39,8 @@ def main(argv=None):
     aheads = [int(a) for a in args.aheads.split(",")]
     libs = {}
     for d in aheads:
-        lib, note = cloops.load([f"{k}_AHEAD={d}" for k in ("SINGLE", "CARTS", "GENERAL", "TRACKED", "TRACKED_CART")])
+        kinds = ("SINGLE", "CARTS", "GENERAL", "TRACKED", "TRACKED_CART", "TRACKED_GENERAL")
+        lib, note = cloops.load([f"{k}_AHEAD={d}" for k in kinds])
         if lib is None:
             print(note)
             return 1

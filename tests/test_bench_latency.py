@@ -65,9 +65,10 @@ def test_every_c_loop_is_in_the_library():
         assert hasattr(lib, loop.function), loop
         assert loop.shape in ("single", "carts", "general") and loop.modes
     assert {loop.shape for loop in cloops.loops_for(make_case("carts", 0.0005))} == {"carts"}
-    # Offers and prices: the general loops (no tracked one).
+    # Offers and prices: the general loops, the tracked ones included.
     market = cloops.loops_for(make_case("marketplace", 0.0005))
-    assert {loop.shape for loop in market} == {"general"} and not any(loop.tracked for loop in market)
+    assert {loop.shape for loop in market} == {"general"}
+    assert {loop.function for loop in market if loop.tracked} == {"seq_tracked_general", "cas_tracked_general"}
 
 
 def test_a_wrong_c_result_is_an_error():

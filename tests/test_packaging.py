@@ -91,7 +91,7 @@ def test_wheel_holds_the_extension_and_what_users_cimport_and_nothing_generated(
     assert not [n for n in kernel_files if n.endswith((".pyx", ".pxi", ".c", ".cpp", ".html", ".o", ".pyc"))
                 and not n.startswith(HAND_WRITTEN_C)]
     # Every C loop of the benchmark's registry (kernel.bench.cloops compiles them at run time).
-    for source in ("baseline.c", "general.c", "tracked.c"):
+    for source in ("baseline.c", "general.c", "tracked.c", "common.h"):
         assert f"kernel/bench/c/{source}" in names, source
     assert not [n for n in names if not n.startswith(("kernel/", "double11_kernel-"))]
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
@@ -114,6 +114,7 @@ def test_sdist_carries_what_its_tests_need_and_nothing_generated(built):
                    "examples/cython_entry/sell.pyx", "examples/run_demo.py"):
         assert needed in names, needed
     assert [n for n in names if n.startswith(HAND_WRITTEN_C) and n.endswith(".c")]
+    assert "kernel/bench/c/common.h" in names  # the header the C loops include
     assert not [n for n in names if GENERATED.search(n) and not n.startswith(HAND_WRITTEN_C)]
     tracked = _tracked_files()
     if tracked is not None:

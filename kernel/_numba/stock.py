@@ -9,7 +9,7 @@ into the kernels of the other families at the Numba IR level (``_inline``);
 from numba import prange
 
 from ._jit import _dispatchers, _inline, _run, _threads, njit
-from .atomics import atomic_add, atomic_cas, atomic_load
+from .atomics import atomic_add, atomic_cas, atomic_load, load
 
 __all__ = ["take_exactly", "take_up_to", "offers_available", "give_back"]
 
@@ -44,14 +44,24 @@ def take_up_to(stock, offer, units):
 def offers_available(stock, price, offer_start, offer_by_priority, s, max_p, enough):
     """Units SKU ``s`` has now in offers priced ``<= max_p``, counted only
     until ``enough`` (read-only: relaxed loads, no writes)."""
+    # A while loop, not range(): a Numba range loop keeps a trip count
+    # beside the index (two induction variables, spills); and unchecked
+    # loads (atomics.py load) inside, where k and offer come from the
+    # inventory's own ranges.  offer_start[s] stays a[i]: reserve_one's
+    # @njit entry passes s unchecked.  With take_order's loops likewise
+    # (kernel/_numba/general.py, the figures there) the general path's
+    # kernel call went 0.81-0.85x -> 1.07-1.12x Cython's.
     total = 0
-    for k in range(offer_start[s], offer_start[s + 1]):
-        offer = offer_by_priority[k]
-        if price[offer] > max_p:
+    k = offer_start[s]
+    end = offer_start[s + 1]
+    while k < end:
+        offer = load(offer_by_priority, k)
+        if load(price, offer) > max_p:
             break  # offers are in price order: the rest are dearer still
         total += atomic_load(stock, offer)
         if total >= enough:
             break
+        k += 1
     return total
 
 

@@ -31,7 +31,8 @@ import numpy as np
 from ..invariants import InvariantViolation
 
 __all__ = ["CLoop", "C_LOOPS", "CFLAGS", "load", "loops_for", "shape_of", "cell", "CCell", "GeneralCCell",
-           "TrackedCCell", "compiler_version"]
+           "TrackedCCell", "TrackedGeneralCCell",
+           "compiler_version"]
 
 C_DIR = Path(__file__).resolve().parent / "c"
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
@@ -97,6 +98,13 @@ C_LOOPS = [
           "tracked carts, one thread, all or nothing (stock and cap pre-checks, rollback of lines taken)"),
     CLoop("C CAS", "cas_tracked_carts", "carts", ("tracked",), True,
           "tracked carts, OpenMP threads, CAS per shared word, rollback with atomic adds"),
+    CLoop("C seq", "seq_tracked_general", "general", ("tracked",), False,
+          "tracked carts over priced offers, one thread: id claim, (user, SKU) cap pair, hold record, one "
+          "fill-log entry per offer slot of each line, offers in priority order within the price limit, all or "
+          "nothing (rollback of lines taken)"),
+    CLoop("C CAS", "cas_tracked_general", "general", ("tracked",), True,
+          "tracked carts over priced offers, OpenMP threads, CAS per shared word and per offer taken from, "
+          "rollback with atomic adds"),
 ]
 
 # Stocks of at least this many words: the plain loops' *_pf twins (prefetch
@@ -104,7 +112,7 @@ C_LOOPS = [
 # (kernel/_cython/general.pxi CART_PREFETCH_MIN_OFFERS).
 PREFETCH_MIN_WORDS = 1 << 21
 
-# Carts longer than this do not fit the tracked C cart loop (MAX_CART in c/tracked.c).
+# Carts longer than this do not fit the tracked C cart loops (MAX_CART in c/tracked.c).
 TRACKED_MAX_CART = 64
 
 
@@ -166,7 +174,7 @@ def loops_for(case, modes=None):
     for loop in C_LOOPS:
         if loop.shape != shape or (modes is not None and not set(loop.modes) & set(modes)):
             continue
-        if loop.tracked and shape == "carts" and np.diff(case.orders.line_start).max() > TRACKED_MAX_CART:
+        if loop.tracked and shape != "single" and np.diff(case.orders.line_start).max() > TRACKED_MAX_CART:
             continue
         out.append(loop)
     return out
@@ -175,7 +183,7 @@ def loops_for(case, modes=None):
 def cell(lib, loop, case, threads):
     """The cell class that drives ``loop``'s calling convention."""
     if loop.tracked:
-        return TrackedCCell(lib, loop, case, threads)
+        return (TrackedGeneralCCell if loop.shape == "general" else TrackedCCell)(lib, loop, case, threads)
     if loop.shape == "general":
         return GeneralCCell(lib, loop, case, threads)
     return CCell(lib, loop, case, threads)
@@ -371,3 +379,69 @@ class TrackedCCell(CCell):
             self._fail("a (user, SKU) count is past the cap")
         if counts.sum() != taken.sum() or self._fill_qty.sum() != taken.sum():
             self._fail("cap counts / fill log do not add up to the accepted units")
+
+
+class TrackedGeneralCCell(TrackedCCell):
+    """The tracked loops over priced offers (the marketplace): the
+    inventory's own layout as :class:`GeneralCCell`, the tables as
+    :class:`TrackedCCell`, and a fill log of one entry per offer slot of
+    each line (``slot_start``), as the kernels lay it out for a batch."""
+
+    def _setup(self):
+        from .workloads import TRACKED_LIMIT
+
+        GeneralCCell._setup(self)  # layout, slot_start (its args are replaced below)
+        o = self._orders = self.case.tracked_orders()
+        self._order_slots = _power_of_two_at_least(2 * o.n_orders)
+        self._limit_slots = _power_of_two_at_least(2 * o.n_lines)
+        self._order_table = np.zeros(4 * self._order_slots, np.int64)
+        self._limit_table = np.zeros(2 * self._limit_slots, np.int64)
+        self._fill_offer = np.zeros(self._slot_start[-1], np.int64)
+        self._fill_qty = np.zeros(self._slot_start[-1], np.int64)
+        self.cap = TRACKED_LIMIT
+        i64 = ctypes.c_int64
+        args = [_ptr(a) for a in (self._price, self._offer_start, self._by_prio, self._line_start, self._sku,
+                                  self._qty, self._max_price, self._slot_start, self._status)]
+        args += [i64(o.n_orders), _ptr(o.order_id), _ptr(o.user_id), _ptr(self._order_table),
+                 i64(self._order_slots), _ptr(self._limit_table), i64(self._limit_slots), _ptr(self._fill_offer),
+                 _ptr(self._fill_qty), i64(self.case.n_skus), i64(TRACKED_LIMIT)]
+        self._args = self._threads_arg(args)
+
+    def check(self, stock):
+        """As :meth:`TrackedCCell.check`, per offer: no oversell, stock +
+        logged fills == initial per offer (conservation); accepted lines got
+        exactly their qty from their slots, refused orders hold nothing; no
+        fill above a line's price limit, each logged at its own offer; one
+        HELD / REFUSED record per order; caps honoured and adding up."""
+        status = self._status
+        if not np.all((status == 0) | (status == 1) | (status == 3)):
+            self._fail("status not accepted / out of stock / limit exceeded (ids are unique here)")
+        if stock.min() < 0:
+            self._fail("negative stock (oversell)")
+        fills = self._fill_qty
+        if fills.min(initial=0) < 0:
+            self._fail("negative fill")
+        logged = fills != 0
+        if not np.array_equal(self._fill_offer[logged], self._slot_offer[logged]):
+            self._fail("a fill logged against another offer than its slot's")
+        by_offer = np.bincount(self._slot_offer, weights=fills, minlength=stock.size).astype(np.int64)
+        if not np.array_equal(stock + by_offer, self.case.stock):
+            self._fail("stock + logged fills != initial stock per offer (conservation)")
+        per_line = np.bincount(self._slot_line, weights=fills, minlength=self._sku.size).astype(np.int64)
+        line_accepted = status[self._line_order] == 0
+        if not np.array_equal(per_line[line_accepted], self._qty[line_accepted]) or per_line[~line_accepted].any():
+            self._fail("an accepted line is short or a refused order kept units (all or nothing)")
+        if fills[self._price[self._slot_offer] > self._max_price[self._slot_line]].any():
+            self._fail("units taken from an offer priced above the line's limit")
+        words = self._order_table[0::4]
+        words = words[words != 0]
+        state = words >> 56
+        accepted = np.count_nonzero(status == 0)
+        if words.size != status.size or np.count_nonzero(state == 2) != accepted \
+                or np.count_nonzero(state == 6) != status.size - accepted:
+            self._fail("order table: not one HELD record per accepted order and one REFUSED per refused")
+        counts = self._limit_table[1::2]
+        if counts.max(initial=0) > self.cap or counts.min(initial=0) < 0:
+            self._fail("a (user, SKU) count is past the cap")
+        if counts.sum() != fills.sum():
+            self._fail("cap counts do not add up to the logged fills")

@@ -298,8 +298,9 @@ def scaling(measurements):
 
 def _cross_check_c(case, timings):
     """A serial C loop in arrival order must accept exactly what the kernel's
-    ordered mode accepts on the same data; a serial tracked C loop exactly
-    what the kernel's tracked mode accepts when it ran on one thread."""
+    ordered mode accepts on the same data; a serial tracked C loop (single
+    lines, carts, or carts over priced offers: the marketplace) exactly what
+    the kernel's tracked mode accepts when it ran on one thread."""
     ordered = {t.cell.backend: t.accepted[0] for t in timings
                if t.cell.kind == "kernel" and t.cell.mode == "ordered" and t.accepted}
     tracked = {t.cell.backend: t.accepted[0] for t in timings

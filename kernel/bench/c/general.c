@@ -51,18 +51,15 @@
  */
 #include <stdint.h>
 
+#include "common.h"
+
 #ifndef GENERAL_AHEAD
 #define GENERAL_AHEAD 16
 #endif
 
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define CAS(p, e, d) __atomic_compare_exchange_n((p), (e), (d), 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)
-
 static inline void prefetch_line(const int64_t *stock, const int64_t *price, const int64_t *offer_start,
                                  const int64_t *by_prio, const int64_t *sku, int64_t l, int64_t n_lines) {
-    /* An empty volatile asm: without it GCC 12 (-O1 and up) deleted every call of this helper, its
-     * prefetches having no side effect (checked with objdump: no prefetchw left in the loop). */
-    __asm__ __volatile__("");
+    KEEP_PREFETCHES();
 #if GENERAL_AHEAD > 0
     /* Three levels, each once the level above is (likely) in cache: the SKU's
      * offer range, its priority list, its first offer's stock and price. */
@@ -87,33 +84,15 @@ static inline int8_t general_order(const int ATOMIC, int64_t *stock, const int64
     int64_t l;
     for (l = a; l < b; l++) {  /* read-only pre-check */
         prefetch_line(stock, price, offer_start, by_prio, sku, l, n_lines);
-        int64_t s = sku[l], q = qty[l], mp = max_price[l], total = 0;
-        for (int64_t k = offer_start[s], e = offer_start[s + 1]; k < e; k++) {
-            int64_t offer = by_prio[k];
-            if (price[offer] > mp) break;
-            total += ATOMIC ? LOAD(&stock[offer]) : stock[offer];
-            if (total >= q) break;
-        }
-        if (total < q) return 1;
+        if (offers_enough(ATOMIC, stock, price, offer_start, by_prio, sku[l], max_price[l], qty[l]) < qty[l])
+            return 1;
     }
     for (l = a; l < b; l++) {
         int64_t s = sku[l], need = qty[l], mp = max_price[l], base = offer_start[s], slot = slot_start[l];
         for (int64_t j = 0, m = offer_start[s + 1] - base; j < m; j++) {
             int64_t offer = by_prio[base + j];
             if (price[offer] > mp) break;
-            int64_t got;
-            if (ATOMIC) {
-                int64_t v = LOAD(&stock[offer]);
-                got = 0;
-                while (v > 0) {
-                    int64_t g = v < need ? v : need;
-                    if (CAS(&stock[offer], &v, v - g)) { got = g; break; }
-                }
-            } else {
-                int64_t v = stock[offer];
-                got = v < need ? v : need;
-                stock[offer] = v - got;
-            }
+            int64_t got = take_up_to(ATOMIC, stock, offer, need);
             if (got) taken[slot + j] = got;  /* fresh zeroed slots: a 0 needs no store */
             need -= got;
             if (need == 0) break;
