@@ -477,20 +477,34 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
             ahead = i + _TRACKED_PREFETCH_AHEAD
             prefetch_write(order_table, ORDER_STRIDE * load(order_slot, ahead))
             user = load(user_id, ahead)
-            for line in range(load(line_start, ahead), load(line_start, ahead + 1)):  # every line's
-                s = load(sku, line)
-                prefetch_write(limit_table, PAIR_STRIDE * hash_slot(user * n_skus + s + 1, limit_mask))
-                prefetch_write(stock, s)
-                prefetch_write(limit, s)
-                if not direct:  # direct never loads these
+            # The flag tested per order, not per line (kernels.pyx says why).
+            if direct:  # direct never loads the offer arrays
+                for line in range(load(line_start, ahead), load(line_start, ahead + 1)):  # every line's
+                    s = load(sku, line)
+                    prefetch_write(limit_table, PAIR_STRIDE * hash_slot(user * n_skus + s + 1, limit_mask))
+                    prefetch_write(stock, s)
+                    prefetch_write(limit, s)
+            else:
+                for line in range(load(line_start, ahead), load(line_start, ahead + 1)):  # every line's
+                    s = load(sku, line)
+                    prefetch_write(limit_table, PAIR_STRIDE * hash_slot(user * n_skus + s + 1, limit_mask))
+                    prefetch_write(stock, s)
+                    prefetch_write(limit, s)
                     prefetch_write(offer_start, s)
                     prefetch_write(offer_by_priority, s)
                     prefetch_write(price, s)
         if load(order_slot, i) < 0:
             continue
-        got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
-                                      order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, fill_slot,
-                                      user_id, deadline, order_slot, counters, i, direct)
+        # Two inlined copies, ``direct`` a constant LLVM folds in each: the
+        # general path stays as it was without the flag (kernels.pyx says why).
+        if direct:
+            got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
+                                          limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
+                                          max_price, fill_slot, user_id, deadline, order_slot, counters, i, True)
+        else:
+            got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
+                                          limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
+                                          max_price, fill_slot, user_id, deadline, order_slot, counters, i, False)
         store(status, i, got)
         pairs += got_pairs
         if settle and (got == OUT_OF_STOCK or got == LIMIT_EXCEEDED):
@@ -557,10 +571,16 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
                     prefetch_write(offer_by_priority, s)
                     prefetch_write(price, s)
             order = order_index[k]
-            order_status, order_pairs = take_tracked(
-                stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
-                order_table, fill_offer, fill_qty,
-                line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order, direct)
+            if direct:  # two copies, as in _claim_reserve_chunk
+                order_status, order_pairs = take_tracked(
+                    stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                    order_table, fill_offer, fill_qty,
+                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order, True)
+            else:
+                order_status, order_pairs = take_tracked(
+                    stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                    order_table, fill_offer, fill_qty,
+                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order, False)
             status[order] = order_status
             pairs += order_pairs
         per_chunk[c] = pairs
