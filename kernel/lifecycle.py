@@ -105,6 +105,12 @@ class TrackedOrders:
         same = self.offers_per_sku.size and (self.offers_per_sku == self.offers_per_sku[0]).all()
         self.same_width = int(self.offers_per_sku[0]) if same else None
         self.all_capped = int(self.capped[0]) if self.capped.size and (self.capped == self.capped[0]).all() else None
+        # Offer s is the one offer of SKU s (the inventory's one_offer_per_sku):
+        # then an unpriced batch may take the kernels' ``direct`` path, which
+        # reads stock[s] instead of offer_start / offer_by_priority / price
+        # (three random lines of big arrays per line on a big sale).
+        self.one_offer_per_sku = (state.stock.size == n_skus
+                                  and bool(np.all(state.offer_sku == np.arange(n_skus))))
         self._bound_one = None  # reserve_one's kernel with the arrays bound, made on first use
         self.last_order_slot = None  # see the end of reserve
 
@@ -204,11 +210,13 @@ class TrackedOrders:
         fill_slot = np.empty(n_lines + 1, dtype=np.int64)
         chunks = np.empty((-(-n_orders // TRACKED_CHUNK), 4), dtype=np.int64)
         batch = (orders.line_start, sku, orders.qty, orders.price_limits())
+        # Both conditions: a price limit needs the price check, which direct skips.
+        direct = int(self.one_offer_per_sku and orders.max_price is None)
         rollbacks_before = counters[codes.ROLLBACKS]
         # One pass: claim, take this chunk's fill-log range, reserve (and in
         # ordered mode settle the refused, which are never re-run there).
         kernels.claim_and_reserve(*state[:-1], *batch, ids, users, deadline, order_slot, fill_slot, status, chunks,
-                                  counters, TRACKED_CHUNK, ordered, n_threads)
+                                  counters, TRACKED_CHUNK, ordered, direct, n_threads)
         new_ids, new_pairs = int(chunks[:, 2].sum()), int(chunks[:, 3].sum())
         used = chunks[:, 1]
         n_fills = int(used.sum())
@@ -219,7 +227,7 @@ class TrackedOrders:
                 rerun = backends.rerun_refused_after_rollback(
                     counters, rollbacks_before, status, _REFUSED,
                     lambda again: kernels.reserve_tracked(*state[:-1], *batch, fill_slot, users, deadline,
-                                                          order_slot, again, status, counters, 1))
+                                                          order_slot, again, status, counters, direct, 1))
                 if rerun is not None:  # some may be accepted now: settle only the still refused
                     new_pairs += rerun
                     refused = refused[np.isin(status[refused], _REFUSED)]

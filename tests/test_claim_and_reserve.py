@@ -9,6 +9,7 @@ import pytest
 import kernel
 from kernel import OrderBatch, OrderState, Status, codes, lifecycle
 from kernel.backends import load
+from kernel.invariants import check_tracked
 
 FILL_COUNT_MASK = codes.MAX_ORDER_FILLS
 
@@ -48,7 +49,7 @@ def test_one_thread_is_word_for_word_the_reference_at_any_chunk_size(chunk, sett
         deadline = np.full(o.n_orders, 77, np.int64)
         inv.state.counters[codes.FILL_CURSOR] = 5  # the log's next free entry is not always 0
         k.claim_and_reserve(*inv.state[:-1], o.line_start, o.sku, o.qty, o.price_limits(), o.order_id, o.user_id,
-                            deadline, order_slot, fill_slot, status, chunks, inv.state.counters, chunk, settle, 1)
+                            deadline, order_slot, fill_slot, status, chunks, inv.state.counters, chunk, settle, 0, 1)
         outs[backend] = [status, order_slot, fill_slot[:-1], chunks, *(a.copy() for a in inv.state)]
     want = outs.pop("reference")
     for backend, got in outs.items():
@@ -187,3 +188,78 @@ def test_budgets_without_per_line_gathers_match_mixed_inventories(backend):
     assert r.n_accepted == 2 and r.fills.qty.tolist() == [2, 1, 1]
     with pytest.raises(kernel.CapacityError, match="fill log"):
         mixed.reserve(OrderBatch(sku=[1], qty=[1], order_id=[3]))
+
+
+def _one_offer_batches(rng, n_skus, rounds=3, n_orders=300):
+    """Random carts of 1..3 lines on ``n_skus`` SKUs, no price limits, some
+    repeated ids (within and across batches), a few users (caps bite)."""
+    next_id = 1
+    for _ in range(rounds):
+        lines = rng.integers(1, 4, n_orders)
+        offsets = np.concatenate(([0], np.cumsum(lines)))
+        ids = next_id + np.arange(n_orders)
+        ids[rng.random(n_orders) < 0.05] = next_id  # some repeats of the batch's first id
+        if next_id > 1:
+            ids[rng.random(n_orders) < 0.05] = next_id - 1  # and of the last batch's ids
+        next_id += n_orders
+        yield OrderBatch(sku=rng.integers(0, n_skus, offsets[-1]), qty=rng.integers(1, 5, offsets[-1]),
+                         offsets=offsets, order_id=ids, user_id=rng.integers(0, 12, n_orders))
+
+
+def _spied_direct(inv):
+    """Record the ``direct`` argument of every claim_and_reserve call."""
+    real, seen = inv._tracked.kernels, []
+
+    class Kernels:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def claim_and_reserve(*args):
+            seen.append(args[-2])
+            real.claim_and_reserve(*args)
+
+    inv._tracked.kernels = Kernels()
+    return seen
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_direct_path_is_word_for_word_the_general_path_on_one_offer_inventories(backend, seed):
+    """One offer per SKU (offer s is SKU s's) and no price limits: the
+    facade passes direct=1, which reads and takes stock[s] without the
+    offer arrays; on one thread statuses, stock, order table, limit table
+    and fill log are what the general path (direct=0) leaves."""
+    outs = {}
+    for direct in (1, 0):
+        rng = np.random.default_rng(seed)
+        n_skus = 40
+        stock = rng.integers(0, 40, n_skus)  # some SKUs sell out, some not: every status
+        caps = rng.choice([2, 5, kernel.NO_LIMIT], n_skus)
+        inv = kernel.Inventory(stock, backend=backend, max_orders=4096, limit_per_user=caps)
+        assert inv._tracked.one_offer_per_sku
+        inv._tracked.one_offer_per_sku = bool(direct)  # direct=0: the general path on the same inventory
+        seen = _spied_direct(inv)
+        statuses = []
+        for k, orders in enumerate(_one_offer_batches(rng, n_skus)):
+            statuses.append(inv.reserve(orders, ordered=bool(k % 2), threads=1).status.copy())
+        assert seen and all(d == direct for d in seen)
+        outs[direct] = statuses + [a.copy() for a in inv.state_arrays()]
+    for a, b in zip(outs[1], outs[0]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_direct_path_keeps_the_invariants_on_two_threads(backend):
+    rng = np.random.default_rng(7)
+    n_skus = 200
+    stock = rng.integers(0, 30, n_skus)
+    inv = kernel.Inventory(stock, backend=backend, max_orders=1 << 14, limit_per_user=4)
+    seen = _spied_direct(inv)
+    for orders in _one_offer_batches(rng, n_skus, n_orders=3000):
+        inv.reserve(orders, threads=2)
+    assert seen and all(d == 1 for d in seen)
+    check_tracked(inv, stock)
+    # Priced batches take the general path.
+    inv.reserve(OrderBatch(sku=[0, 1], qty=[1, 1], order_id=[10**9, 10**9 + 1], user_id=[1, 2],
+                           max_price=[10**6, 10**6]), threads=2)
+    assert seen[-1] == 0
+    check_tracked(inv, stock)

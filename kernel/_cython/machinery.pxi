@@ -24,6 +24,7 @@ cdef extern from *:
     # loop: with two call sites GCC stopped inlining take_tracked (one call
     # with 24 arguments per order, +44% instructions on the tracked gate cases).
     ctypedef signed char always_inline_int8 "Py_ALWAYS_INLINE int8_t"
+    ctypedef void always_inline_void "Py_ALWAYS_INLINE void"
 
 
 cdef inline int64_t _n_chunks(Py_ssize_t n, Py_ssize_t chunk) noexcept nogil:

@@ -287,9 +287,12 @@ def line_end(offer_start, sku, fill_slot, line):
 @njit(**_inline)
 def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                  order_table, fill_offer, fill_qty,
-                 line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order):
+                 line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order,
+                 direct):
     """Reserve one claimed (PENDING) order, all or nothing; returns
-    ``(status, new (user, SKU) pairs)``.  A refused order stays PENDING."""
+    ``(status, new (user, SKU) pairs)``.  A refused order stays PENDING.
+    ``direct``: offer ``s`` is SKU ``s``'s only one and nothing is priced
+    out, so a line reads / takes ``stock[s]`` itself (the reference says why)."""
     slot = order_slot[order]
     user = user_id[order]
     first_line = line_start[order]
@@ -298,8 +301,12 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     # Stock first: in a flash sale most orders meet a sold-out SKU, whose
     # word is hot in cache, while the cap count is a cold lookup.
     for line in range(first_line, last_line):
-        if offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
-                            qty[line]) < qty[line]:
+        if direct:
+            have = atomic_load(stock, sku[line])  # relaxed, as offers_available's load
+        else:
+            have = offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
+                                    qty[line])
+        if have < qty[line]:
             return OUT_OF_STOCK, 0
     for line in range(first_line, last_line):
         if limit_room(limit, limit_table, user, sku[line]) < qty[line]:
@@ -307,12 +314,12 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     # Plain stores: while the word is PENDING this reserve owns the record;
     # the CAS to HELD publishes it (cancel / expiry read it after that).  An
     # order refused above takes nothing and needs no record.
+    # direct: one entry per line, so no offer_start loads for the range.
+    last_fill = fill_slot[last_line - 1] + 1 if direct else line_end(offer_start, sku, fill_slot, last_line - 1)
     record = ORDER_STRIDE * slot
     order_table[record + ORDER_USER_AT] = user
     order_table[record + ORDER_DEADLINE_AT] = deadline[order]
-    order_table[record + ORDER_FILLS_AT] = (fill_slot[first_line] << FILL_COUNT_BITS
-                                            | line_end(offer_start, sku, fill_slot, last_line - 1)
-                                            - fill_slot[first_line])
+    order_table[record + ORDER_FILLS_AT] = fill_slot[first_line] << FILL_COUNT_BITS | last_fill - fill_slot[first_line]
     new_pairs = 0
     status = ACCEPTED
     undo_to = 0
@@ -323,18 +330,26 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
             status = LIMIT_EXCEEDED
             undo_to = fill_slot[line]
             break
-        missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, sku[line],
-                            qty[line], max_price[line], fill_slot[line])
+        if direct:
+            # take_line's one step: offer s, rank 0, logged after the CAS.
+            s = sku[line]
+            got = take_up_to(stock, s, qty[line])
+            if got:
+                fill_offer[fill_slot[line]] = s
+                fill_qty[fill_slot[line]] = got
+            missing = qty[line] - got
+        else:
+            missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, sku[line],
+                                qty[line], max_price[line], fill_slot[line])
         if missing:
             status = OUT_OF_STOCK
             # give_back_fills below returns the cap count of what was filled.
             give_back_limit(limit, limit_table, user, sku[line], missing)
-            undo_to = line_end(offer_start, sku, fill_slot, line)
+            undo_to = fill_slot[line] + 1 if direct else line_end(offer_start, sku, fill_slot, line)
             break
     if status == ACCEPTED:
         return publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty,
-                               counters, slot, user, fill_slot[first_line],
-                               line_end(offer_start, sku, fill_slot, last_line - 1)), new_pairs
+                               counters, slot, user, fill_slot[first_line], last_fill), new_pairs
     give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user,
                     fill_slot[first_line], undo_to)
     atomic_add(counters, ROLLBACKS, 1)
@@ -414,7 +429,7 @@ def claim_orders(order_table, order_id, order_slot, status, n_threads):
 @njit(**_inline)
 def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                          order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                         deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, c):
+                         deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, c):
     """:func:`claim_and_reserve`'s chunk ``c``: claim its ids, take the
     fill-log block of the claimed lines, reserve them (their records are in
     cache now).  kernels.pyx's _claim_reserve_chunk is the same loop."""
@@ -445,8 +460,11 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
         for line in range(load(line_start, i), load(line_start, i + 1)):
             store(fill_slot, line, used)  # relative to the chunk's block until it is taken
             if slot >= 0:
-                s = load(sku, line)
-                used += load(offer_start, s + 1) - load(offer_start, s)
+                if direct:
+                    used += 1
+                else:
+                    s = load(sku, line)
+                    used += load(offer_start, s + 1) - load(offer_start, s)
     # The block: one fetch-add (the facade's budget promised these entries).
     base = atomic_add(counters, FILL_CURSOR, used)
     for line in range(load(line_start, start), load(line_start, stop)):
@@ -459,19 +477,34 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
             ahead = i + _TRACKED_PREFETCH_AHEAD
             prefetch_write(order_table, ORDER_STRIDE * load(order_slot, ahead))
             user = load(user_id, ahead)
-            for line in range(load(line_start, ahead), load(line_start, ahead + 1)):  # every line's
-                s = load(sku, line)
-                prefetch_write(limit_table, PAIR_STRIDE * hash_slot(user * n_skus + s + 1, limit_mask))
-                prefetch_write(stock, s)
-                prefetch_write(limit, s)
-                prefetch_write(offer_start, s)
-                prefetch_write(offer_by_priority, s)
-                prefetch_write(price, s)
+            # The flag tested per order, not per line (kernels.pyx says why).
+            if direct:  # direct never loads the offer arrays
+                for line in range(load(line_start, ahead), load(line_start, ahead + 1)):  # every line's
+                    s = load(sku, line)
+                    prefetch_write(limit_table, PAIR_STRIDE * hash_slot(user * n_skus + s + 1, limit_mask))
+                    prefetch_write(stock, s)
+                    prefetch_write(limit, s)
+            else:
+                for line in range(load(line_start, ahead), load(line_start, ahead + 1)):  # every line's
+                    s = load(sku, line)
+                    prefetch_write(limit_table, PAIR_STRIDE * hash_slot(user * n_skus + s + 1, limit_mask))
+                    prefetch_write(stock, s)
+                    prefetch_write(limit, s)
+                    prefetch_write(offer_start, s)
+                    prefetch_write(offer_by_priority, s)
+                    prefetch_write(price, s)
         if load(order_slot, i) < 0:
             continue
-        got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
-                                      order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, fill_slot,
-                                      user_id, deadline, order_slot, counters, i)
+        # Two inlined copies, ``direct`` a constant LLVM folds in each: the
+        # general path stays as it was without the flag (kernels.pyx says why).
+        if direct:
+            got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
+                                          limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
+                                          max_price, fill_slot, user_id, deadline, order_slot, counters, i, True)
+        else:
+            got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
+                                          limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
+                                          max_price, fill_slot, user_id, deadline, order_slot, counters, i, False)
         store(status, i, got)
         pairs += got_pairs
         if settle and (got == OUT_OF_STOCK or got == LIMIT_EXCEEDED):
@@ -484,11 +517,11 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
 
 def _claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                        order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                       deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, n_threads):
+                       deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, n_threads):
     for c in prange(chunks.shape[0]):
         _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                              order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                             deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, c)
+                             deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, c)
 
 
 _claim_and_reserve_par, _claim_and_reserve_ser = _dispatchers(_claim_and_reserve)
@@ -496,7 +529,7 @@ _claim_and_reserve_par, _claim_and_reserve_ser = _dispatchers(_claim_and_reserve
 
 def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                       order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                      deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, n_threads):
+                      deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, n_threads):
     """Claim and reserve the batch, chunk by chunk (see
     :func:`kernel.reference.claim_and_reserve`)."""
     n = order_id.size
@@ -508,13 +541,13 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
     _run(_claim_and_reserve_par, _claim_and_reserve_ser, nt,
          (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table, fill_offer,
           fill_qty, line_start, sku, qty, max_price, order_id, user_id, deadline, order_slot, fill_slot, status,
-          chunks, counters, np.int64(chunk), bool(settle), nt), dynamic=True)
+          chunks, counters, np.int64(chunk), bool(settle), bool(direct), nt), dynamic=True)
 
 
 def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                      order_table, fill_offer, fill_qty,
                      line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
-                     status, counters, per_chunk, n_threads):
+                     status, counters, direct, per_chunk, n_threads):
     n = order_index.size
     n_skus = limit.size
     limit_mask = limit_table.size // PAIR_STRIDE - 1
@@ -533,14 +566,21 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
                 prefetch_write(limit_table, PAIR_STRIDE * pair)
                 prefetch_write(stock, s)
                 prefetch_write(limit, s)
-                prefetch_write(offer_start, s)
-                prefetch_write(offer_by_priority, s)
-                prefetch_write(price, s)
+                if not direct:
+                    prefetch_write(offer_start, s)
+                    prefetch_write(offer_by_priority, s)
+                    prefetch_write(price, s)
             order = order_index[k]
-            order_status, order_pairs = take_tracked(
-                stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
-                order_table, fill_offer, fill_qty,
-                line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order)
+            if direct:  # two copies, as in _claim_reserve_chunk
+                order_status, order_pairs = take_tracked(
+                    stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                    order_table, fill_offer, fill_qty,
+                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order, True)
+            else:
+                order_status, order_pairs = take_tracked(
+                    stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                    order_table, fill_offer, fill_qty,
+                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order, False)
             status[order] = order_status
             pairs += order_pairs
         per_chunk[c] = pairs
@@ -553,7 +593,7 @@ _reserve_tracked_par, _reserve_tracked_ser = _dispatchers(_reserve_tracked)
 def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
                     line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
-                    status, counters, n_threads):
+                    status, counters, direct, n_threads):
     """Reserve the claimed orders ``order_index``; return how many (user, SKU)
     pairs the limit table gained (see :func:`kernel.reference.reserve_tracked`)."""
     nt = _threads(n_threads)
@@ -561,7 +601,7 @@ def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, lim
                     (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                      order_table, fill_offer, fill_qty,
                      line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
-                     status, counters, _per_chunk(order_index.size, _GENERAL_CHUNK), nt), dynamic=True))
+                     status, counters, bool(direct), _per_chunk(order_index.size, _GENERAL_CHUNK), nt), dynamic=True))
 
 
 def _settle_refused(order_table, order_slot, order_index, n_threads):

@@ -248,11 +248,17 @@ def line_end(offer_start, sku, fill_slot, line):
 
 def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table,
                  fill_offer, fill_qty, line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot,
-                 counters, order):
+                 counters, order, direct):
     """Reserve one claimed (PENDING) order, all or nothing: each line counts
     against the user's cap, then takes stock.  Returns ``(status, new
     (user, SKU) pairs)``.  A refused order stays PENDING for
-    :func:`settle_refused` (the facade may re-run it first)."""
+    :func:`settle_refused` (the facade may re-run it first).
+
+    ``direct``: the caller knows SKU ``s``'s one offer is offer ``s`` and
+    no line has a price limit, so a line reads and takes ``stock[s]`` and
+    logs its one entry at ``fill_slot[line]``: what the general path does on
+    such an inventory, without its ``offer_start`` / ``offer_by_priority`` /
+    ``price`` loads (random cache lines of big arrays, per line)."""
     slot = order_slot[order]
     user = user_id[order]
     first_line, last_line = line_start[order], line_start[order + 1]
@@ -261,21 +267,25 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     # flash sale most orders meet a sold-out SKU, whose word is hot in cache,
     # while the user's cap count is a cold lookup.
     for line in range(first_line, last_line):
-        if offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
-                            qty[line]) < qty[line]:
+        if direct:
+            have = stock[sku[line]]
+        else:
+            have = offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
+                                    qty[line])
+        if have < qty[line]:
             return OUT_OF_STOCK, 0
     for line in range(first_line, last_line):
         if limit_room(limit, limit_table, user, sku[line]) < qty[line]:
             return LIMIT_EXCEEDED, 0
+    # One past the order's last fill-log entry (direct: one entry per line).
+    last_fill = fill_slot[last_line - 1] + 1 if direct else line_end(offer_start, sku, fill_slot, last_line - 1)
     # The record is complete before the first unit is taken, so cancel,
     # expiry and crash recovery always find the log of what it took.  (An
     # order refused above takes nothing and needs no record.)
     record = ORDER_STRIDE * slot
     order_table[record + ORDER_USER_AT] = user
     order_table[record + ORDER_DEADLINE_AT] = deadline[order]
-    order_table[record + ORDER_FILLS_AT] = (fill_slot[first_line] << FILL_COUNT_BITS
-                                            | line_end(offer_start, sku, fill_slot, last_line - 1)
-                                            - fill_slot[first_line])
+    order_table[record + ORDER_FILLS_AT] = fill_slot[first_line] << FILL_COUNT_BITS | last_fill - fill_slot[first_line]
     new_pairs = 0
     for line in range(first_line, last_line):
         took = take_limit(limit, limit_table, user, sku[line], qty[line])
@@ -284,18 +294,25 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
             status = LIMIT_EXCEEDED
             undo_to = fill_slot[line]
             break
-        missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, sku[line],
-                            qty[line], max_price[line], fill_slot[line])
+        if direct:
+            # take_line's first step, offer s at rank 0 (its only offer).
+            got = take_up_to(stock, sku[line], qty[line])
+            if got:
+                fill_offer[fill_slot[line]] = sku[line]
+                fill_qty[fill_slot[line]] = got
+            missing = qty[line] - got
+        else:
+            missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, sku[line],
+                                qty[line], max_price[line], fill_slot[line])
         if missing:
             status = OUT_OF_STOCK
             # give_back_fills below returns the cap count of what was filled.
             give_back_limit(limit, limit_table, user, sku[line], missing)
-            undo_to = line_end(offer_start, sku, fill_slot, line)
+            undo_to = fill_slot[line] + 1 if direct else line_end(offer_start, sku, fill_slot, line)
             break
     else:
         return publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty,
-                               counters, slot, user, fill_slot[first_line],
-                               line_end(offer_start, sku, fill_slot, last_line - 1)), new_pairs
+                               counters, slot, user, fill_slot[first_line], last_fill), new_pairs
     give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user,
                     fill_slot[first_line], undo_to)
     counters[ROLLBACKS] += 1
@@ -328,7 +345,7 @@ def claim_orders(order_table, order_id, order_slot, status, n_threads):
 def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                       order_table, fill_offer, fill_qty,
                       line_start, sku, qty, max_price, order_id, user_id, deadline,
-                      order_slot, fill_slot, status, chunks, counters, chunk, settle, n_threads):
+                      order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, n_threads):
     """Claim and reserve a batch in one pass over it, ``chunk`` orders at a
     time (the facade's path; :func:`claim_orders` then :func:`reserve_tracked`
     for each chunk, while its records are still in cache).
@@ -342,7 +359,8 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
     order, and with ``settle`` end a refused one REFUSED right away
     (:func:`settle_refused`; without it, it stays PENDING for the facade's
     re-run and settle).  ``chunks[c]`` gets ``(first fill entry, entries
-    taken, new ids, new (user, SKU) pairs)``.
+    taken, new ids, new (user, SKU) pairs)``.  ``direct``: as for
+    :func:`take_tracked` (each claimed line takes one entry).
 
     Every chunk's ranges are one block, so with ``n_threads=1`` (and no other
     caller meanwhile) the batch's ranges are consecutive, claimed orders in
@@ -367,7 +385,7 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
             for line in range(line_start[i], line_start[i + 1]):
                 fill_slot[line] = used  # relative to the chunk's block until it is taken
                 if slot >= 0:
-                    used += offer_start[sku[line] + 1] - offer_start[sku[line]]
+                    used += 1 if direct else offer_start[sku[line] + 1] - offer_start[sku[line]]
         base = take_budget(counters, FILL_CURSOR, -used)  # fetch-add: the budget promised these entries
         for line in range(line_start[start], line_start[stop]):
             fill_slot[line] += base
@@ -376,7 +394,7 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
                 status[i], got = take_tracked(
                     stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
-                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, i)
+                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, i, direct)
                 pairs += got
                 if settle and (status[i] == OUT_OF_STOCK or status[i] == LIMIT_EXCEEDED):
                     settle_refused_slot(order_table, order_slot[i])
@@ -386,9 +404,10 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
 def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
                     line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
-                    status, counters, n_threads):
+                    status, counters, direct, n_threads):
     """Run :func:`take_tracked` for the claimed orders ``order_index``;
-    return how many (user, SKU) pairs the limit table gained.
+    return how many (user, SKU) pairs the limit table gained (``direct``: as
+    for :func:`take_tracked`; a re-run passes what its claim_and_reserve got).
 
     Compiled kernels run on ``n_threads`` threads (any serial order is a
     valid outcome, and the facade re-runs refused orders after a rollback as
@@ -399,7 +418,7 @@ def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, lim
         status[order], pairs = take_tracked(
             stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
             order_table, fill_offer, fill_qty,
-            line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order)
+            line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order, direct)
         new_pairs += pairs
     return new_pairs
 
