@@ -330,16 +330,23 @@ def claim_orders(order_table, order_id, order_slot, status, n_threads):
     """
     new = 0
     for i in range(len(order_id)):
-        slot = claim_order(order_table, order_id[i], PENDING)
-        if slot >= 0:
-            order_slot[i] = slot
-            status[i] = ACCEPTED
-            new += 1
-        else:
-            order_slot[i] = -1
-            early = order_table[ORDER_STRIDE * (-1 - slot) + ORDER_WORD_AT] >> STATE_SHIFT == CANCELLED_EARLY
-            status[i] = CANCELLED if early else DUPLICATE
+        new += _claim_into(order_table, order_id, order_slot, status, i) >= 0
     return new
+
+
+def _claim_into(order_table, order_id, order_slot, status, i):
+    """Claim order ``i``'s id (PENDING): set ``order_slot[i]`` and
+    ``status[i]`` as :func:`claim_orders` says; return the claimed slot, or
+    a negative value when the id was there already."""
+    slot = claim_order(order_table, order_id[i], PENDING)
+    if slot >= 0:
+        order_slot[i] = slot
+        status[i] = ACCEPTED
+    else:
+        order_slot[i] = -1
+        early = order_table[ORDER_STRIDE * (-1 - slot) + ORDER_WORD_AT] >> STATE_SHIFT == CANCELLED_EARLY
+        status[i] = CANCELLED if early else DUPLICATE
+    return slot
 
 
 def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
@@ -373,15 +380,8 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
         start, stop = c * chunk, min(n, (c + 1) * chunk)
         used = new = pairs = 0
         for i in range(start, stop):
-            slot = claim_order(order_table, order_id[i], PENDING)
-            if slot >= 0:
-                order_slot[i] = slot
-                status[i] = ACCEPTED
-                new += 1
-            else:
-                order_slot[i] = -1
-                early = order_table[ORDER_STRIDE * (-1 - slot) + ORDER_WORD_AT] >> STATE_SHIFT == CANCELLED_EARLY
-                status[i] = CANCELLED if early else DUPLICATE
+            slot = _claim_into(order_table, order_id, order_slot, status, i)
+            new += slot >= 0
             for line in range(line_start[i], line_start[i + 1]):
                 fill_slot[line] = used  # relative to the chunk's block until it is taken
                 if slot >= 0:
