@@ -604,6 +604,53 @@ def test_compiled_capture_helpers_match_numpy_and_big_calls_replay_exactly(tmp_p
     assert _reopened_equals(path, {3: live}) == 3
 
 
+def _record_bytes(effects):
+    return b"".join(bytes(memoryview(part).cast("B")) for part in effects.parts)
+
+
+@pytest.mark.parametrize("span", [0, 1 << 7, 1 << 15, 1 << 31, 1 << 62])
+def test_compiled_rows_section_is_byte_for_byte_numpys(monkeypatch, span):
+    """A big ROWS section (``_fast.rows_vectors``) is the bytes numpy makes,
+    for every vector width (0, 1, 2, 4, 8 bytes), negative values and a
+    signed top field included."""
+    from kernel.journal import _fast, records
+
+    rng = np.random.default_rng(span % 1000)
+    n = 2 * _fast.MIN_SIZE
+    table = rng.integers(-span, span + 1, 4 * 3 * n) if span else np.full(4 * 3 * n, -7)
+    index = rng.choice(3 * n, n, replace=False)
+    fields = ((0, 0), (0, 40), (1, 0), (2, 0), (3, 0), (3, 8))
+    compiled = records.Effects()
+    compiled.rows("order_table", 4, index, fields, {"order_table": table})
+    assert len(compiled.parts) == 3  # section header, fields, one compiled buffer
+    monkeypatch.setattr(_fast, "MIN_SIZE", 1 << 62)
+    reference = records.Effects()
+    reference.rows("order_table", 4, index, fields, {"order_table": table})
+    assert _record_bytes(compiled) == _record_bytes(reference)
+
+
+def test_compiled_reserve_capture_is_byte_for_byte_numpys(tmp_path, monkeypatch):
+    """A big tracked reserve's effects (compiled pair probe and ROWS
+    packing) are the bytes the numpy capture makes of the same state."""
+    from kernel.journal import _fast, effects
+
+    rng = np.random.default_rng(17)
+    n = 3 * _fast.MIN_SIZE
+    caps = np.where(np.arange(600) % 3 == 0, kernel.codes.NO_LIMIT, 3)  # a third of the SKUs uncapped
+    inv = Inventory([4] * 300 + [50] * 300, max_orders=2 * n, limit_per_user=caps, max_user_skus=2 * n)
+    ids = rng.permutation(2 * n)[:n]
+    ids[-10:] = ids[:10]  # duplicates: not claimed
+    orders = OrderBatch(rng.integers(0, 600, n), rng.integers(1, 3, n), order_id=ids,
+                        user_id=rng.integers(0, n // 8, n))
+    cursor = int(inv.state.counters[kernel.codes.FILL_CURSOR])
+    result = inv.reserve(orders)
+    args = (inv.state._asdict(), inv._tracked.last_order_slot, result.status == Status.ACCEPTED, orders.user_id,
+            orders.sku, orders.line_order, cursor)
+    compiled = _record_bytes(effects.reserve_tracked(*args))
+    monkeypatch.setattr(_fast, "MIN_SIZE", 1 << 62)
+    assert compiled == _record_bytes(effects.reserve_tracked(*args))
+
+
 def test_one_private_owner_at_a_time(tmp_path):
     path = str(tmp_path / "inv")
     inv = _create(path)

@@ -1,12 +1,15 @@
-"""A numba version of the hot loop of effect capture, for big calls.
+"""Numba versions of the hot loops of effect capture, for big calls.
 
 Capturing a 10,000-order batch spent much of its time in hash probes
-(numpy's vectorised probe makes several passes per step); one compiled pass
-does it in a fraction of that.  (Each vector's value range is numpy's
-``min`` and ``max``: see :func:`value_range`.)  Used for at least
-``MIN_SIZE`` keys when numba is installed; :func:`kernel.tracking.probe` is
-the reference and the fallback, and the tests compare them.  Nothing here
-changes a record's bytes.
+(numpy's vectorised probe makes several passes per step) and in packing
+ROWS sections (per column a shift, a mask, a min, a max, a subtract and a
+cast); one compiled pass does each in a fraction of that.  Measured per
+tracked reserve of 10,000 orders on the 2-core VM: capture 0.45 ms with
+numpy, 0.36 ms compiled.  (Each vector's value range is numpy's ``min`` and
+``max``: see :func:`value_range`.)  Used for at least ``MIN_SIZE`` keys;
+:func:`kernel.tracking.probe` and :class:`~kernel.journal.records.Effects`
+are the reference and the small-call path, and the tests compare them byte
+for byte.  Nothing here changes a record's bytes.
 """
 
 import numpy as np
@@ -26,6 +29,7 @@ def _compile():
             _compiled = False
             return _compiled
         multiplier = np.uint64(spec.HASH_MULTIPLIER)
+        no_limit = np.int64(spec.NO_LIMIT)
 
         @njit(cache=True, nogil=True)
         def probe(table, keys, id_mask, out):  # kernel.reference.find_order for each key
@@ -43,7 +47,122 @@ def _compile():
                         break
                     slot = (slot + 1) & mask
 
-        _compiled = (probe,)
+        @njit(cache=True, nogil=True)
+        def capped_pair_slots(limit, pair_keys, users, skus, line_order, claimed, out):
+            # kernel.journal.effects._pair_rows in one pass: the limit-table
+            # slot of each claimed line's (user, SKU) pair whose SKU is capped.
+            n_skus = limit.size
+            mask = pair_keys.size - 1
+            found = 0
+            for line in range(skus.size):
+                order = line_order[line]
+                sku = skus[line]
+                if not claimed[order] or limit[sku] == no_limit:
+                    continue
+                key = users[order] * n_skus + sku + 1
+                slot = np.int64(((np.uint64(key) * multiplier) >> np.uint64(32)) & np.uint64(mask))
+                while True:
+                    word = pair_keys[slot]
+                    if word == 0:
+                        break
+                    if word == key:
+                        out[found] = slot
+                        found += 1
+                        break
+                    slot = (slot + 1) & mask
+            return found
+
+        @njit(cache=True, nogil=True)
+        def vector_width(n, low, high):
+            # records._vector's choice (the span as unsigned: no overflow).
+            if n <= 8:
+                return 8
+            span = np.uint64(high) - np.uint64(low)
+            if span == 0:
+                return 0
+            if span < np.uint64(1 << 8):
+                return 1
+            if span < np.uint64(1 << 16):
+                return 2
+            if span < np.uint64(1 << 32):
+                return 4
+            return 8
+
+        @njit(cache=True, nogil=True)
+        def put_vector(out, at, values, low, width):
+            # One vector (records.VECTOR_HEADER, then its values) at out[at:];
+            # returns where the next one starts.  Headers and data are
+            # multiples of 8 bytes, so every view below is aligned.
+            n = values.size
+            base = np.uint64(0) if width == 8 else np.uint64(low)
+            for b in range(8):
+                out[at + b] = np.uint8((base >> np.uint64(8 * b)) & np.uint64(0xFF))
+                out[at + 8 + b] = 0
+            out[at + 8] = np.uint8(width)
+            at += 16
+            if width == 0:
+                return at
+            size = ((width * n + 7) // 8) * 8
+            data = out[at:at + size]
+            data[:] = 0
+            if width == 1:
+                for i in range(n):
+                    data[i] = np.uint8(np.uint64(values[i]) - base)
+            elif width == 2:
+                view = data.view(np.uint16)
+                for i in range(n):
+                    view[i] = np.uint16(np.uint64(values[i]) - base)
+            elif width == 4:
+                view = data.view(np.uint32)
+                for i in range(n):
+                    view[i] = np.uint32(np.uint64(values[i]) - base)
+            else:
+                view = data.view(np.int64)
+                for i in range(n):
+                    view[i] = values[i]
+            return at + size
+
+        @njit(cache=True, nogil=True)
+        def rows_vectors(rows, index, words, shifts, masks):
+            # records.Effects.rows' vectors (the row numbers, then one per
+            # field of the gathered ``rows``) as one buffer: per column one
+            # pass with its range in registers, then one packing pass.
+            n = index.size
+            k = words.size
+            columns = np.empty((k + 1, n), dtype=np.int64)
+            low = np.empty(k + 1, dtype=np.int64)
+            high = np.empty(k + 1, dtype=np.int64)
+            for j in range(k + 1):
+                lo = np.iinfo(np.int64).max
+                hi = np.iinfo(np.int64).min
+                column = columns[j]
+                if j == 0:
+                    for i in range(n):
+                        value = index[i]
+                        column[i] = value
+                        lo = min(lo, value)
+                        hi = max(hi, value)
+                else:
+                    word, shift, field_mask = words[j - 1], shifts[j - 1], masks[j - 1]
+                    for i in range(n):
+                        value = (rows[i, word] >> shift) & field_mask
+                        column[i] = value
+                        lo = min(lo, value)
+                        hi = max(hi, value)
+                low[j] = lo
+                high[j] = hi
+            widths = np.empty(k + 1, dtype=np.int64)
+            size = 0
+            for j in range(k + 1):
+                widths[j] = vector_width(n, low[j], high[j])
+                size += 16 + ((widths[j] * n + 7) // 8) * 8
+            out = np.empty(size, dtype=np.uint8)
+            at = 0
+            for j in range(k + 1):
+                at = put_vector(out, at, columns[j], low[j], widths[j])
+            return out
+
+        _compiled = (probe, capped_pair_slots, rows_vectors)
     return _compiled
 
 
@@ -65,3 +184,34 @@ def value_range(values):
     take 2.8 us for 10,000 values (14 us for 100,000), where one compiled
     pass with a compare-and-branch per value took 7.7 us (72 us)."""
     return int(values.min()), int(values.max())
+
+
+def capped_pair_slots(limit, pair_keys, users, skus, line_order, claimed):
+    """The limit-table slots of the claimed lines' (user, SKU) pairs of
+    capped SKUs (``effects._pair_rows`` in one compiled pass), or None when
+    the call is small (numpy is as fast)."""
+    fast = _compile() if skus.size >= MIN_SIZE else False
+    if not fast:
+        return None
+    out = np.empty(skus.size, dtype=np.int64)
+    found = fast[1](limit, pair_keys, np.ascontiguousarray(users, dtype=np.int64),
+                    np.ascontiguousarray(skus, dtype=np.int64), np.ascontiguousarray(line_order, dtype=np.int64),
+                    np.ascontiguousarray(claimed, dtype=np.bool_), out)
+    return out[:found]
+
+
+def rows_vectors(table, stride, index, plan):
+    """The vectors of a ROWS section (the row numbers, then one per field of
+    ``plan``: ``(word, shift, bits or None)``) as one uint8 buffer, byte for
+    byte what :meth:`kernel.journal.records.Effects.rows` makes with numpy;
+    None when the call is small."""
+    fast = _compile() if index.size >= MIN_SIZE else False
+    if not fast:
+        return None
+    words = np.array([word for word, _, _ in plan], dtype=np.int64)
+    shifts = np.array([shift for _, shift, _ in plan], dtype=np.int64)
+    masks = np.array([-1 if bits is None else (1 << bits) - 1 for _, _, bits in plan], dtype=np.int64)
+    # np.take copies each row as one block: measured 3x faster than a
+    # compiled gather loop for 10,000 random rows.
+    rows = np.take(table.reshape(-1, stride), index, axis=0)
+    return fast[2](rows, index, words, shifts, masks)

@@ -31,7 +31,7 @@ no pass over the whole state.
 import numpy as np
 
 from .. import codes as spec
-from ._fast import probe
+from ._fast import capped_pair_slots, probe
 from .records import Effects
 
 FILL = ("fill_offer", "fill_qty")
@@ -121,8 +121,13 @@ def reserve_tracked(arrays, order_slot, accepted, users, skus, line_order, curso
     effects.range(FILL, cursor_before, cursor_after, arrays)
     effects.subtract("stock", "fill_offer", "fill_qty", cursor_before, cursor_after)
     if users is not None:
-        lines = claimed[line_order]
-        _pair_rows(effects, arrays, users[line_order[lines]], skus[lines])
+        pair_keys = arrays["limit_table"][spec.PAIR_KEY_AT::spec.PAIR_STRIDE]
+        slots = capped_pair_slots(arrays["limit"], pair_keys, users, skus, line_order, claimed)
+        if slots is not None:  # a big call: one compiled pass
+            effects.rows("limit_table", spec.PAIR_STRIDE, slots, PAIR_FIELDS, arrays)
+        else:
+            lines = claimed[line_order]
+            _pair_rows(effects, arrays, users[line_order[lines]], skus[lines])
     _counters(effects, arrays)
     return effects
 

@@ -64,7 +64,7 @@ import zlib
 import numpy as np
 
 from ..state import LAYOUT_VERSION, STATE_NAMES
-from ._fast import value_range
+from ._fast import rows_vectors, value_range
 
 FORMAT_VERSION = 2  # 2: ROWS and SUBTRACT sections (1: after-images of single words only)
 RECORD_MAGIC = 0x31314552  # b"RE11"
@@ -224,12 +224,16 @@ class Effects:
         if sorted({word for word, _ in fields}) != list(range(stride)):
             raise ValueError(f"ROWS fields {fields} do not cover a row of {stride} words")
         plan = _field_plan(fields)
+        self._section(ROWS, len(fields), [_ARRAY_ID[name], stride], index.size, 0)
+        self.parts.append(FIELDS.pack(*[x for field in fields for x in field], *[0] * (16 - 2 * len(fields))))
+        packed = rows_vectors(arrays[name], stride, index, plan)  # big calls: the same bytes, compiled
+        if packed is not None:
+            self.parts.append(packed)
+            return
         # One gather of whole rows (a row is one cache line or less).  np.take
         # along axis 0 copies each row as one block: about 10x faster than
         # table[index] on a 2-D view, which goes element by element.
         rows = np.take(arrays[name].reshape(-1, stride), index, axis=0)
-        self._section(ROWS, len(fields), [_ARRAY_ID[name], stride], index.size, 0)
-        self.parts.append(FIELDS.pack(*[x for field in fields for x in field], *[0] * (16 - 2 * len(fields))))
         self.parts += _vector(index)
         for word, shift, bits in plan:
             column = rows[:, word]
