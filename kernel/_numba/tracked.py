@@ -174,6 +174,77 @@ def take_limit(limit, limit_table, user, s, units):
     return new
 
 
+# The cap steps of _take_tracked_line: the pre-check remembers where its
+# probe stopped and the take starts there (kernels.pyx has the same copies,
+# and says why copies rather than new bodies of the three above).
+
+
+@njit(**_inline)
+def _limit_slot_from(limit_table, key, slot, insert):
+    """:func:`limit_slot`, probing from ``slot`` on: the key's home slot, or
+    where :func:`_limit_room_at` stopped for it (slots are never emptied and
+    the slots before that hold other keys: the key is there or after it)."""
+    mask = limit_table.size // PAIR_STRIDE - 1
+    while True:
+        seen = atomic_load(limit_table, PAIR_STRIDE * slot + PAIR_KEY_AT)
+        if seen == key:
+            return slot
+        if seen == 0:
+            if not insert:
+                return -1
+            seen = atomic_cas(limit_table, PAIR_STRIDE * slot + PAIR_KEY_AT, 0, key)
+            if seen == 0:
+                return -2 - slot
+            if seen == key:  # lost to a concurrent insert of the same pair
+                return slot
+        slot = (slot + 1) & mask
+
+
+@njit(**_inline)
+def _limit_room_at(limit, limit_table, user, s):
+    """``(limit_room, slot where its probe stopped)``: the pair's, or the
+    empty one it would take (-1 for a SKU without a cap), so that
+    :func:`_take_limit_from` need not hash and walk the chain again."""
+    cap = load(limit, s)  # unchecked: only take_tracked calls it, on a checked batch
+    if cap == NO_LIMIT:
+        return NO_LIMIT, -1
+    mask = limit_table.size // PAIR_STRIDE - 1
+    key = user * limit.size + s + 1
+    slot = hash_slot(key, mask)
+    while True:
+        seen = atomic_load(limit_table, PAIR_STRIDE * slot + PAIR_KEY_AT)
+        if seen == key:
+            return cap - atomic_load(limit_table, PAIR_STRIDE * slot + PAIR_COUNT_AT), slot
+        if seen == 0:
+            return cap, slot
+        slot = (slot + 1) & mask
+
+
+@njit(**_inline)
+def _take_limit_from(limit, limit_table, user, s, units, from_slot):
+    """:func:`take_limit`, its probe starting at ``from_slot`` (where
+    :func:`_limit_room_at` stopped for this key; -1: the key's home slot)."""
+    cap = limit[s]
+    if cap == NO_LIMIT:
+        return TOOK
+    key = user * limit.size + s + 1
+    if from_slot < 0:
+        from_slot = hash_slot(key, limit_table.size // PAIR_STRIDE - 1)
+    slot = _limit_slot_from(limit_table, key, from_slot, True)
+    new = 0
+    if slot < -1:
+        new = NEW_PAIR
+        slot = -2 - slot
+    count_at = PAIR_STRIDE * slot + PAIR_COUNT_AT
+    seen = atomic_load(limit_table, count_at)
+    while seen + units <= cap:
+        old = atomic_cas(limit_table, count_at, seen, seen + units)
+        if old == seen:
+            return TOOK | new
+        seen = old
+    return new
+
+
 @njit(**_inline)
 def give_back_limit(limit, limit_table, user, s, units):
     """Undo :func:`take_limit` (fetch-add of ``-units``)."""
@@ -285,6 +356,46 @@ def line_end(offer_start, sku, fill_slot, line):
 
 
 @njit(**_inline)
+def _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty, sku, qty, fill_slot,
+                       deadline, order, slot, line, user, counters):
+    """:func:`take_tracked` (``direct``) of an order of one line, ``line``
+    (uniform and flash sale are all such orders): the same steps in the same
+    order, straight-line code (kernels.pyx _take_tracked_line says why), each
+    batch word loaded once, unchecked (the facade checked the batch), and
+    fill_slot / deadline only once the pre-checks pass; the cap's probe is
+    walked once (the take starts where the read-only pre-check stopped)."""
+    s = load(sku, line)
+    q = load(qty, line)
+    if atomic_load(stock, s) < q:  # relaxed, as offers_available's load
+        return OUT_OF_STOCK, 0
+    room, at = _limit_room_at(limit, limit_table, user, s)
+    if room < q:
+        return LIMIT_EXCEEDED, 0
+    f = load(fill_slot, line)
+    record = ORDER_STRIDE * slot
+    store(order_table, record + ORDER_USER_AT, user)
+    store(order_table, record + ORDER_DEADLINE_AT, load(deadline, order))
+    store(order_table, record + ORDER_FILLS_AT, f << FILL_COUNT_BITS | 1)
+    took = _take_limit_from(limit, limit_table, user, s, q, at)
+    new_pairs = took >> 1
+    if not took & TOOK:
+        # Nothing taken, nothing to give back; counted as take_tracked counts it.
+        atomic_add(counters, ROLLBACKS, 1)
+        return LIMIT_EXCEEDED, new_pairs
+    got = take_up_to(stock, s, q)
+    if got:
+        store(fill_offer, f, s)
+        store(fill_qty, f, got)
+    if got != q:
+        give_back_limit(limit, limit_table, user, s, q - got)
+        give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user, f, f + 1)
+        atomic_add(counters, ROLLBACKS, 1)
+        return OUT_OF_STOCK, new_pairs
+    return publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty,
+                           counters, slot, user, f, f + 1), new_pairs
+
+
+@njit(**_inline)
 def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                  order_table, fill_offer, fill_qty,
                  line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order,
@@ -293,10 +404,12 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     ``(status, new (user, SKU) pairs)``.  A refused order stays PENDING.
     ``direct``: offer ``s`` is SKU ``s``'s only one and nothing is priced
     out, so a line reads / takes ``stock[s]`` itself (the reference says why)."""
-    slot = order_slot[order]
-    user = user_id[order]
-    first_line = line_start[order]
-    last_line = line_start[order + 1]
+    # Unchecked loads (atomics.py load): ``order`` indexes the checked batch,
+    # and a[i] would add the negative-index wraparound to each.
+    slot = load(order_slot, order)
+    user = load(user_id, order)
+    first_line = load(line_start, order)
+    last_line = load(line_start, order + 1)
     # Read-only pre-checks: an order that cannot fit costs loads, not writes.
     # Stock first: in a flash sale most orders meet a sold-out SKU, whose
     # word is hot in cache, while the cap count is a cold lookup.
@@ -498,9 +611,17 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
         # Two inlined copies, ``direct`` a constant LLVM folds in each: the
         # general path stays as it was without the flag (kernels.pyx says why).
         if direct:
-            got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
-                                          limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
-                                          max_price, fill_slot, user_id, deadline, order_slot, counters, i, True)
+            if load(line_start, i + 1) == load(line_start, i) + 1:
+                # One line: the straight-line copy (kernels.pyx, _claim_reserve_body, says why only here).
+                got, got_pairs = _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_offer,
+                                                    fill_qty, sku, qty, fill_slot, deadline, i,
+                                                    load(order_slot, i), load(line_start, i), load(user_id, i),
+                                                    counters)
+            else:
+                got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
+                                              limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
+                                              max_price, fill_slot, user_id, deadline, order_slot, counters, i,
+                                              True)
         else:
             got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                                           limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
