@@ -29,6 +29,11 @@ _BUDGET_NAMES = {codes.ORDERS_LEFT: "order table (max_orders)", codes.PAIRS_LEFT
 _FULL = {codes.ORDER_TABLE_FULL: codes.ORDERS_LEFT, codes.LIMIT_TABLE_FULL: codes.PAIRS_LEFT,
          codes.FILL_LOG_FULL: codes.FILLS_LEFT}
 _REFUSED = (Status.OUT_OF_STOCK, Status.LIMIT_EXCEEDED)
+# The same as int8 scalars, for comparisons with a status array: a Status
+# (an IntEnum) is not a plain Python int to NumPy, so ``status == Status.X``
+# casts the whole int8 array to int64 first (callgrind, uniform 200k orders:
+# ~8 instructions per order for the two comparisons, and a 8n-byte temporary).
+_OUT_OF_STOCK8, _LIMIT_EXCEEDED8 = np.int8(Status.OUT_OF_STOCK), np.int8(Status.LIMIT_EXCEEDED)
 # Orders per chunk of claim_and_reserve: a thread claims a chunk, takes its
 # fill-log range, then reserves it while the chunk's records are in cache.
 TRACKED_CHUNK = 1024
@@ -222,7 +227,7 @@ class TrackedOrders:
         n_fills = int(used.sum())
         if not ordered:
             # A refused order is still PENDING: re-run (G4), then settle.
-            refused = np.flatnonzero((status == Status.OUT_OF_STOCK) | (status == Status.LIMIT_EXCEEDED))
+            refused = np.flatnonzero((status == _OUT_OF_STOCK8) | (status == _LIMIT_EXCEEDED8))
             if refused.size:
                 rerun = backends.rerun_refused_after_rollback(
                     counters, rollbacks_before, status, _REFUSED,
