@@ -37,6 +37,11 @@ __all__ = ["hash_slot", "take_budget", "take_budgets", "claim_order", "find_orde
 # Tracked orders ahead whose cache lines reserve_tracked prefetches
 # (kernels.pyx: TRACKED_PREFETCH_AHEAD).
 _TRACKED_PREFETCH_AHEAD = 8
+# Ids ahead whose home slot claim_and_reserve's claims prefetch, and refused
+# orders ahead whose word settle_refused prefetches (kernels.pyx:
+# CLAIM_PREFETCH_AHEAD, SETTLE_PREFETCH_AHEAD; the figures are there).
+_CLAIM_PREFETCH_AHEAD = 16
+_SETTLE_PREFETCH_AHEAD = 64
 # Ids (claims, confirms, cancels, settles) per prange work item: each is a
 # probe or two and a CAS, so chunks are bigger than the general path's.
 _ID_CHUNK = 4096
@@ -555,10 +560,10 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
     used = 0
     new = 0
     for i in range(start, stop):
-        if i + _TRACKED_PREFETCH_AHEAD < stop:
+        if i + _CLAIM_PREFETCH_AHEAD < stop:
             # Claims prefetch the home slot of an id a few ahead, only that
             # (kernels.pyx, _claim_reserve_chunk, says why).
-            prefetch_write(order_table, ORDER_STRIDE * hash_slot(load(order_id, i + _TRACKED_PREFETCH_AHEAD),
+            prefetch_write(order_table, ORDER_STRIDE * hash_slot(load(order_id, i + _CLAIM_PREFETCH_AHEAD),
                                                                  order_mask))
         slot = claim_order(order_table, load(order_id, i), PENDING)
         if slot >= 0:
@@ -730,8 +735,8 @@ def _settle_refused(order_table, order_slot, order_index, n_threads):
     for c in prange(_n_chunks(n, _ID_CHUNK)):
         stop = min(n, (c + 1) * _ID_CHUNK)
         for k in range(c * _ID_CHUNK, stop):
-            if k + _TRACKED_PREFETCH_AHEAD < stop:  # as in _claim_chunk
-                prefetch_write(order_table, ORDER_STRIDE * order_slot[order_index[k + _TRACKED_PREFETCH_AHEAD]])
+            if k + _SETTLE_PREFETCH_AHEAD < stop:  # as in _claim_chunk
+                prefetch_write(order_table, ORDER_STRIDE * order_slot[order_index[k + _SETTLE_PREFETCH_AHEAD]])
             settle_refused_slot(order_table, order_slot[order_index[k]])
 
 
