@@ -315,7 +315,7 @@ def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="
         raise FileExistsError(f"directory: {directory!r} exists and is not an empty directory (open a durable "
                               f"inventory with Inventory.open_durable)")
     layout = base._block.layout
-    block = None
+    block = writer = None
     try:
         if made_directory:
             os.makedirs(directory)
@@ -329,6 +329,11 @@ def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="
                                owner=OwnerLock(directory, shared is not None))
         write_marker(directory)  # last: before it, the directory is not an inventory
     except BaseException:
+        if writer is not None:  # its preparer thread and descriptor
+            try:
+                writer.close()
+            except OSError:
+                pass
         if block is not None and shared is not None:
             block.close()
             block.unlink()
