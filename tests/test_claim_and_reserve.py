@@ -45,22 +45,31 @@ def test_one_thread_is_word_for_word_the_reference_at_any_chunk_size(chunk, sett
         status = np.empty(o.n_orders, np.int8)
         order_slot = np.empty(o.n_orders, np.int64)
         fill_slot = np.empty(o.n_lines + 1, np.int64)
+        pair_slot = np.full(o.n_lines, -1, np.int64)
         chunks = np.empty((-(-o.n_orders // chunk), 4), np.int64)
         deadline = np.full(o.n_orders, 77, np.int64)
         inv.state.counters[codes.FILL_CURSOR] = 5  # the log's next free entry is not always 0
         k.claim_and_reserve(*inv.state[:-1], o.line_start, o.sku, o.qty, o.price_limits(), o.order_id, o.user_id,
-                            deadline, order_slot, fill_slot, status, chunks, inv.state.counters, chunk, settle, 0, 1)
-        outs[backend] = [status, order_slot, fill_slot[:-1], chunks, *(a.copy() for a in inv.state)]
+                            deadline, order_slot, fill_slot, pair_slot, status, chunks, inv.state.counters, chunk,
+                            settle, 0, 1)
+        outs[backend] = [status, order_slot, fill_slot[:-1], chunks, pair_slot, *(a.copy() for a in inv.state)]
     want = outs.pop("reference")
     for backend, got in outs.items():
         for a, b in zip(want, got):
             np.testing.assert_array_equal(a, b, err_msg=backend)
-    status, order_slot, fill_slot, chunks = want[:4]
+    status, order_slot, fill_slot, chunks, pair_slot = want[:5]
+    state = want[5:]
     # The blocks follow one another: claimed lines in order, no holes.
     assert chunks[0, 0] == 5 and (chunks[1:, 0] == chunks[:-1, 0] + chunks[:-1, 1]).all()
-    assert want[4 + 10][codes.FILL_CURSOR] == 5 + chunks[:, 1].sum()
+    assert state[10][codes.FILL_CURSOR] == 5 + chunks[:, 1].sum()
     assert (order_slot >= 0).sum() == chunks[:, 2].sum() == 6  # ids 5, 7, 9, 11, 13, 15
     assert [int(s) for s in status[[2, 5, 8]]] == [Status.DUPLICATE] * 3
+    # Each slot reported holds its line's (user, SKU) pair; a duplicate's lines are not reached.
+    limit_table, hit = state[6], pair_slot >= 0
+    assert hit.any()
+    keys = limit_table[codes.PAIR_STRIDE * pair_slot[hit] + codes.PAIR_KEY_AT]
+    np.testing.assert_array_equal(keys, o.user_id[o.line_order[hit]] * 3 + o.sku[hit] + 1)
+    assert (pair_slot[np.isin(o.line_order, [2, 5, 8])] == -1).all()
 
 
 def test_a_repeated_id_in_one_batch_is_a_duplicate_and_takes_no_fill_entries(backend):

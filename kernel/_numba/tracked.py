@@ -154,11 +154,12 @@ def limit_room(limit, limit_table, user, s):
 @njit(**_inline)
 def take_limit(limit, limit_table, user, s, units):
     """Count ``units`` of SKU ``s`` against the user's cap, or nothing if
-    that would pass it; ``TOOK | NEW_PAIR`` bits (see the reference).  CAS
-    loop on the count that gives up, without writing, once it would pass."""
+    that would pass it; ``(TOOK | NEW_PAIR bits, the pair's slot)``, ``(TOOK,
+    -1)`` for a SKU without a cap (see the reference).  CAS loop on the count
+    that gives up, without writing, once it would pass."""
     cap = limit[s]
     if cap == NO_LIMIT:
-        return TOOK
+        return TOOK, -1
     slot = limit_slot(limit_table, user * limit.size + s + 1, True)
     new = 0
     if slot < -1:
@@ -169,9 +170,9 @@ def take_limit(limit, limit_table, user, s, units):
     while seen + units <= cap:
         old = atomic_cas(limit_table, count_at, seen, seen + units)
         if old == seen:
-            return TOOK | new
+            return TOOK | new, slot
         seen = old
-    return new
+    return new, slot
 
 
 @njit(**_inline)
@@ -287,10 +288,12 @@ def line_end(offer_start, sku, fill_slot, line):
 @njit(**_inline)
 def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                  order_table, fill_offer, fill_qty,
-                 line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order,
-                 direct):
+                 line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
+                 order, direct):
     """Reserve one claimed (PENDING) order, all or nothing; returns
     ``(status, new (user, SKU) pairs)``.  A refused order stays PENDING.
+    ``pair_slot[line]`` gets the slot of each capped line's pair it counts
+    (or tries to) against (see the reference).
     ``direct``: offer ``s`` is SKU ``s``'s only one and nothing is priced
     out, so a line reads / takes ``stock[s]`` itself (the reference says why)."""
     slot = order_slot[order]
@@ -324,7 +327,13 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     status = ACCEPTED
     undo_to = 0
     for line in range(first_line, last_line):
-        took = take_limit(limit, limit_table, user, sku[line], qty[line])
+        took, pair = take_limit(limit, limit_table, user, sku[line], qty[line])
+        if pair >= 0:
+            # For the durable journal's after-image of the limit table: the
+            # kernel found the slot anyway, the journal would else probe the
+            # table again for every capped line.  Written when the cap
+            # refused too (the pair may be new, count 0) and again by a re-run.
+            pair_slot[line] = pair
         new_pairs += took >> 1
         if not took & TOOK:
             status = LIMIT_EXCEEDED
@@ -429,7 +438,8 @@ def claim_orders(order_table, order_id, order_slot, status, n_threads):
 @njit(**_inline)
 def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                          order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                         deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, c):
+                         deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle, direct,
+                         c):
     """:func:`claim_and_reserve`'s chunk ``c``: claim its ids, take the
     fill-log block of the claimed lines, reserve them (their records are in
     cache now).  kernels.pyx's _claim_reserve_chunk is the same loop."""
@@ -500,11 +510,13 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
         if direct:
             got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                                           limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
-                                          max_price, fill_slot, user_id, deadline, order_slot, counters, i, True)
+                                          max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
+                                          i, True)
         else:
             got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                                           limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
-                                          max_price, fill_slot, user_id, deadline, order_slot, counters, i, False)
+                                          max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
+                                          i, False)
         store(status, i, got)
         pairs += got_pairs
         if settle and (got == OUT_OF_STOCK or got == LIMIT_EXCEEDED):
@@ -517,11 +529,13 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
 
 def _claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                        order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                       deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, n_threads):
+                       deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle, direct,
+                       n_threads):
     for c in prange(chunks.shape[0]):
         _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                              order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                             deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, c)
+                             deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle,
+                             direct, c)
 
 
 _claim_and_reserve_par, _claim_and_reserve_ser = _dispatchers(_claim_and_reserve)
@@ -529,7 +543,8 @@ _claim_and_reserve_par, _claim_and_reserve_ser = _dispatchers(_claim_and_reserve
 
 def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                       order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                      deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, n_threads):
+                      deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle, direct,
+                      n_threads):
     """Claim and reserve the batch, chunk by chunk (see
     :func:`kernel.reference.claim_and_reserve`)."""
     n = order_id.size
@@ -540,14 +555,14 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
     nt = _threads(n_threads)
     _run(_claim_and_reserve_par, _claim_and_reserve_ser, nt,
          (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table, fill_offer,
-          fill_qty, line_start, sku, qty, max_price, order_id, user_id, deadline, order_slot, fill_slot, status,
-          chunks, counters, np.int64(chunk), bool(settle), bool(direct), nt), dynamic=True)
+          fill_qty, line_start, sku, qty, max_price, order_id, user_id, deadline, order_slot, fill_slot, pair_slot,
+          status, chunks, counters, np.int64(chunk), bool(settle), bool(direct), nt), dynamic=True)
 
 
 def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                      order_table, fill_offer, fill_qty,
-                     line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
-                     status, counters, direct, per_chunk, n_threads):
+                     line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                     order_index, status, counters, direct, per_chunk, n_threads):
     n = order_index.size
     n_skus = limit.size
     limit_mask = limit_table.size // PAIR_STRIDE - 1
@@ -575,12 +590,14 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
                 order_status, order_pairs = take_tracked(
                     stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
-                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order, True)
+                    line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
+                    order, True)
             else:
                 order_status, order_pairs = take_tracked(
                     stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
-                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order, False)
+                    line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
+                    order, False)
             status[order] = order_status
             pairs += order_pairs
         per_chunk[c] = pairs
@@ -592,16 +609,17 @@ _reserve_tracked_par, _reserve_tracked_ser = _dispatchers(_reserve_tracked)
 
 def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
-                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
-                    status, counters, direct, n_threads):
+                    line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                    order_index, status, counters, direct, n_threads):
     """Reserve the claimed orders ``order_index``; return how many (user, SKU)
     pairs the limit table gained (see :func:`kernel.reference.reserve_tracked`)."""
     nt = _threads(n_threads)
     return int(_run(_reserve_tracked_par, _reserve_tracked_ser, nt,
                     (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                      order_table, fill_offer, fill_qty,
-                     line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
-                     status, counters, bool(direct), _per_chunk(order_index.size, _GENERAL_CHUNK), nt), dynamic=True))
+                     line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                     order_index, status, counters, bool(direct), _per_chunk(order_index.size, _GENERAL_CHUNK), nt),
+                    dynamic=True))
 
 
 def _settle_refused(order_table, order_slot, order_index, n_threads):
