@@ -71,7 +71,7 @@ cdef int64_t reserve_one_c(TrackedState *st, int64_t s, int64_t units, int64_t m
         record[K_ORDER_USER_AT] = user
         record[K_ORDER_DEADLINE_AT] = deadline
         record[K_ORDER_FILLS_AT] = (first_fill << K_FILL_COUNT_BITS) | n_fills
-        took = take_limit(limit, n_skus, limit_table, limit_mask, user, s, units)[0]  # its slot: not needed here
+        took = take_limit(limit, n_skus, limit_table, limit_mask, user, s, units)
         if not (took & K_TOOK):
             status = K_LIMIT_EXCEEDED
         else:

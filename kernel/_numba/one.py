@@ -79,7 +79,7 @@ def reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, 
         order_table[record + ORDER_USER_AT] = user
         order_table[record + ORDER_DEADLINE_AT] = deadline
         order_table[record + ORDER_FILLS_AT] = first_fill << FILL_COUNT_BITS | n_fills
-        took = take_limit(limit, limit_table, user, s, units)[0]  # its slot: not needed here
+        took = take_limit(limit, limit_table, user, s, units)
         if not took & TOOK:
             status = LIMIT_EXCEEDED
         else:
