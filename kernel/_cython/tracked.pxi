@@ -4,7 +4,7 @@
 # Mirrors kernel/reference/tracked.py function for function (same names, same
 # argument lists); kernel/_numba/tracked.py mirrors the same functions in Numba.
 # Included by kernels.pyx (one compiled module): its cimports and codes apply.
-# About 750 lines (over the ~700 aim): the 22 public functions of the family,
+# About 1,000 lines (over the ~700 aim): the 26 public functions of the family,
 # their chunk loops and the struct hand-over of their def kernels; it splits
 # further only where kernel/reference/tracked.py does, to stay its mirror.
 #

@@ -9,7 +9,8 @@ numpy, 0.36 ms compiled.  (Each vector's value range is numpy's ``min`` and
 ``max``: see :func:`value_range`.)  Used for at least ``MIN_SIZE`` keys;
 :func:`kernel.tracking.probe` and :class:`~kernel.journal.records.Effects`
 are the reference and the small-call path, and the tests compare them byte
-for byte.  Nothing here changes a record's bytes.
+for byte.  Nothing here changes a record's bytes.  (A tracked reserve's pair
+probe, once here too, is gone: the kernels report the pair slots.)
 """
 
 import numpy as np
