@@ -781,9 +781,13 @@ def test_compiled_rows_section_is_byte_for_byte_numpys(monkeypatch, span):
 
 
 def test_compiled_reserve_capture_is_byte_for_byte_numpys(tmp_path, monkeypatch):
-    """A big tracked reserve's effects (compiled pair probe and ROWS
-    packing) are the bytes the numpy capture makes of the same state."""
+    """A big tracked reserve's effects (compiled ROWS packing of its order
+    and pair rows) are the bytes the numpy capture makes of the same state;
+    and the pair rows are exactly those the call changed: every slot whose
+    words differ from before the call is one the kernels reported, and each
+    reported slot holds its line's pair (found by a probe of its key)."""
     from kernel.journal import _fast, effects
+    from kernel.tracking import probe
 
     rng = np.random.default_rng(17)
     n = 3 * _fast.MIN_SIZE
@@ -794,12 +798,24 @@ def test_compiled_reserve_capture_is_byte_for_byte_numpys(tmp_path, monkeypatch)
     orders = OrderBatch(rng.integers(0, 600, n), rng.integers(1, 3, n), order_id=ids,
                         user_id=rng.integers(0, n // 8, n))
     cursor = int(inv.state.counters[kernel.codes.FILL_CURSOR])
+    pairs_before = inv.state.limit_table.reshape(-1, kernel.codes.PAIR_STRIDE).copy()
     result = inv.reserve(orders)
-    args = (inv.state._asdict(), inv._tracked.last_order_slot, result.status == Status.ACCEPTED, orders.user_id,
-            orders.sku, orders.line_order, cursor)
+    pair_slot = inv._tracked.last_pair_slot
+    args = (inv.state._asdict(), inv._tracked.last_order_slot, pair_slot, result.status == Status.ACCEPTED, cursor)
     compiled = _record_bytes(effects.reserve_tracked(*args))
     monkeypatch.setattr(_fast, "MIN_SIZE", 1 << 62)
     assert compiled == _record_bytes(effects.reserve_tracked(*args))
+
+    reported = pair_slot >= 0
+    assert reported.sum() > 1000
+    changed = np.flatnonzero((inv.state.limit_table.reshape(-1, kernel.codes.PAIR_STRIDE) != pairs_before).any(1))
+    assert changed.size and np.isin(changed, pair_slot[reported]).all()
+    keys = orders.user_id[orders.line_order] * 600 + orders.sku + 1
+    pair_keys = inv.state.limit_table[kernel.codes.PAIR_KEY_AT::kernel.codes.PAIR_STRIDE]
+    np.testing.assert_array_equal(pair_slot[reported], probe(pair_keys, keys[reported]))
+    assert (caps[orders.sku[reported]] != kernel.codes.NO_LIMIT).all()
+    claimed = inv._tracked.last_order_slot >= 0
+    assert not reported[~claimed[orders.line_order]].any()  # duplicates' lines are never reached
 
 
 def test_one_private_owner_at_a_time(tmp_path):

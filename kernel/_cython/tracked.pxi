@@ -4,7 +4,7 @@
 # Mirrors kernel/reference/tracked.py function for function (same names, same
 # argument lists); kernel/_numba/tracked.py mirrors the same functions in Numba.
 # Included by kernels.pyx (one compiled module): its cimports and codes apply.
-# About 750 lines (over the ~700 aim): the 22 public functions of the family,
+# About 1,000 lines (over the ~700 aim): the 26 public functions of the family,
 # their chunk loops and the struct hand-over of their def kernels; it splits
 # further only where kernel/reference/tracked.py does, to stay its mirror.
 #
@@ -157,6 +157,34 @@ cdef inline int64_t take_limit(const int64_t *limit, int64_t n_skus, int64_t *li
     return new
 
 
+cdef inline int64_t take_limit_at(const int64_t *limit, int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
+                                  int64_t user, int64_t s, int64_t units, int64_t *pair_slot,
+                                  int64_t line) noexcept nogil:
+    """take_limit, and for a SKU with a cap pair_slot[line] gets the pair's
+    slot, found or inserted, whether it counted or not (the reference says
+    why: the durable journal's after-image of the limit table)."""
+    cdef int64_t cap = limit[s]
+    if cap == K_NO_LIMIT:
+        return K_TOOK
+    cdef int64_t slot = limit_slot(limit_table, limit_mask, user * n_skus + s + 1, True)
+    cdef int64_t new = 0
+    if slot < -1:
+        new = K_NEW_PAIR
+        slot = -2 - slot
+    cdef int64_t *count = &limit_table[K_PAIR_STRIDE * slot + K_PAIR_COUNT_AT]
+    cdef int64_t cur = atomic_load_i64(count)
+    # Stored on each way out, after the CAS, as in the Numba mirror: one
+    # store and one reload of pair_slot (spilled) per capped line, +1% of
+    # carts/tracked in the gate.  (A C tuple returning the slot cost +5%:
+    # GCC merged take_limit's two paths again.)
+    while cur + units <= cap:
+        if atomic_cas_i64(count, &cur, cur + units):
+            pair_slot[line] = slot
+            return K_TOOK | new
+    pair_slot[line] = slot
+    return new
+
+
 cdef inline void give_back_limit(const int64_t *limit, int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
                                  int64_t user, int64_t s, int64_t units) noexcept nogil:
     """Undo take_limit (fetch-add of -units)."""
@@ -274,10 +302,13 @@ cdef inline always_inline_int8 take_tracked(int64_t *stock, const int64_t *price
                                 int64_t *order_table, int64_t *fill_offer,
                                 int64_t *fill_qty, const int64_t *line_start, const int64_t *sku,
                                 const int64_t *qty, const int64_t *max_price, const int64_t *fill_slot,
-                                const int64_t *user_id, const int64_t *deadline, const int64_t *order_slot,
-                                int64_t *counters, int64_t order, int64_t *new_pairs, bint direct) noexcept nogil:
+                                int64_t *pair_slot, const int64_t *user_id, const int64_t *deadline,
+                                const int64_t *order_slot, int64_t *counters, int64_t order, int64_t *new_pairs,
+                                bint direct) noexcept nogil:
     """Reserve one claimed (PENDING) order, all or nothing; returns its status
-    and adds the (user, SKU) pairs it added to ``*new_pairs``.  ``direct``:
+    and adds the (user, SKU) pairs it added to ``*new_pairs``; pair_slot[line]
+    gets the slot of each capped line's pair it counts (or tries to) against
+    (see the reference).  ``direct``:
     offer s is SKU s's only offer and nothing is priced out (see the
     reference): a line reads and takes stock[s] itself, no offer_start /
     offer_by_priority / price loads.  Always inlined and ``direct`` is the
@@ -312,7 +343,9 @@ cdef inline always_inline_int8 take_tracked(int64_t *stock, const int64_t *price
     record[K_ORDER_DEADLINE_AT] = deadline[order]
     record[K_ORDER_FILLS_AT] = (fill_slot[first_line] << K_FILL_COUNT_BITS) | (last_fill - fill_slot[first_line])
     for line in range(first_line, last_line):
-        took = take_limit(limit, n_skus, limit_table, limit_mask, user, sku[line], qty[line])
+        # pair_slot[line]: this line's pair slot, for the durable journal
+        # (take_limit_at says why), also when the cap refuses.
+        took = take_limit_at(limit, n_skus, limit_table, limit_mask, user, sku[line], qty[line], pair_slot, line)
         new_pairs[0] += took >> 1
         if not (took & K_TOOK):
             status = K_LIMIT_EXCEEDED
@@ -409,6 +442,7 @@ cdef struct FusedBatch:
     const int64_t *deadline
     int64_t *order_slot
     int64_t *fill_slot
+    int64_t *pair_slot
     int8_t *status
     int64_t *chunks
     Py_ssize_t chunk
@@ -444,6 +478,7 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
     cdef const int64_t *user_id = b.user_id
     cdef int64_t *order_slot = b.order_slot
     cdef int64_t *fill_slot = b.fill_slot
+    cdef int64_t *pair_slot = b.pair_slot
     cdef int8_t *status = b.status
     cdef Py_ssize_t start = c * b.chunk, stop = min((c + 1) * b.chunk, n), i
     cdef int64_t slot, line, s, used = 0, new = 0, pairs = 0, base, ahead
@@ -515,7 +550,8 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
             continue
         got = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
                            limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku, qty,
-                           max_price, fill_slot, user_id, deadline, order_slot, counters, i, &pairs, direct)
+                           max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters, i, &pairs,
+                           direct)
         status[i] = got
         if settle and (got == K_OUT_OF_STOCK or got == K_LIMIT_EXCEEDED):
             settle_refused_slot(order_table, order_slot[i])
@@ -546,8 +582,8 @@ def claim_and_reserve(int64_t[::1] stock, const int64_t[::1] price, const int64_
                       int64_t[::1] fill_qty, const int64_t[::1] line_start, const int64_t[::1] sku,
                       const int64_t[::1] qty, const int64_t[::1] max_price, const int64_t[::1] order_id,
                       const int64_t[::1] user_id, const int64_t[::1] deadline, int64_t[::1] order_slot,
-                      int64_t[::1] fill_slot, int8_t[::1] status, int64_t[:, ::1] chunks, int64_t[::1] counters,
-                      Py_ssize_t chunk, bint settle, bint direct, int n_threads):
+                      int64_t[::1] fill_slot, int64_t[::1] pair_slot, int8_t[::1] status, int64_t[:, ::1] chunks,
+                      int64_t[::1] counters, Py_ssize_t chunk, bint settle, bint direct, int n_threads):
     """Claim and reserve the batch, chunk by chunk (see the reference);
     chunks[c] gets (first fill entry, entries, new ids, new pairs)."""
     cdef Py_ssize_t n = order_id.shape[0]
@@ -569,6 +605,7 @@ def claim_and_reserve(int64_t[::1] stock, const int64_t[::1] price, const int64_
     batch.deadline = _const_ptr(deadline)
     batch.order_slot = _ptr(order_slot)
     batch.fill_slot = _ptr(fill_slot)
+    batch.pair_slot = _ptr(pair_slot)
     batch.status = _ptr8(status)
     batch.chunks = &chunks[0, 0]
     batch.chunk = chunk
@@ -598,6 +635,7 @@ cdef struct TrackedBatch:
     const int64_t *qty
     const int64_t *max_price
     const int64_t *fill_slot
+    int64_t *pair_slot
     const int64_t *user_id
     const int64_t *deadline
     const int64_t *order_slot
@@ -612,8 +650,9 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
                                    int64_t *order_table, int64_t *fill_offer,
                                    int64_t *fill_qty, const int64_t *line_start, const int64_t *sku,
                                    const int64_t *qty, const int64_t *max_price, const int64_t *fill_slot,
-                                   const int64_t *user_id, const int64_t *deadline, const int64_t *order_slot,
-                                   const int64_t *order_index, int8_t *status, int64_t *counters,
+                                   int64_t *pair_slot, const int64_t *user_id, const int64_t *deadline,
+                                   const int64_t *order_slot, const int64_t *order_index, int8_t *status,
+                                   int64_t *counters,
                                    Py_ssize_t start, Py_ssize_t stop, bint direct) noexcept nogil:
     cdef Py_ssize_t k
     cdef int64_t order, pairs = 0, ahead, slot, s, pair
@@ -644,13 +683,13 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
         if direct:  # two copies, ``direct`` a constant in each (see _claim_reserve_chunk)
             status[order] = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
                                          limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku,
-                                         qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order,
-                                         &pairs, True)
+                                         qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                                         counters, order, &pairs, True)
         else:
             status[order] = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
                                          limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku,
-                                         qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order,
-                                         &pairs, False)
+                                         qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                                         counters, order, &pairs, False)
     return pairs
 
 
@@ -659,20 +698,21 @@ cdef inline int64_t _tracked_chunk_at(const TrackedState *st, const TrackedBatch
     """_tracked_chunk on the state ``st`` and the batch ``batch`` (both paths of reserve_tracked)."""
     return _tracked_chunk(st.stock, st.price, st.offer_start, st.offer_by_priority, st.offer_sku, st.limit, st.n_skus,
                           st.limit_table, st.limit_capacity - 1, st.order_table, st.fill_offer, st.fill_qty,
-                          batch.line_start, batch.sku, batch.qty, batch.max_price, batch.fill_slot, batch.user_id,
-                          batch.deadline, batch.order_slot, batch.order_index, batch.status, st.counters, start, stop,
-                          batch.direct)
+                          batch.line_start, batch.sku, batch.qty, batch.max_price, batch.fill_slot, batch.pair_slot,
+                          batch.user_id, batch.deadline, batch.order_slot, batch.order_index, batch.status,
+                          st.counters, start, stop, batch.direct)
 
 
 def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
                     const int64_t[::1] offer_by_priority, const int64_t[::1] offer_sku, const int64_t[::1] limit,
                     int64_t[::1] limit_table, int64_t[::1] order_table, int64_t[::1] fill_offer, int64_t[::1] fill_qty,
                     const int64_t[::1] line_start, const int64_t[::1] sku, const int64_t[::1] qty,
-                    const int64_t[::1] max_price, const int64_t[::1] fill_slot, const int64_t[::1] user_id,
-                    const int64_t[::1] deadline, const int64_t[::1] order_slot, const int64_t[::1] order_index,
-                    int8_t[::1] status, int64_t[::1] counters, bint direct, int n_threads):
+                    const int64_t[::1] max_price, const int64_t[::1] fill_slot, int64_t[::1] pair_slot,
+                    const int64_t[::1] user_id, const int64_t[::1] deadline, const int64_t[::1] order_slot,
+                    const int64_t[::1] order_index, int8_t[::1] status, int64_t[::1] counters, bint direct,
+                    int n_threads):
     """Run take_tracked for the claimed orders order_index; return how many
-    (user, SKU) pairs the limit table gained."""
+    (user, SKU) pairs the limit table gained (pair_slot: as for take_tracked)."""
     cdef Py_ssize_t n = order_index.shape[0]
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
     cdef int64_t new_pairs = 0
@@ -688,6 +728,7 @@ def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[
     batch.qty = _const_ptr(qty)
     batch.max_price = _const_ptr(max_price)
     batch.fill_slot = _const_ptr(fill_slot)
+    batch.pair_slot = _ptr(pair_slot)
     batch.user_id = _const_ptr(user_id)
     batch.deadline = _const_ptr(deadline)
     batch.order_slot = _const_ptr(order_slot)
