@@ -118,6 +118,7 @@ class TrackedOrders:
                                   and bool(np.all(state.offer_sku == np.arange(n_skus))))
         self._bound_one = None  # reserve_one's kernel with the arrays bound, made on first use
         self.last_order_slot = None  # see the end of reserve
+        self.last_pair_slot = None  # likewise
 
     def _give_back_args(self):
         s = self.state
@@ -213,6 +214,9 @@ class TrackedOrders:
         status = np.empty(n_orders, dtype=np.int8)
         order_slot = np.empty(n_orders, dtype=np.int64)
         fill_slot = np.empty(n_lines + 1, dtype=np.int64)
+        # Per line, the limit-table slot of its (user, SKU) pair, where the
+        # kernels counted (or tried to count) it against a cap; -1 elsewhere.
+        pair_slot = np.full(n_lines, -1, dtype=np.int64)
         chunks = np.empty((-(-n_orders // TRACKED_CHUNK), 4), dtype=np.int64)
         batch = (orders.line_start, sku, orders.qty, orders.price_limits())
         # Both conditions: a price limit needs the price check, which direct skips.
@@ -220,8 +224,8 @@ class TrackedOrders:
         rollbacks_before = counters[codes.ROLLBACKS]
         # One pass: claim, take this chunk's fill-log range, reserve (and in
         # ordered mode settle the refused, which are never re-run there).
-        kernels.claim_and_reserve(*state[:-1], *batch, ids, users, deadline, order_slot, fill_slot, status, chunks,
-                                  counters, TRACKED_CHUNK, ordered, direct, n_threads)
+        kernels.claim_and_reserve(*state[:-1], *batch, ids, users, deadline, order_slot, fill_slot, pair_slot, status,
+                                  chunks, counters, TRACKED_CHUNK, ordered, direct, n_threads)
         new_ids, new_pairs = int(chunks[:, 2].sum()), int(chunks[:, 3].sum())
         used = chunks[:, 1]
         n_fills = int(used.sum())
@@ -231,8 +235,8 @@ class TrackedOrders:
             if refused.size:
                 rerun = backends.rerun_refused_after_rollback(
                     counters, rollbacks_before, status, _REFUSED,
-                    lambda again: kernels.reserve_tracked(*state[:-1], *batch, fill_slot, users, deadline,
-                                                          order_slot, again, status, counters, direct, 1))
+                    lambda again: kernels.reserve_tracked(*state[:-1], *batch, fill_slot, pair_slot, users,
+                                                          deadline, order_slot, again, status, counters, direct, 1))
                 if rerun is not None:  # some may be accepted now: settle only the still refused
                     new_pairs += rerun
                     refused = refused[np.isin(status[refused], _REFUSED)]
@@ -243,10 +247,15 @@ class TrackedOrders:
         # What each accepted line took, as the kernels left the log (later
         # cancels zero the log, not this copy), laid out claimed lines in
         # order: each chunk's range follows the one before.
-        # The slot each order claimed (-1: its id was there already): a
-        # durable inventory reads it right after this call, under its call
-        # lock, to journal the rows without probing every id again.
+        # The slot each order claimed (-1: its id was there already) and the
+        # limit-table slot each line's pair got (-1: an uncapped SKU, or a
+        # line no take reached): a durable inventory reads them right after
+        # this call, under its call lock, to journal the rows without
+        # probing every id and pair again.  (A rerun above wrote the same
+        # slots again and kept the first run's others: a rolled-back line's
+        # pair stays in the table, count 0.)
         self.last_order_slot = order_slot
+        self.last_pair_slot = pair_slot
         shift = chunks[:, 0] - (np.cumsum(used) - used)  # log entry - position in ``taken``, per chunk
         if n_orders == 0 or (shift == shift[0]).all():  # one block (one thread, no other caller meanwhile)
             first = int(shift[0]) if n_orders else 0

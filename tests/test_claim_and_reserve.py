@@ -45,22 +45,31 @@ def test_one_thread_is_word_for_word_the_reference_at_any_chunk_size(chunk, sett
         status = np.empty(o.n_orders, np.int8)
         order_slot = np.empty(o.n_orders, np.int64)
         fill_slot = np.empty(o.n_lines + 1, np.int64)
+        pair_slot = np.full(o.n_lines, -7, np.int64)  # lines no cap count reaches keep it
         chunks = np.empty((-(-o.n_orders // chunk), 4), np.int64)
         deadline = np.full(o.n_orders, 77, np.int64)
         inv.state.counters[codes.FILL_CURSOR] = 5  # the log's next free entry is not always 0
         k.claim_and_reserve(*inv.state[:-1], o.line_start, o.sku, o.qty, o.price_limits(), o.order_id, o.user_id,
-                            deadline, order_slot, fill_slot, status, chunks, inv.state.counters, chunk, settle, 0, 1)
-        outs[backend] = [status, order_slot, fill_slot[:-1], chunks, *(a.copy() for a in inv.state)]
+                            deadline, order_slot, fill_slot, pair_slot, status, chunks, inv.state.counters, chunk,
+                            settle, 0, 1)
+        outs[backend] = [status, order_slot, fill_slot[:-1], chunks, pair_slot, *(a.copy() for a in inv.state)]
     want = outs.pop("reference")
     for backend, got in outs.items():
         for a, b in zip(want, got):
             np.testing.assert_array_equal(a, b, err_msg=backend)
-    status, order_slot, fill_slot, chunks = want[:4]
+    status, order_slot, fill_slot, chunks, pair_slot = want[:5]
+    state = want[5:]
     # The blocks follow one another: claimed lines in order, no holes.
     assert chunks[0, 0] == 5 and (chunks[1:, 0] == chunks[:-1, 0] + chunks[:-1, 1]).all()
-    assert want[4 + 10][codes.FILL_CURSOR] == 5 + chunks[:, 1].sum()
+    assert state[10][codes.FILL_CURSOR] == 5 + chunks[:, 1].sum()
     assert (order_slot >= 0).sum() == chunks[:, 2].sum() == 6  # ids 5, 7, 9, 11, 13, 15
     assert [int(s) for s in status[[2, 5, 8]]] == [Status.DUPLICATE] * 3
+    # Each slot reported holds its line's (user, SKU) pair; a duplicate's lines are not reached.
+    limit_table, hit = state[6], pair_slot >= 0
+    assert hit.any()
+    keys = limit_table[codes.PAIR_STRIDE * pair_slot[hit] + codes.PAIR_KEY_AT]
+    np.testing.assert_array_equal(keys, o.user_id[o.line_order[hit]] * 3 + o.sku[hit] + 1)
+    assert (pair_slot[np.isin(o.line_order, [2, 5, 8])] == -7).all() and (pair_slot[~hit] == -7).all()
 
 
 def test_a_repeated_id_in_one_batch_is_a_duplicate_and_takes_no_fill_entries(backend):
@@ -262,4 +271,103 @@ def test_the_direct_path_keeps_the_invariants_on_two_threads(backend):
     inv.reserve(OrderBatch(sku=[0, 1], qty=[1, 1], order_id=[10**9, 10**9 + 1], user_id=[1, 2],
                            max_price=[10**6, 10**6]), threads=2)
     assert seen[-1] == 0
+    check_tracked(inv, stock)
+
+
+# A batch on SKUs 0, 2, 3 capped at 4 per user and SKU 1 uncapped, with SKU
+# 2 scarce (3 units) and SKU 3 sold out.  Per order: what it meets, and for
+# each line whether take_tracked's cap count reaches it (and so must report
+# its pair's slot) or not (uncapped, after the failing line, refused by a
+# read-only pre-check, a duplicate).
+_PAIR_CAPS = [4, codes.NO_LIMIT, 4, 4]
+_PAIR_STOCK = [20, 20, 3, 0]
+_PAIR_ORDERS = [  # (order id, user, [(sku, qty), ...], status, per line: reached)
+    (10, 1, [(0, 2), (1, 1)], Status.ACCEPTED, [True, False]),
+    (11, 1, [(0, 3)], Status.LIMIT_EXCEEDED, [False]),                      # pre-check: 2 held, cap 4
+    (12, 2, [(0, 3), (0, 3), (2, 1)], Status.LIMIT_EXCEEDED, [True, True, False]),  # the cap refuses line 2
+    (13, 3, [(1, 1), (2, 2), (2, 2)], Status.OUT_OF_STOCK, [False, True, True]),   # new pair, then 1 of 2 left
+    (14, 4, [(3, 1)], Status.OUT_OF_STOCK, [False]),                        # pre-check: sold out
+    (10, 5, [(0, 1)], Status.DUPLICATE, [False]),
+    (15, 2, [(2, 1)], Status.ACCEPTED, [True]),
+]
+
+
+def _pair_inventory(backend, direct):
+    if direct:  # one offer per SKU: the kernels' direct path
+        return kernel.Inventory(_PAIR_STOCK, backend=backend, max_orders=64, limit_per_user=_PAIR_CAPS)
+    # Two offers per SKU (the stock split), the general path.
+    half = [s // 2 for s in _PAIR_STOCK]
+    return kernel.Inventory.from_offers(sku=[0, 0, 1, 1, 2, 2, 3, 3],
+                                        qty=[q for s, h in zip(_PAIR_STOCK, half) for q in (h, s - h)],
+                                        price=[1, 2] * 4, backend=backend, max_orders=64,
+                                        limit_per_user=_PAIR_CAPS)
+
+
+def _pair_batch():
+    lines = [line for _, _, order_lines, _, _ in _PAIR_ORDERS for line in order_lines]
+    return OrderBatch(sku=[s for s, _ in lines], qty=[q for _, q in lines],
+                      offsets=np.cumsum([0] + [len(order[2]) for order in _PAIR_ORDERS]),
+                      order_id=[order[0] for order in _PAIR_ORDERS], user_id=[order[1] for order in _PAIR_ORDERS])
+
+
+def _pair_slots_are_the_lines_pairs(inv, orders, pair_slot, reached):
+    """-1 for each line not reached, else the slot holding its (user, SKU) key."""
+    n_skus = len(_PAIR_CAPS)
+    keys = orders.user_id[orders.line_order] * n_skus + orders.sku + 1
+    table = inv.state.limit_table.reshape(-1, codes.PAIR_STRIDE)
+    np.testing.assert_array_equal(pair_slot[~reached], -1)
+    np.testing.assert_array_equal(table[pair_slot[reached], codes.PAIR_KEY_AT], keys[reached])
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "general"])
+def test_last_pair_slot_is_each_capped_reached_lines_pair_slot(direct):
+    """After a tracked reserve, ``last_pair_slot`` holds per line exactly: -1
+    for a line of an uncapped SKU or one no cap count reached, else the
+    limit-table slot whose key is the line's (user * n_skus + sku + 1), for
+    lines the cap refused and lines that then ran out of stock after adding
+    their pair too.  On one thread every backend gives the same array."""
+    want = None
+    reached = np.array([r for order in _PAIR_ORDERS for r in order[4]])
+    for backend in kernel.available_backends():
+        inv = _pair_inventory(backend, direct)
+        orders = _pair_batch()
+        result = inv.reserve(orders, threads=1)
+        assert [Status(int(s)) for s in result.status] == [order[3] for order in _PAIR_ORDERS], backend
+        pair_slot = inv._tracked.last_pair_slot
+        assert pair_slot.shape == (orders.n_lines,) and pair_slot.dtype == np.int64
+        _pair_slots_are_the_lines_pairs(inv, orders, pair_slot, reached)
+        # The rolled-back order 13's new pair stays in the table, count 0:
+        # the journal learns of it only from the slot reported.
+        table = inv.state.limit_table.reshape(-1, codes.PAIR_STRIDE)
+        assert table[pair_slot[7], codes.PAIR_COUNT_AT] == 0 and pair_slot[7] == pair_slot[8]
+        assert pair_slot[3] == pair_slot[4]  # one pair, two lines
+        if want is None:
+            want = pair_slot.copy()
+        np.testing.assert_array_equal(pair_slot, want, err_msg=backend)
+
+
+def test_last_pair_slot_on_two_threads_names_only_the_lines_pairs(compiled_backend):
+    """On two threads which lines a cap count reaches depends on timing, but
+    each slot reported holds its line's pair, and lines of uncapped SKUs and
+    of duplicates are never reported."""
+    rng = np.random.default_rng(8)
+    n, n_skus = 20_000, 50
+    caps = np.where(np.arange(n_skus) % 4 == 0, codes.NO_LIMIT, 3)
+    stock = rng.integers(0, 200, n_skus)
+    inv = kernel.Inventory(stock, backend=compiled_backend, threads=2, max_orders=2 * n, limit_per_user=caps,
+                           max_user_skus=2 * n)
+    lines = rng.integers(1, 4, n)
+    n_lines = int(lines.sum())
+    ids = rng.integers(0, n, n)  # about a third repeat
+    orders = OrderBatch(rng.integers(0, n_skus, n_lines), rng.integers(1, 3, n_lines),
+                        np.concatenate(([0], np.cumsum(lines))), order_id=ids, user_id=rng.integers(0, n // 10, n))
+    result = inv.reserve(orders, threads=2)
+    pair_slot = inv._tracked.last_pair_slot
+    reported = pair_slot >= 0
+    assert reported.sum() > 1000 and (result.status == Status.ACCEPTED).any()
+    claimed = inv._tracked.last_order_slot[orders.line_order] >= 0
+    assert not reported[(caps[orders.sku] == codes.NO_LIMIT) | ~claimed].any()
+    keys = orders.user_id[orders.line_order] * n_skus + orders.sku + 1
+    table = inv.state.limit_table.reshape(-1, codes.PAIR_STRIDE)
+    np.testing.assert_array_equal(table[pair_slot[reported], codes.PAIR_KEY_AT], keys[reported])
     check_tracked(inv, stock)

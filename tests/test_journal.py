@@ -208,6 +208,157 @@ def test_damage_before_the_tail_refuses_to_open(journal, tmp_path):
     assert result.returncode == 1 and f"offset {ends[3]}" in result.stdout + result.stderr
 
 
+# ------------------------------------------------------ preallocated room
+def _live_with_room(path, seed=21):
+    """An open durable inventory after seeded calls, once its preparer has
+    zeroed room past the records (bounded wait); its states."""
+    from kernel.journal import recovery
+
+    inv = _create(path)
+    states = _run_calls(inv, seed=seed)
+    segment = _newest_segment(path)
+    for _ in range(5000):
+        if os.path.getsize(segment) > _record_ends(segment)[-1]:
+            break
+        threading.Event().wait(0.002)
+    found = recovery.recover(path, apply=False)
+    assert found.segments[-1].free > 0, "the writer keeps zeroed room after its records"
+    return inv, states
+
+
+def test_preallocated_room_is_free_space_not_damage(tmp_path):
+    """A copy of a live journal (as a power loss leaves it: records, then
+    the preparer's zeros) opens with every record, the room cut off; close
+    leaves no room behind."""
+    path = str(tmp_path / "inv")
+    inv, states = _live_with_room(path)
+    copy = _copy(path, tmp_path)
+    segment = _newest_segment(copy)
+    ends = _record_ends(segment)
+    data = open(segment, "rb").read()
+    assert len(data) > ends[-1] and not any(data[ends[-1]:])
+    result = subprocess.run([sys.executable, "-m", "kernel.journal", "verify", copy], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and "preallocated room" in result.stdout, result.stdout + result.stderr
+    assert "torn" not in result.stdout
+    assert _reopened_equals(copy, states) == max(states)
+    assert os.path.getsize(segment) == ends[-1], "open cut the room off the old segment"
+    inv.close()
+    assert os.path.getsize(_newest_segment(path)) == _record_ends(_newest_segment(path))[-1]
+    assert _reopened_equals(path, states) == max(states)
+
+
+def test_torn_record_before_the_room_is_cut_off_and_truncation_anywhere_keeps_a_prefix(tmp_path):
+    """Power loss on a live journal: the last record damaged (zeroed or
+    flipped bytes) with the room after it, or the file cut anywhere in the
+    records or the room: recovery is a replay of an acknowledged prefix."""
+    path = str(tmp_path / "inv")
+    inv, states = _live_with_room(path)
+    segment = _newest_segment(path)
+    ends = _record_ends(segment)
+    size = os.path.getsize(segment)
+    rng = np.random.default_rng(8)
+    for trial in range(4):
+        copy = _copy(path, tmp_path, f"damage{trial}")
+        data = bytearray(open(_newest_segment(copy), "rb").read())
+        at = int(rng.integers(ends[-2], ends[-1]))
+        if trial % 2:
+            data[at] ^= 1 << int(rng.integers(8))
+        else:
+            data[ends[-2]:at + 1] = bytes(at + 1 - ends[-2])  # the record's start zeroed, its rest kept
+        open(_newest_segment(copy), "wb").write(bytes(data))
+        assert _reopened_equals(copy, states) == len(ends) - 1
+    cuts = sorted(set(rng.integers(SEGMENT_HEADER.size, size, 8).tolist()) | {ends[-1], ends[-1] + 1, size - 1})
+    for cut in cuts:
+        copy = _copy(path, tmp_path, f"cut{cut}")
+        with open(_newest_segment(copy), "r+b") as f:
+            f.truncate(cut)
+        assert _reopened_equals(copy, states) == sum(1 for end in ends if end <= cut)
+    inv.close()
+
+
+def _rewrite_synced(data, at, synced):
+    """Give the record at ``at`` another ``synced`` (checksum redone)."""
+    import zlib
+
+    magic, length, seq, op, n_sections, _, aux, _ = RECORD_HEADER.unpack_from(data, at)
+    payload = bytes(data[at + RECORD_HEADER.size:at + RECORD_HEADER.size + length])
+    crc = zlib.crc32(payload, zlib.crc32(RECORD_HEADER.pack(magic, length, seq, op, n_sections, 0, aux, synced)))
+    data[at:at + RECORD_HEADER.size] = RECORD_HEADER.pack(magic, length, seq, op, n_sections, crc, aux, synced)
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_a_torn_group_is_cut_off_but_damage_under_a_later_synced_record_refuses(journal, tmp_path, group):
+    """Power loss during a group's fdatasync into preallocated room may keep
+    a later record of the group and lose an earlier one: the later ones
+    were made before the earlier one was synced (their ``synced`` is lower),
+    so the damage is a torn write: cut off with what follows.  The same
+    damage under a record made after it was synced refuses to open."""
+    path, states = journal
+    ends = _record_ends(_newest_segment(path))
+    copy = _copy(path, tmp_path)
+    segment = _newest_segment(copy)
+    data = bytearray(open(segment, "rb").read())
+    first = len(ends) - 2  # the last three records (numbered from 1): one group
+    if group:
+        for at in ends[-4:-1]:
+            _rewrite_synced(data, at, first - 1)  # made when record first - 1 was the last synced
+    data[ends[-4] + RECORD_HEADER.size + 5] ^= 0x20  # damage the group's first record
+    open(segment, "wb").write(bytes(data))
+    if group:
+        assert _reopened_equals(copy, states) == first - 1
+    else:
+        with pytest.raises(JournalCorrupt, match=rf"offset {ends[-4]}"):
+            Inventory.open_durable(copy)
+
+
+def test_group_commit_records_say_what_was_synced(tmp_path):
+    """Records of concurrent callers share fsyncs: each one's ``synced`` is
+    what was on disk when it was made (below its own number), and an append
+    (``"none"``) says ``seq - 1``."""
+    from kernel.journal.records import read_record
+
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    workers = [threading.Thread(target=lambda k=k: [inv.reserve_one(k, 1, order_id=100 * k + i, user_id=k)
+                                                    for i in range(20)]) for k in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    inv.close()
+    data = open(_newest_segment(path), "rb").read()
+    records = [read_record(data, at) for at in [SEGMENT_HEADER.size] + _record_ends(_newest_segment(path))[:-1]]
+    assert [r.seq for r in records] == list(range(1, 81))
+    assert all(r.synced < r.seq for r in records)
+    assert [r.synced for r in records] == sorted(r.synced for r in records)
+    other = str(tmp_path / "none")
+    inv = _create(other, fsync="none")
+    _run_calls(inv, seed=3, n_calls=5)
+    inv.close()
+    data = open(_newest_segment(other), "rb").read()
+    ends = _record_ends(_newest_segment(other))
+    assert [read_record(data, at).synced for at in [SEGMENT_HEADER.size] + ends[:-1]] == list(range(len(ends)))
+
+
+def test_a_record_bigger_than_the_room_extends_the_file(tmp_path):
+    """A record past the zeroed room (a first big batch) is written as an
+    append would; every record replays."""
+    path = str(tmp_path / "inv")
+    n = 40_000  # about 1 MB of record: past the first room of 256 KiB
+    rng = np.random.default_rng(4)
+    inv = Inventory.create_durable(path, [200] * 1000, max_orders=3 * n, limit_per_user=4, max_user_skus=3 * n)
+    for round_ in range(3):
+        inv.reserve(OrderBatch(rng.integers(0, 1000, n), rng.integers(1, 3, n),
+                               order_id=np.arange(round_ * n, (round_ + 1) * n), user_id=rng.integers(0, n, n)))
+    live = inv._block.words.copy()
+    assert _record_ends(_newest_segment(path))[-1] > 2 << 20
+    copy = _copy(path, tmp_path)  # before close: as a crash leaves it
+    inv.close()
+    assert _reopened_equals(copy, {3: live}) == 3
+    assert _reopened_equals(path, {3: live}) == 3
+
+
 # ---------------------------------------------------------- recovery rules
 def test_missing_segment_is_an_error(tmp_path):
     path = str(tmp_path / "inv")
@@ -376,9 +527,9 @@ def test_an_io_error_fails_stop_and_the_journal_holds_only_acknowledged_calls(tm
     for i in range(5):
         acked[i] = inv.reserve_one(i % N_SKUS, 1, order_id=i, user_id=i)
     states = {inv.last_seq: inv._block.words.copy()}
-    # Records go out with os.writev (header and columns, no joined copy):
-    # "write" breaks both write calls.
-    names = ("write", "writev") if what == "write" else (what,)
+    # Records go out with os.writev, or os.pwritev into preallocated room
+    # (header and columns, no joined copy): "write" breaks every write call.
+    names = ("write", "writev", "pwrite", "pwritev") if what == "write" else (what,)
 
     def breaking(real):
         def broken(fd, *args):
@@ -630,9 +781,13 @@ def test_compiled_rows_section_is_byte_for_byte_numpys(monkeypatch, span):
 
 
 def test_compiled_reserve_capture_is_byte_for_byte_numpys(tmp_path, monkeypatch):
-    """A big tracked reserve's effects (compiled pair probe and ROWS
-    packing) are the bytes the numpy capture makes of the same state."""
+    """A big tracked reserve's effects (compiled ROWS packing of its order
+    and pair rows) are the bytes the numpy capture makes of the same state;
+    and the pair rows are exactly those the call changed: every slot whose
+    words differ from before the call is one the kernels reported, and each
+    reported slot holds its line's pair (found by a probe of its key)."""
     from kernel.journal import _fast, effects
+    from kernel.tracking import probe
 
     rng = np.random.default_rng(17)
     n = 3 * _fast.MIN_SIZE
@@ -643,12 +798,24 @@ def test_compiled_reserve_capture_is_byte_for_byte_numpys(tmp_path, monkeypatch)
     orders = OrderBatch(rng.integers(0, 600, n), rng.integers(1, 3, n), order_id=ids,
                         user_id=rng.integers(0, n // 8, n))
     cursor = int(inv.state.counters[kernel.codes.FILL_CURSOR])
+    pairs_before = inv.state.limit_table.reshape(-1, kernel.codes.PAIR_STRIDE).copy()
     result = inv.reserve(orders)
-    args = (inv.state._asdict(), inv._tracked.last_order_slot, result.status == Status.ACCEPTED, orders.user_id,
-            orders.sku, orders.line_order, cursor)
+    pair_slot = inv._tracked.last_pair_slot
+    args = (inv.state._asdict(), inv._tracked.last_order_slot, pair_slot, result.status == Status.ACCEPTED, cursor)
     compiled = _record_bytes(effects.reserve_tracked(*args))
     monkeypatch.setattr(_fast, "MIN_SIZE", 1 << 62)
     assert compiled == _record_bytes(effects.reserve_tracked(*args))
+
+    reported = pair_slot >= 0
+    assert reported.sum() > 1000
+    changed = np.flatnonzero((inv.state.limit_table.reshape(-1, kernel.codes.PAIR_STRIDE) != pairs_before).any(1))
+    assert changed.size and np.isin(changed, pair_slot[reported]).all()
+    keys = orders.user_id[orders.line_order] * 600 + orders.sku + 1
+    pair_keys = inv.state.limit_table[kernel.codes.PAIR_KEY_AT::kernel.codes.PAIR_STRIDE]
+    np.testing.assert_array_equal(pair_slot[reported], probe(pair_keys, keys[reported]))
+    assert (caps[orders.sku[reported]] != kernel.codes.NO_LIMIT).all()
+    claimed = inv._tracked.last_order_slot >= 0
+    assert not reported[~claimed[orders.line_order]].any()  # duplicates' lines are never reached
 
 
 def test_one_private_owner_at_a_time(tmp_path):

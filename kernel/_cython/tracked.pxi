@@ -4,7 +4,7 @@
 # Mirrors kernel/reference/tracked.py function for function (same names, same
 # argument lists); kernel/_numba/tracked.py mirrors the same functions in Numba.
 # Included by kernels.pyx (one compiled module): its cimports and codes apply.
-# About 750 lines (over the ~700 aim): the 22 public functions of the family,
+# About 1,000 lines (over the ~700 aim): the 26 public functions of the family,
 # their chunk loops and the struct hand-over of their def kernels; it splits
 # further only where kernel/reference/tracked.py does, to stay its mirror.
 #
@@ -169,6 +169,34 @@ cdef inline int64_t take_limit(const int64_t *limit, int64_t n_skus, int64_t *li
     return new
 
 
+cdef inline int64_t take_limit_at(const int64_t *limit, int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
+                                  int64_t user, int64_t s, int64_t units, int64_t *pair_slot,
+                                  int64_t line) noexcept nogil:
+    """take_limit, and for a SKU with a cap pair_slot[line] gets the pair's
+    slot, found or inserted, whether it counted or not (the reference says
+    why: the durable journal's after-image of the limit table)."""
+    cdef int64_t cap = limit[s]
+    if cap == K_NO_LIMIT:
+        return K_TOOK
+    cdef int64_t slot = limit_slot(limit_table, limit_mask, user * n_skus + s + 1, True)
+    cdef int64_t new = 0
+    if slot < -1:
+        new = K_NEW_PAIR
+        slot = -2 - slot
+    cdef int64_t *count = &limit_table[K_PAIR_STRIDE * slot + K_PAIR_COUNT_AT]
+    cdef int64_t cur = atomic_load_i64(count)
+    # Stored on each way out, after the CAS, as in the Numba mirror: one
+    # store and one reload of pair_slot (spilled) per capped line, +1% of
+    # carts/tracked in the gate.  (A C tuple returning the slot cost +5%:
+    # GCC merged take_limit's two paths again.)
+    while cur + units <= cap:
+        if atomic_cas_i64(count, &cur, cur + units):
+            pair_slot[line] = slot
+            return K_TOOK | new
+    pair_slot[line] = slot
+    return new
+
+
 # The cap steps of _take_tracked_line (below): the pre-check remembers where
 # its probe stopped and the take starts there.  Copies of limit_slot /
 # limit_room / take_limit, not their new bodies: routed through these, the
@@ -218,8 +246,9 @@ cdef inline int64_t _limit_room_at(const int64_t *limit, int64_t n_skus, int64_t
 
 
 cdef inline int64_t _take_limit_from(const int64_t *limit, int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
-                                    int64_t user, int64_t s, int64_t units, int64_t from_slot) noexcept nogil:
-    """take_limit, its probe starting at ``from_slot`` (where _limit_room_at
+                                    int64_t user, int64_t s, int64_t units, int64_t from_slot, int64_t *pair_slot,
+                                    int64_t line) noexcept nogil:
+    """take_limit_at, its probe starting at ``from_slot`` (where _limit_room_at
     stopped for this key; -1: at the key's home slot)."""
     cdef int64_t cap = limit[s]
     if cap == K_NO_LIMIT:
@@ -233,10 +262,12 @@ cdef inline int64_t _take_limit_from(const int64_t *limit, int64_t n_skus, int64
         slot = -2 - slot
     cdef int64_t *count = &limit_table[K_PAIR_STRIDE * slot + K_PAIR_COUNT_AT]
     cdef int64_t cur = atomic_load_i64(count)
-    # Gives up without writing once the cap is reached, as take_exactly does.
+    # pair_slot[line] on each way out, after the CAS, as take_limit_at.
     while cur + units <= cap:
         if atomic_cas_i64(count, &cur, cur + units):
+            pair_slot[line] = slot
             return K_TOOK | new
+    pair_slot[line] = slot
     return new
 
 
@@ -355,7 +386,8 @@ cdef inline always_inline_int8 _take_tracked_line(int64_t *stock, const int64_t 
                                                   int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
                                                   int64_t *order_table, int64_t *fill_offer, int64_t *fill_qty,
                                                   const int64_t *sku, const int64_t *qty, const int64_t *fill_slot,
-                                                  const int64_t *deadline, int64_t order, int64_t slot, int64_t line,
+                                                  int64_t *pair_slot, const int64_t *deadline, int64_t order,
+                                                  int64_t slot, int64_t line,
                                                   int64_t user, int64_t *counters,
                                                   int64_t *new_pairs) noexcept nogil:
     """take_tracked(direct=True) of an order of one line, ``line`` (uniform
@@ -365,7 +397,8 @@ cdef inline always_inline_int8 _take_tracked_line(int64_t *stock, const int64_t 
     record and the log (all int64_t: they may alias); here each is loaded
     once, and fill_slot / deadline only once the pre-checks pass.  The cap's
     probe is walked once: the take starts where the read-only pre-check
-    stopped (_take_limit_from)."""
+    stopped (_take_limit_from, which also sets pair_slot[line] as
+    take_limit_at does)."""
     cdef int64_t s = sku[line], q = qty[line], f
     cdef int64_t at = -1, took, got
     if atomic_load_i64(&stock[s]) < q:  # relaxed, as in offers_available
@@ -377,7 +410,7 @@ cdef inline always_inline_int8 _take_tracked_line(int64_t *stock, const int64_t 
     record[K_ORDER_USER_AT] = user
     record[K_ORDER_DEADLINE_AT] = deadline[order]
     record[K_ORDER_FILLS_AT] = (f << K_FILL_COUNT_BITS) | 1
-    took = _take_limit_from(limit, n_skus, limit_table, limit_mask, user, s, q, at)
+    took = _take_limit_from(limit, n_skus, limit_table, limit_mask, user, s, q, at, pair_slot, line)
     new_pairs[0] += took >> 1
     if not (took & K_TOOK):
         # Nothing taken, nothing to give back; counted as take_tracked counts it.
@@ -403,10 +436,13 @@ cdef inline always_inline_int8 take_tracked(int64_t *stock, const int64_t *price
                                 int64_t *order_table, int64_t *fill_offer,
                                 int64_t *fill_qty, const int64_t *line_start, const int64_t *sku,
                                 const int64_t *qty, const int64_t *max_price, const int64_t *fill_slot,
-                                const int64_t *user_id, const int64_t *deadline, const int64_t *order_slot,
-                                int64_t *counters, int64_t order, int64_t *new_pairs, bint direct) noexcept nogil:
+                                int64_t *pair_slot, const int64_t *user_id, const int64_t *deadline,
+                                const int64_t *order_slot, int64_t *counters, int64_t order, int64_t *new_pairs,
+                                bint direct) noexcept nogil:
     """Reserve one claimed (PENDING) order, all or nothing; returns its status
-    and adds the (user, SKU) pairs it added to ``*new_pairs``.  ``direct``:
+    and adds the (user, SKU) pairs it added to ``*new_pairs``; pair_slot[line]
+    gets the slot of each capped line's pair it counts (or tries to) against
+    (see the reference).  ``direct``:
     offer s is SKU s's only offer and nothing is priced out (see the
     reference): a line reads and takes stock[s] itself, no offer_start /
     offer_by_priority / price loads.  Always inlined and ``direct`` is the
@@ -441,7 +477,9 @@ cdef inline always_inline_int8 take_tracked(int64_t *stock, const int64_t *price
     record[K_ORDER_DEADLINE_AT] = deadline[order]
     record[K_ORDER_FILLS_AT] = (fill_slot[first_line] << K_FILL_COUNT_BITS) | (last_fill - fill_slot[first_line])
     for line in range(first_line, last_line):
-        took = take_limit(limit, n_skus, limit_table, limit_mask, user, sku[line], qty[line])
+        # pair_slot[line]: this line's pair slot, for the durable journal
+        # (take_limit_at says why), also when the cap refuses.
+        took = take_limit_at(limit, n_skus, limit_table, limit_mask, user, sku[line], qty[line], pair_slot, line)
         new_pairs[0] += took >> 1
         if not (took & K_TOOK):
             status = K_LIMIT_EXCEEDED
@@ -538,6 +576,7 @@ cdef struct FusedBatch:
     const int64_t *deadline
     int64_t *order_slot
     int64_t *fill_slot
+    int64_t *pair_slot
     int8_t *status
     int64_t *chunks
     Py_ssize_t chunk
@@ -573,6 +612,7 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
     cdef const int64_t *user_id = b.user_id
     cdef int64_t *order_slot = b.order_slot
     cdef int64_t *fill_slot = b.fill_slot
+    cdef int64_t *pair_slot = b.pair_slot
     cdef int8_t *status = b.status
     cdef Py_ssize_t start = c * b.chunk, stop = min((c + 1) * b.chunk, n), i
     cdef int64_t slot, line, s, used = 0, new = 0, pairs = 0, base, ahead
@@ -648,12 +688,13 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
         # marketplace/tracked +2.6-3.1% in the gate.
         if direct and line_start[i + 1] == line_start[i] + 1:
             got = _take_tracked_line(stock, offer_sku, limit, n_skus, limit_table, limit_mask, order_table,
-                                     fill_offer, fill_qty, sku, qty, fill_slot, deadline, i, order_slot[i],
-                                     line_start[i], user_id[i], counters, &pairs)
+                                     fill_offer, fill_qty, sku, qty, fill_slot, pair_slot, deadline, i,
+                                     order_slot[i], line_start[i], user_id[i], counters, &pairs)
         else:
             got = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
                                limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku, qty,
-                               max_price, fill_slot, user_id, deadline, order_slot, counters, i, &pairs, direct)
+                               max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters, i, &pairs,
+                               direct)
         status[i] = got
         if settle and (got == K_OUT_OF_STOCK or got == K_LIMIT_EXCEEDED):
             settle_refused_slot(order_table, order_slot[i])
@@ -684,8 +725,8 @@ def claim_and_reserve(int64_t[::1] stock, const int64_t[::1] price, const int64_
                       int64_t[::1] fill_qty, const int64_t[::1] line_start, const int64_t[::1] sku,
                       const int64_t[::1] qty, const int64_t[::1] max_price, const int64_t[::1] order_id,
                       const int64_t[::1] user_id, const int64_t[::1] deadline, int64_t[::1] order_slot,
-                      int64_t[::1] fill_slot, int8_t[::1] status, int64_t[:, ::1] chunks, int64_t[::1] counters,
-                      Py_ssize_t chunk, bint settle, bint direct, int n_threads):
+                      int64_t[::1] fill_slot, int64_t[::1] pair_slot, int8_t[::1] status, int64_t[:, ::1] chunks,
+                      int64_t[::1] counters, Py_ssize_t chunk, bint settle, bint direct, int n_threads):
     """Claim and reserve the batch, chunk by chunk (see the reference);
     chunks[c] gets (first fill entry, entries, new ids, new pairs)."""
     cdef Py_ssize_t n = order_id.shape[0]
@@ -707,6 +748,7 @@ def claim_and_reserve(int64_t[::1] stock, const int64_t[::1] price, const int64_
     batch.deadline = _const_ptr(deadline)
     batch.order_slot = _ptr(order_slot)
     batch.fill_slot = _ptr(fill_slot)
+    batch.pair_slot = _ptr(pair_slot)
     batch.status = _ptr8(status)
     batch.chunks = &chunks[0, 0]
     batch.chunk = chunk
@@ -736,6 +778,7 @@ cdef struct TrackedBatch:
     const int64_t *qty
     const int64_t *max_price
     const int64_t *fill_slot
+    int64_t *pair_slot
     const int64_t *user_id
     const int64_t *deadline
     const int64_t *order_slot
@@ -750,8 +793,9 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
                                    int64_t *order_table, int64_t *fill_offer,
                                    int64_t *fill_qty, const int64_t *line_start, const int64_t *sku,
                                    const int64_t *qty, const int64_t *max_price, const int64_t *fill_slot,
-                                   const int64_t *user_id, const int64_t *deadline, const int64_t *order_slot,
-                                   const int64_t *order_index, int8_t *status, int64_t *counters,
+                                   int64_t *pair_slot, const int64_t *user_id, const int64_t *deadline,
+                                   const int64_t *order_slot, const int64_t *order_index, int8_t *status,
+                                   int64_t *counters,
                                    Py_ssize_t start, Py_ssize_t stop, bint direct) noexcept nogil:
     cdef Py_ssize_t k
     cdef int64_t order, pairs = 0, ahead, slot, s, pair
@@ -782,13 +826,13 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
         if direct:  # two copies, ``direct`` a constant in each (see _claim_reserve_chunk)
             status[order] = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
                                          limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku,
-                                         qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order,
-                                         &pairs, True)
+                                         qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                                         counters, order, &pairs, True)
         else:
             status[order] = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
                                          limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku,
-                                         qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order,
-                                         &pairs, False)
+                                         qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                                         counters, order, &pairs, False)
     return pairs
 
 
@@ -797,20 +841,21 @@ cdef inline int64_t _tracked_chunk_at(const TrackedState *st, const TrackedBatch
     """_tracked_chunk on the state ``st`` and the batch ``batch`` (both paths of reserve_tracked)."""
     return _tracked_chunk(st.stock, st.price, st.offer_start, st.offer_by_priority, st.offer_sku, st.limit, st.n_skus,
                           st.limit_table, st.limit_capacity - 1, st.order_table, st.fill_offer, st.fill_qty,
-                          batch.line_start, batch.sku, batch.qty, batch.max_price, batch.fill_slot, batch.user_id,
-                          batch.deadline, batch.order_slot, batch.order_index, batch.status, st.counters, start, stop,
-                          batch.direct)
+                          batch.line_start, batch.sku, batch.qty, batch.max_price, batch.fill_slot, batch.pair_slot,
+                          batch.user_id, batch.deadline, batch.order_slot, batch.order_index, batch.status,
+                          st.counters, start, stop, batch.direct)
 
 
 def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
                     const int64_t[::1] offer_by_priority, const int64_t[::1] offer_sku, const int64_t[::1] limit,
                     int64_t[::1] limit_table, int64_t[::1] order_table, int64_t[::1] fill_offer, int64_t[::1] fill_qty,
                     const int64_t[::1] line_start, const int64_t[::1] sku, const int64_t[::1] qty,
-                    const int64_t[::1] max_price, const int64_t[::1] fill_slot, const int64_t[::1] user_id,
-                    const int64_t[::1] deadline, const int64_t[::1] order_slot, const int64_t[::1] order_index,
-                    int8_t[::1] status, int64_t[::1] counters, bint direct, int n_threads):
+                    const int64_t[::1] max_price, const int64_t[::1] fill_slot, int64_t[::1] pair_slot,
+                    const int64_t[::1] user_id, const int64_t[::1] deadline, const int64_t[::1] order_slot,
+                    const int64_t[::1] order_index, int8_t[::1] status, int64_t[::1] counters, bint direct,
+                    int n_threads):
     """Run take_tracked for the claimed orders order_index; return how many
-    (user, SKU) pairs the limit table gained."""
+    (user, SKU) pairs the limit table gained (pair_slot: as for take_tracked)."""
     cdef Py_ssize_t n = order_index.shape[0]
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
     cdef int64_t new_pairs = 0
@@ -826,6 +871,7 @@ def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[
     batch.qty = _const_ptr(qty)
     batch.max_price = _const_ptr(max_price)
     batch.fill_slot = _const_ptr(fill_slot)
+    batch.pair_slot = _ptr(pair_slot)
     batch.user_id = _const_ptr(user_id)
     batch.deadline = _const_ptr(deadline)
     batch.order_slot = _const_ptr(order_slot)

@@ -29,7 +29,7 @@ from .atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_load, atom
 from .stock import offers_available, take_up_to
 
 __all__ = ["hash_slot", "take_budget", "take_budgets", "claim_order", "find_order", "limit_slot", "limit_room",
-           "take_limit", "give_back_limit", "record_fills", "give_back_fills", "take_line", "publish_or_undo",
+           "take_limit", "take_limit_at", "give_back_limit", "record_fills", "give_back_fills", "take_line", "publish_or_undo",
            "settle_refused_slot",
            "line_end", "take_tracked", "claim_and_reserve", "claim_orders", "reserve_tracked", "settle_refused", "outcome_of", "confirm_orders",
            "cancel_orders", "expire_orders", "recover_orders"]
@@ -226,8 +226,8 @@ def _limit_room_at(limit, limit_table, user, s):
 
 
 @njit(**_inline)
-def _take_limit_from(limit, limit_table, user, s, units, from_slot):
-    """:func:`take_limit`, its probe starting at ``from_slot`` (where
+def _take_limit_from(limit, limit_table, user, s, units, from_slot, pair_slot, line):
+    """:func:`take_limit_at`, its probe starting at ``from_slot`` (where
     :func:`_limit_room_at` stopped for this key; -1: the key's home slot)."""
     cap = limit[s]
     if cap == NO_LIMIT:
@@ -242,11 +242,42 @@ def _take_limit_from(limit, limit_table, user, s, units, from_slot):
         slot = -2 - slot
     count_at = PAIR_STRIDE * slot + PAIR_COUNT_AT
     seen = atomic_load(limit_table, count_at)
+    # pair_slot[line] after the CAS, on each way out, as take_limit_at.
     while seen + units <= cap:
         old = atomic_cas(limit_table, count_at, seen, seen + units)
         if old == seen:
+            store(pair_slot, line, slot)
             return TOOK | new
         seen = old
+    store(pair_slot, line, slot)
+    return new
+
+
+@njit(**_inline)
+def take_limit_at(limit, limit_table, user, s, units, pair_slot, line):
+    """:func:`take_limit`, and for a SKU with a cap ``pair_slot[line]`` gets
+    the pair's slot (see the reference)."""
+    cap = limit[s]
+    if cap == NO_LIMIT:
+        return TOOK
+    slot = limit_slot(limit_table, user * limit.size + s + 1, True)
+    new = 0
+    if slot < -1:
+        new = NEW_PAIR
+        slot = -2 - slot
+    count_at = PAIR_STRIDE * slot + PAIR_COUNT_AT
+    seen = atomic_load(limit_table, count_at)
+    # The slot is stored after the CAS, on each way out, not before it: a
+    # plain store may alias any array, and LLVM then reloads values it kept
+    # in registers (stored before the CAS, or after a shared return, the
+    # gate counted 5-6% more instructions on carts/tracked; here about 3%).
+    while seen + units <= cap:
+        old = atomic_cas(limit_table, count_at, seen, seen + units)
+        if old == seen:
+            store(pair_slot, line, slot)
+            return TOOK | new
+        seen = old
+    store(pair_slot, line, slot)
     return new
 
 
@@ -362,7 +393,7 @@ def line_end(offer_start, sku, fill_slot, line):
 
 @njit(**_inline)
 def _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty, sku, qty, fill_slot,
-                       deadline, order, slot, line, user, counters):
+                       pair_slot, deadline, order, slot, line, user, counters):
     """:func:`take_tracked` (``direct``) of an order of one line, ``line``
     (uniform and flash sale are all such orders): the same steps in the same
     order, straight-line code (kernels.pyx _take_tracked_line says why), each
@@ -381,7 +412,7 @@ def _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_o
     store(order_table, record + ORDER_USER_AT, user)
     store(order_table, record + ORDER_DEADLINE_AT, load(deadline, order))
     store(order_table, record + ORDER_FILLS_AT, f << FILL_COUNT_BITS | 1)
-    took = _take_limit_from(limit, limit_table, user, s, q, at)
+    took = _take_limit_from(limit, limit_table, user, s, q, at, pair_slot, line)
     new_pairs = took >> 1
     if not took & TOOK:
         # Nothing taken, nothing to give back; counted as take_tracked counts it.
@@ -403,10 +434,12 @@ def _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_o
 @njit(**_inline)
 def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                  order_table, fill_offer, fill_qty,
-                 line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order,
-                 direct):
+                 line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
+                 order, direct):
     """Reserve one claimed (PENDING) order, all or nothing; returns
     ``(status, new (user, SKU) pairs)``.  A refused order stays PENDING.
+    ``pair_slot[line]`` gets the slot of each capped line's pair it counts
+    (or tries to) against (see the reference).
     ``direct``: offer ``s`` is SKU ``s``'s only one and nothing is priced
     out, so a line reads / takes ``stock[s]`` itself (the reference says why)."""
     # Unchecked loads (atomics.py load): ``order`` indexes the checked batch,
@@ -442,7 +475,9 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     status = ACCEPTED
     undo_to = 0
     for line in range(first_line, last_line):
-        took = take_limit(limit, limit_table, user, sku[line], qty[line])
+        # pair_slot[line]: this line's pair slot, for the durable journal
+        # (the reference's take_limit_at says why).
+        took = take_limit_at(limit, limit_table, user, sku[line], qty[line], pair_slot, line)
         new_pairs += took >> 1
         if not took & TOOK:
             status = LIMIT_EXCEEDED
@@ -547,7 +582,8 @@ def claim_orders(order_table, order_id, order_slot, status, n_threads):
 @njit(**_inline)
 def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                          order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                         deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, c):
+                         deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle, direct,
+                         c):
     """:func:`claim_and_reserve`'s chunk ``c``: claim its ids, take the
     fill-log block of the claimed lines, reserve them (their records are in
     cache now).  kernels.pyx's _claim_reserve_chunk is the same loop."""
@@ -619,18 +655,19 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
             if load(line_start, i + 1) == load(line_start, i) + 1:
                 # One line: the straight-line copy (kernels.pyx, _claim_reserve_body, says why only here).
                 got, got_pairs = _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_offer,
-                                                    fill_qty, sku, qty, fill_slot, deadline, i,
+                                                    fill_qty, sku, qty, fill_slot, pair_slot, deadline, i,
                                                     load(order_slot, i), load(line_start, i), load(user_id, i),
                                                     counters)
             else:
                 got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                                               limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
-                                              max_price, fill_slot, user_id, deadline, order_slot, counters, i,
-                                              True)
+                                              max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                                              counters, i, True)
         else:
             got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                                           limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
-                                          max_price, fill_slot, user_id, deadline, order_slot, counters, i, False)
+                                          max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
+                                          i, False)
         store(status, i, got)
         pairs += got_pairs
         if settle and (got == OUT_OF_STOCK or got == LIMIT_EXCEEDED):
@@ -643,11 +680,13 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
 
 def _claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                        order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                       deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, n_threads):
+                       deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle, direct,
+                       n_threads):
     for c in prange(chunks.shape[0]):
         _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                              order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                             deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, c)
+                             deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle,
+                             direct, c)
 
 
 _claim_and_reserve_par, _claim_and_reserve_ser = _dispatchers(_claim_and_reserve)
@@ -655,7 +694,8 @@ _claim_and_reserve_par, _claim_and_reserve_ser = _dispatchers(_claim_and_reserve
 
 def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                       order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
-                      deadline, order_slot, fill_slot, status, chunks, counters, chunk, settle, direct, n_threads):
+                      deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle, direct,
+                      n_threads):
     """Claim and reserve the batch, chunk by chunk (see
     :func:`kernel.reference.claim_and_reserve`)."""
     n = order_id.size
@@ -666,14 +706,14 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
     nt = _threads(n_threads)
     _run(_claim_and_reserve_par, _claim_and_reserve_ser, nt,
          (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table, fill_offer,
-          fill_qty, line_start, sku, qty, max_price, order_id, user_id, deadline, order_slot, fill_slot, status,
-          chunks, counters, np.int64(chunk), bool(settle), bool(direct), nt), dynamic=True)
+          fill_qty, line_start, sku, qty, max_price, order_id, user_id, deadline, order_slot, fill_slot, pair_slot,
+          status, chunks, counters, np.int64(chunk), bool(settle), bool(direct), nt), dynamic=True)
 
 
 def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                      order_table, fill_offer, fill_qty,
-                     line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
-                     status, counters, direct, per_chunk, n_threads):
+                     line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                     order_index, status, counters, direct, per_chunk, n_threads):
     n = order_index.size
     n_skus = limit.size
     limit_mask = limit_table.size // PAIR_STRIDE - 1
@@ -701,12 +741,14 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
                 order_status, order_pairs = take_tracked(
                     stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
-                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order, True)
+                    line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
+                    order, True)
             else:
                 order_status, order_pairs = take_tracked(
                     stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
-                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, counters, order, False)
+                    line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
+                    order, False)
             status[order] = order_status
             pairs += order_pairs
         per_chunk[c] = pairs
@@ -718,16 +760,17 @@ _reserve_tracked_par, _reserve_tracked_ser = _dispatchers(_reserve_tracked)
 
 def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
-                    line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
-                    status, counters, direct, n_threads):
+                    line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                    order_index, status, counters, direct, n_threads):
     """Reserve the claimed orders ``order_index``; return how many (user, SKU)
     pairs the limit table gained (see :func:`kernel.reference.reserve_tracked`)."""
     nt = _threads(n_threads)
     return int(_run(_reserve_tracked_par, _reserve_tracked_ser, nt,
                     (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                      order_table, fill_offer, fill_qty,
-                     line_start, sku, qty, max_price, fill_slot, user_id, deadline, order_slot, order_index,
-                     status, counters, bool(direct), _per_chunk(order_index.size, _GENERAL_CHUNK), nt), dynamic=True))
+                     line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
+                     order_index, status, counters, bool(direct), _per_chunk(order_index.size, _GENERAL_CHUNK), nt),
+                    dynamic=True))
 
 
 def _settle_refused(order_table, order_slot, order_index, n_threads):

@@ -28,6 +28,8 @@ def _describe(found, out):
             continue
         status = "checksums ok" if s.torn_at is None else \
             f"torn tail at offset {s.torn_at} ({s.size - s.torn_at} bytes, cut off on open)"
+        if s.free:
+            status += f", {s.free} bytes of preallocated room after the records"
         ops = ", ".join(f"{op} {n}" for op, n in sorted(s.ops.items())) or "no records"
         print(f"segment {s.name}: records {s.first_seq}..{s.last_seq} ({s.records}), {s.size} bytes, {status}; "
               f"{ops}", file=out)

@@ -9,7 +9,8 @@ numpy, 0.36 ms compiled.  (Each vector's value range is numpy's ``min`` and
 ``max``: see :func:`value_range`.)  Used for at least ``MIN_SIZE`` keys;
 :func:`kernel.tracking.probe` and :class:`~kernel.journal.records.Effects`
 are the reference and the small-call path, and the tests compare them byte
-for byte.  Nothing here changes a record's bytes.
+for byte.  Nothing here changes a record's bytes.  (A tracked reserve's pair
+probe, once here too, is gone: the kernels report the pair slots.)
 """
 
 import numpy as np
@@ -46,31 +47,6 @@ def _compile():
                         out[i] = slot
                         break
                     slot = (slot + 1) & mask
-
-        @njit(cache=True, nogil=True)
-        def capped_pair_slots(limit, pair_keys, users, skus, line_order, claimed, out):
-            # kernel.journal.effects._pair_rows in one pass: the limit-table
-            # slot of each claimed line's (user, SKU) pair whose SKU is capped.
-            n_skus = limit.size
-            mask = pair_keys.size - 1
-            found = 0
-            for line in range(skus.size):
-                order = line_order[line]
-                sku = skus[line]
-                if not claimed[order] or limit[sku] == no_limit:
-                    continue
-                key = users[order] * n_skus + sku + 1
-                slot = np.int64(((np.uint64(key) * multiplier) >> np.uint64(32)) & np.uint64(mask))
-                while True:
-                    word = pair_keys[slot]
-                    if word == 0:
-                        break
-                    if word == key:
-                        out[found] = slot
-                        found += 1
-                        break
-                    slot = (slot + 1) & mask
-            return found
 
         @njit(cache=True, nogil=True)
         def vector_width(n, low, high):
@@ -162,7 +138,7 @@ def _compile():
                 at = put_vector(out, at, columns[j], low[j], widths[j])
             return out
 
-        _compiled = (probe, capped_pair_slots, rows_vectors)
+        _compiled = (probe, rows_vectors)
     return _compiled
 
 
@@ -186,20 +162,6 @@ def value_range(values):
     return int(values.min()), int(values.max())
 
 
-def capped_pair_slots(limit, pair_keys, users, skus, line_order, claimed):
-    """The limit-table slots of the claimed lines' (user, SKU) pairs of
-    capped SKUs (``effects._pair_rows`` in one compiled pass), or None when
-    the call is small (numpy is as fast)."""
-    fast = _compile() if skus.size >= MIN_SIZE else False
-    if not fast:
-        return None
-    out = np.empty(skus.size, dtype=np.int64)
-    found = fast[1](limit, pair_keys, np.ascontiguousarray(users, dtype=np.int64),
-                    np.ascontiguousarray(skus, dtype=np.int64), np.ascontiguousarray(line_order, dtype=np.int64),
-                    np.ascontiguousarray(claimed, dtype=np.bool_), out)
-    return out[:found]
-
-
 def rows_vectors(table, stride, index, plan):
     """The vectors of a ROWS section (the row numbers, then one per field of
     ``plan``: ``(word, shift, bits or None)``) as one uint8 buffer, byte for
@@ -214,4 +176,4 @@ def rows_vectors(table, stride, index, plan):
     # np.take copies each row as one block: measured 3x faster than a
     # compiled gather loop for 10,000 random rows.
     rows = np.take(table.reshape(-1, stride), index, axis=0)
-    return fast[2](rows, index, words, shifts, masks)
+    return fast[1](rows, index, words, shifts, masks)

@@ -102,8 +102,8 @@ class DurableInventory(Inventory):
                 if orders.n_orders == 0:
                     return None
                 return lambda: effects.reserve_tracked(self._arrays(), self._tracked.last_order_slot,
-                                                       result.status == Status.ACCEPTED, orders.user_id, orders.sku,
-                                                       orders.line_order, cursor)
+                                                       self._tracked.last_pair_slot,
+                                                       result.status == Status.ACCEPTED, cursor)
             return self._journaled("reserve", call, capture, self._cursor, aux=orders.n_orders)
         capture = lambda result, _: lambda: effects.stock_only(self._arrays(), result.fills.offer)
         return self._journaled("reserve", call, capture, aux=getattr(orders, "n_orders", 0))
@@ -315,7 +315,7 @@ def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="
         raise FileExistsError(f"directory: {directory!r} exists and is not an empty directory (open a durable "
                               f"inventory with Inventory.open_durable)")
     layout = base._block.layout
-    block = None
+    block = writer = None
     try:
         if made_directory:
             os.makedirs(directory)
@@ -329,6 +329,11 @@ def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="
                                owner=OwnerLock(directory, shared is not None))
         write_marker(directory)  # last: before it, the directory is not an inventory
     except BaseException:
+        if writer is not None:  # its preparer thread and descriptor
+            try:
+                writer.close()
+            except OSError:
+                pass
         if block is not None and shared is not None:
             block.close()
             block.unlink()

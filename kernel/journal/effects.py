@@ -14,7 +14,8 @@ What a call can write (see the tracked kernels in :mod:`kernel.reference`):
 reserve (tracked)  the order-table rows of the slots it claimed, the fill-log
                    range it took (counter FILL_CURSOR before/after), the stock
                    decrement that range implies (a SUBTRACT section, not an
-                   after-image), the (user, SKU) pairs of its capped lines, counters
+                   after-image), the (user, SKU) pair slots the kernels
+                   counted its capped lines against, counters
 reserve_one        the same for one id (the offers of its SKU)
 reserve (plain)    the stock of the offers its accepted orders took from, counters
 release, restock   the stock of the offers named
@@ -24,14 +25,14 @@ recover            offers in those entries, the pairs of their capped SKUs, coun
 =================  ==============================================================
 
 Cost: a few numpy passes over the call's ids and fills (hash probes to find
-the rows, except for a tracked reserve, whose slots the facade's claim gave);
-no pass over the whole state.
+the rows, except for a tracked reserve, whose order and pair slots the
+kernels reported to the facade); no pass over the whole state.
 """
 
 import numpy as np
 
 from .. import codes as spec
-from ._fast import capped_pair_slots, probe
+from ._fast import probe
 from .records import Effects
 
 FILL = ("fill_offer", "fill_qty")
@@ -91,9 +92,11 @@ ORDER_FIELDS = ((spec.ORDER_WORD_AT, 0), (spec.ORDER_WORD_AT, spec.STATE_SHIFT),
 PAIR_FIELDS = ((spec.PAIR_KEY_AT, 0), (spec.PAIR_KEY_AT, 32), (spec.PAIR_COUNT_AT, 0))
 
 
-def reserve_tracked(arrays, order_slot, accepted, users, skus, line_order, cursor_before):
+def reserve_tracked(arrays, order_slot, pair_slot, accepted, cursor_before):
     """A tracked reserve: ``order_slot`` is the slot each order claimed (-1:
-    a duplicate, which changed nothing), ``accepted`` which orders were.
+    a duplicate, which changed nothing), ``pair_slot`` the limit-table slot
+    each line's (user, SKU) pair got (-1: none), ``accepted`` which orders
+    were: the facade's ``last_order_slot`` and ``last_pair_slot``.
 
     * Order rows: the claimed slots' whole rows, accepted and refused ones in
       two sections (a refused order's row is mostly zeros: kept apart, each
@@ -103,15 +106,18 @@ def reserve_tracked(arrays, order_slot, accepted, users, skus, line_order, curso
       range, which the record carries anyway (what each accepted line took;
       a rolled-back take is zeroed in the log before its units go back).  No
       pass over the touched offers here, no bytes in the record.
-    * (user, SKU) pairs: after-images of their limit-table slots, found by
-      probing the capped lines' keys.  Why not deltas of the cap counts from
-      the fills: a line refused by its cap (or out of stock after counting)
-      still leaves its pair in the table with count 0, and where two new
-      pairs collide, which one got the first slot depends on the kernel
-      threads' timing; re-inserting at replay could then put a pair in
-      another slot, and replay must rebuild the table word for word.
-      Reporting the slot from the kernels would change three kernel layers'
-      signatures for about 0.1 ms per 10,000 lines.
+    * (user, SKU) pairs: after-images of the limit-table slots the kernels
+      reported: every line of a capped SKU that counted (or tried to count)
+      against its cap gets its pair's slot, found or inserted, so no key is
+      probed again (probing cost about 15 ms per 1M orders).  Only those
+      lines can change a pair; a line the kernel never reached, refused by
+      a read-only pre-check, changed nothing.  Why not deltas of the cap
+      counts from the fills: a line refused by its cap (or out of stock
+      after counting) still leaves its pair in the table with count 0, and
+      where two new pairs collide, which one got the first slot depends on
+      the kernel threads' timing; re-inserting at replay could then put a
+      pair in another slot, and replay must rebuild the table word for word.
+      A slot repeats where a pair has several lines (harmless).
     """
     effects = Effects()
     claimed = order_slot >= 0
@@ -120,27 +126,9 @@ def reserve_tracked(arrays, order_slot, accepted, users, skus, line_order, curso
     cursor_after = int(arrays["counters"][spec.FILL_CURSOR])
     effects.range(FILL, cursor_before, cursor_after, arrays)
     effects.subtract("stock", "fill_offer", "fill_qty", cursor_before, cursor_after)
-    if users is not None:
-        pair_keys = arrays["limit_table"][spec.PAIR_KEY_AT::spec.PAIR_STRIDE]
-        slots = capped_pair_slots(arrays["limit"], pair_keys, users, skus, line_order, claimed)
-        if slots is not None:  # a big call: one compiled pass
-            effects.rows("limit_table", spec.PAIR_STRIDE, slots, PAIR_FIELDS, arrays)
-        else:
-            lines = claimed[line_order]
-            _pair_rows(effects, arrays, users[line_order[lines]], skus[lines])
+    effects.rows("limit_table", spec.PAIR_STRIDE, pair_slot[pair_slot >= 0], PAIR_FIELDS, arrays)
     _counters(effects, arrays)
     return effects
-
-
-def _pair_rows(effects, arrays, users, skus):
-    """The limit-table rows of the (user, SKU) pairs of capped SKUs (repeats
-    are harmless)."""
-    limit = arrays["limit"]
-    capped = limit[skus] != spec.NO_LIMIT
-    if capped.any():
-        keys = users[capped] * limit.size + skus[capped] + 1
-        slots = probe(arrays["limit_table"][spec.PAIR_KEY_AT::spec.PAIR_STRIDE], keys)
-        effects.rows("limit_table", spec.PAIR_STRIDE, slots[slots >= 0], PAIR_FIELDS, arrays)
 
 
 def reserve_one(arrays, order_id, user, sku, cursor_before):

@@ -6,13 +6,20 @@ is a scatter of values into a state block: deterministic whatever the
 concurrent kernels decided (:mod:`kernel.journal.effects` says which words
 each call writes).
 
-Record (all little-endian, 8-byte aligned, ``RECORD_HEADER.size`` = 32)::
+Record (all little-endian, 8-byte aligned, ``RECORD_HEADER.size`` = 40)::
 
-    u32 magic  u32 payload_len  u64 seq  u16 op  u16 n_sections  u32 crc  i64 aux
+    u32 magic  u32 payload_len  u64 seq  u16 op  u16 n_sections  u32 crc  i64 aux  i64 synced
     payload: n_sections sections
 
 ``crc`` is CRC-32 over the header (with ``crc`` = 0) and the payload; ``aux``
 is informational (the number of orders, or ``now`` of an expire).
+``synced``: every record up to this sequence number reaches the disk
+before this one can.  An append (the file grows) writes ``seq - 1``: the
+filesystem keeps appended data in order.  A write into preallocated room
+(:mod:`kernel.journal.writer`) writes the last record known synced when it
+was made: the pages of one unsynced group may reach the disk in any order,
+and this is how recovery tells such a torn group from damage to a record
+that was on disk (:mod:`kernel.journal.recovery`).
 
 Section (``SECTION_HEADER.size`` = 24)::
 
@@ -66,9 +73,11 @@ import numpy as np
 from ..state import LAYOUT_VERSION, STATE_NAMES
 from ._fast import rows_vectors, value_range
 
-FORMAT_VERSION = 2  # 2: ROWS and SUBTRACT sections (1: after-images of single words only)
+# 3: records say what was synced before them (2: ROWS and SUBTRACT sections;
+# 1: after-images of single words only)
+FORMAT_VERSION = 3
 RECORD_MAGIC = 0x31314552  # b"RE11"
-RECORD_HEADER = struct.Struct("<IIQHHIq")
+RECORD_HEADER = struct.Struct("<IIQHHIqq")
 SECTION_HEADER = struct.Struct("<BB6Bqq")
 VECTOR_HEADER = struct.Struct("<qB7x")
 FIELDS = struct.Struct("<16B")  # ROWS: up to 8 (word, shift) pairs, zero-padded
@@ -252,15 +261,17 @@ class Effects:
                       stop - start, start)
 
 
-def encode(seq, op, effects, aux=0):
+def encode(seq, op, effects, aux=0, synced=None):
     """One record as a list of bytes-like parts (header first), for one
-    ``os.writev``: the payload is never joined into one copy."""
+    ``os.writev``: the payload is never joined into one copy.  ``synced``:
+    see the module's docstring (default ``seq - 1``, an append's)."""
     parts = effects.parts
+    synced = seq - 1 if synced is None else synced
     length = sum(memoryview(part).nbytes for part in parts)
-    crc = zlib.crc32(RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, 0, aux))
+    crc = zlib.crc32(RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, 0, aux, synced))
     for part in parts:  # no copy of the payload just for its checksum
         crc = zlib.crc32(part, crc)
-    return [RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, crc, aux), *parts]
+    return [RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, crc, aux, synced), *parts]
 
 
 def encoded_size(parts):
@@ -268,11 +279,11 @@ def encoded_size(parts):
 
 
 class Record:
-    __slots__ = ("seq", "op", "n_sections", "aux", "offset", "payload")
+    __slots__ = ("seq", "op", "n_sections", "aux", "synced", "offset", "payload")
 
-    def __init__(self, seq, op, n_sections, aux, offset, payload):
-        self.seq, self.op, self.n_sections, self.aux, self.offset, self.payload = seq, op, n_sections, aux, offset, \
-            payload
+    def __init__(self, seq, op, n_sections, aux, synced, offset, payload):
+        self.seq, self.op, self.n_sections, self.aux, self.synced = seq, op, n_sections, aux, synced
+        self.offset, self.payload = offset, payload
 
     @property
     def size(self):
@@ -349,14 +360,14 @@ def read_record(data, offset):
     flipped: anything that fails its length, magic or checksum)."""
     if offset + RECORD_HEADER.size > len(data):
         return None
-    magic, length, seq, op, n_sections, crc, aux = RECORD_HEADER.unpack_from(data, offset)
+    magic, length, seq, op, n_sections, crc, aux, synced = RECORD_HEADER.unpack_from(data, offset)
     if magic != RECORD_MAGIC or length % 8 or offset + RECORD_HEADER.size + length > len(data):
         return None
     payload = bytes(data[offset + RECORD_HEADER.size:offset + RECORD_HEADER.size + length])
-    head = RECORD_HEADER.pack(magic, length, seq, op, n_sections, 0, aux)
+    head = RECORD_HEADER.pack(magic, length, seq, op, n_sections, 0, aux, synced)
     if zlib.crc32(payload, zlib.crc32(head)) != crc:
         return None
-    record = Record(seq, op, n_sections, aux, offset, payload)
+    record = Record(seq, op, n_sections, aux, synced, offset, payload)
     try:
         for _ in record.sections():  # a checksummed payload parses, unless written by another program
             pass
@@ -369,12 +380,18 @@ def next_valid_record(data, offset):
     """The first offset after ``offset`` (8-aligned) where a valid record
     starts, or None: tells corruption in the middle of a segment from a torn
     tail."""
+    for record in valid_records_after(data, offset):
+        return record.offset
+    return None
+
+
+def valid_records_after(data, offset):
+    """Every valid record starting after ``offset`` (8-aligned), in order."""
     words = np.frombuffer(data, dtype=np.uint32, count=(len(data) // 8) * 2)
     starts = np.flatnonzero(words[0::2] == RECORD_MAGIC) * 8
     for at in starts[starts > offset]:
-        if read_record(data, int(at)) is not None:
-            return int(at)
-    return None
+        if (record := read_record(data, int(at))) is not None:
+            yield record
 
 
 def fsync_directory(path):

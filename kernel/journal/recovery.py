@@ -3,12 +3,19 @@ record after it, in sequence order.
 
 Rules (each has a test in ``tests/test_journal_recovery.py``):
 
-* A record that fails its checks (length, magic, checksum) at the tail of
-  the newest segment, with no valid record after it, was torn by a crash
-  before it was acknowledged: it is cut off (``repair``).
-* Anything else that fails its checks (a bad record followed by a valid one,
-  a bad record in an older segment, a record out of sequence) refuses to open
-  with :class:`JournalCorrupt` naming the segment and the offset.
+* Zero bytes from the end of a segment's records to the end of its file are
+  room the writer preallocated (:mod:`kernel.journal.writer`), not damage;
+  ``repair`` cuts them off.
+* A record that fails its checks (length, magic, checksum) in the newest
+  segment, where no valid record after it was written once it was on disk
+  (each record's ``synced``, :mod:`kernel.journal.records`), was torn by a
+  crash before it was acknowledged: it is cut off, with whatever follows it
+  (``repair``).  Records written after it into preallocated room, in the
+  same unsynced group, may have reached the disk when it did not.
+* Anything else that fails its checks (a bad record followed by a valid one
+  written after it was on disk, a bad record in an older segment, a record
+  out of sequence) refuses to open with :class:`JournalCorrupt` naming the
+  segment and the offset.
 * The segments must chain: the first must start at or before the record
   after the snapshot, each next one right after the last record of the one
   before; a gap is a missing segment (an error naming the records missing).
@@ -24,9 +31,11 @@ microseconds plus about 1 ns per word it carries.
 import json
 import os
 
+import numpy as np
+
 from ..state import LAYOUT_VERSION
 from .records import (FORMAT_VERSION, OPS, SEGMENT_HEADER, JournalCorrupt, JournalError, fsync_directory,
-                      layout_crc, next_valid_record, read_record, read_segment_header, segment_first_seq)
+                      layout_crc, read_record, read_segment_header, segment_first_seq, valid_records_after)
 from .snapshot import read_snapshot, snapshot_seq
 
 MARKER = "kernel-journal.json"
@@ -79,6 +88,7 @@ class Segment:
         self.size = 0
         self.valid_end = 0       # where the good records end
         self.torn_at = None      # offset of a torn tail (cut off by repair)
+        self.free = 0            # bytes of zeros after the records: preallocated room
         self.skipped = False     # wholly before the snapshot: not read
         self.ops = {}
 
@@ -174,7 +184,10 @@ def recover(directory, *, apply=True):
         while offset < len(data):
             record = read_record(data, offset)
             if record is None:
-                if index == last_index and next_valid_record(data, offset) is None:
+                if not _any_nonzero(data, offset):
+                    segment.free = len(data) - offset
+                    break
+                if index == last_index and not _written_after_synced(data, offset, next_seq):
                     segment.torn_at = offset
                     break
                 raise JournalCorrupt(f"{segment.path} offset {offset}: damaged record (bad length, magic or "
@@ -198,6 +211,18 @@ def recover(directory, *, apply=True):
     return found
 
 
+def _written_after_synced(data, offset, seq):
+    """Whether a valid record after ``offset`` was written once record
+    ``seq`` (the damaged one at ``offset``) was on disk: then the damage is
+    not a torn write."""
+    return any(record.synced >= seq for record in valid_records_after(data, offset))
+
+
+def _any_nonzero(data, offset):
+    """Whether ``data[offset:]`` holds a byte other than zero (one SIMD pass)."""
+    return bool(np.frombuffer(data, dtype=np.uint8, offset=offset).any())
+
+
 def _arrays(found):
     """Named writable views into the snapshot's words."""
     return {name: found.words[at:at + n] for name, (at, n) in found.layout.offsets.items()}
@@ -205,17 +230,18 @@ def _arrays(found):
 
 def repair(found):
     """Cut the torn tail off the newest segment (or remove a segment whose
-    header a crash cut short, and a last segment with no record), so new
-    records follow the last good one."""
+    header a crash cut short, and a last segment with no record), and the
+    preallocated room off every segment, so new records follow the last
+    good one and no file keeps unused room."""
     changed = False
     for segment in found.segments:
         if segment.torn_at == 0 or (segment is found.segments[-1] and segment.records == 0
                                     and not segment.skipped):
             os.unlink(segment.path)
             changed = True
-        elif segment.torn_at is not None:
+        elif segment.torn_at is not None or segment.free:
             with open(segment.path, "r+b") as f:
-                f.truncate(segment.torn_at)
+                f.truncate(segment.valid_end)
                 f.flush()
                 os.fsync(f.fileno())
             changed = True

@@ -19,6 +19,20 @@ Policies (``fsync=``):
     Written before the call returns, never synced except at ``checkpoint``
     and ``close``: survives a killed process, not a power loss.
 
+A private ``"batch"`` writer (one process) keeps up to ``PREALLOCATE``
+bytes written as zeros and synced ahead of its records (a background
+thread, as PostgreSQL's ``wal_init_zero``): a record then lands in blocks
+the file already has, and its ``fdatasync`` flushes data only, not the
+file's size and extents (a filesystem journal commit).  Measured on the
+2-core VM: write + ``fdatasync`` of a 270 KB record 290-330 us appended,
+150-230 us into zeroed room.  Recovery reads an all-zero tail after the last
+record as free room, not as damage (:mod:`kernel.journal.recovery`);
+``close`` cuts it off.  The price: overwritten pages reach the disk in any
+order, so a power loss during a group's ``fdatasync`` can keep a later
+record of the group and lose an earlier one.  Each record says what was
+synced when it was made (``synced``, :mod:`kernel.journal.records`), and
+recovery cuts such a torn group off instead of calling it damage.
+
 A shared durable inventory (state in POSIX shared memory, several
 processes) appends to one segment file: every process holds an ``O_APPEND``
 descriptor on it, and the call lock is also an ``flock`` on
@@ -51,6 +65,17 @@ from .records import (SEGMENT_HEADER, JournalError, encode, encoded_size, fsync_
 POLICIES = ("batch", "interval", "none")
 _WAIT_SLICE = 1.0  # seconds between re-checks of a wait (a failed leader wakes everyone anyway)
 COMMIT_DELAY = 200e-6  # seconds a flush leader waits at most for calls already under way
+# Zeroed room a private writer keeps ahead of its records: refilled a chunk
+# at a time whenever less than PREALLOCATE is left, so a record always
+# lands in blocks zeroed and synced at least PREALLOCATE - PREALLOCATE_CHUNK
+# bytes earlier, never in pages the preparer is still writing or flushing.
+# The zeros go out in PREALLOCATE_PIECE writes: a buffered write holds the
+# file's inode lock, and a record's write must not wait behind 4 MiB.
+# The room grows with use (twice what the segment holds, at least one
+# piece), so an inventory that writes little never zeroes 16 MiB.
+PREALLOCATE = 16 << 20
+PREALLOCATE_CHUNK = 4 << 20
+PREALLOCATE_PIECE = 256 << 10
 
 
 class JournalFailed(JournalError):
@@ -188,8 +213,20 @@ class SegmentWriter:
         self._last_group = 1         # records the last flush took
         self._failed = None
         self._fd = None
-        self._durable_offset = 0     # file size at the last completed sync
-        self._offset = 0             # file size after the last completed write
+        self._durable_offset = 0     # end of the records at the last completed sync
+        self._offset = 0             # end of the records after the last completed write
+        # Private "batch": records go to explicit offsets (pwritev) into
+        # zeroed room a background thread keeps ahead of them.  Otherwise:
+        # O_APPEND writes (shared: from every process), so the file's size
+        # is the end of the records.
+        # Only under "batch": there every acknowledged record is synced, so
+        # the writes whose pages may reach the disk out of order (one group
+        # in flight) are exactly the ones no caller was told about.
+        self._preallocate = not shared and policy == "batch"
+        self._room = threading.Condition(state_lock)  # the preparer waiting for room to run low
+        self._file_end = 0           # private: bytes the file holds (records, then zeros)
+        self._preparing = False      # private: the preparer is writing zeros from _file_end on
+        self._preparer = None
         self.fsyncs = 0
         self.fsync_seconds = 0.0
         self.bytes_written = 0
@@ -204,6 +241,10 @@ class SegmentWriter:
                 owner.close()
             raise
         self._stop = threading.Event()
+        if self._preallocate:
+            self._preparer = threading.Thread(target=self._prepare_ahead, name="kernel-journal-preparer",
+                                              daemon=True)
+            self._preparer.start()
         self._flusher = None
         if policy == "interval":
             self._flusher = threading.Thread(target=self._flush_every, name="kernel-journal-flusher", daemon=True)
@@ -212,16 +253,17 @@ class SegmentWriter:
     # ----------------------------------------------------------- segments
     def _open_segment(self, first_seq, create=True):
         path = os.path.join(self.directory, segment_name(first_seq))
+        mode = os.O_WRONLY if self._preallocate else os.O_WRONLY | os.O_APPEND
         if not create:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            fd = os.open(path, mode)
         else:
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | mode, 0o600)
             except FileExistsError:
                 if os.path.getsize(path) > SEGMENT_HEADER.size:
                     raise
                 os.unlink(path)  # made by a process that died before it held a record: empty
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | mode, 0o600)
             try:
                 _write_all(fd, segment_header(first_seq, self.block_crc))
                 os.fsync(fd)
@@ -231,12 +273,22 @@ class SegmentWriter:
                 raise
             if self.shared:
                 self._counters[JOURNAL_SEGMENT] = first_seq
-        old, self._fd = self._fd, fd
+        with self._cond:
+            while self._preparing:  # not while it writes zeros into the old segment
+                self._cond.wait(_WAIT_SLICE)
+            old, self._fd = self._fd, fd
+            old_end = self._offset
+            self._offset = self._durable_offset = self._file_end = os.lseek(fd, 0, os.SEEK_END)
+            self._room.notify()
         self.segment = path
         self.segment_first_seq = first_seq
-        self._offset = self._durable_offset = os.lseek(fd, 0, os.SEEK_END)
         if old is not None:
-            os.close(old)
+            try:
+                if self._preallocate:  # everything in it is synced (a checkpoint): cut its unused room
+                    os.ftruncate(old, old_end)
+                    os.fsync(old)
+            finally:
+                os.close(old)
 
     # ------------------------------------------------ shared: dead holders
     def _enter_critical(self):
@@ -336,7 +388,10 @@ class SegmentWriter:
 
     def append(self, seq, op, effects, aux=0):
         """Append record ``seq`` (``lock`` held; from :meth:`next_seq`)."""
-        parts = encode(seq, op, effects, aux)
+        # Into preallocated room a record can reach the disk before the
+        # unsynced ones written before it: it says what was synced (see
+        # records).  An append says seq - 1.
+        parts = encode(seq, op, effects, aux, self._durable if self._preallocate else None)
         if not self._write_through:
             with self._cond:
                 self._pending += parts
@@ -346,11 +401,12 @@ class SegmentWriter:
             return seq
         size = encoded_size(parts)
         try:
-            _write_all(self._fd, parts)
+            self._write(parts, size)
         except OSError as error:
             self.fail(error, self._offset)
         with self._cond:  # a flush leader reads them together
             self._offset += size
+            self._room_used()
             self._appended = self._seen = seq
             self._since_flush += 1
             self._grown.notify()
@@ -401,13 +457,15 @@ class SegmentWriter:
         data, self._pending = self._pending, []
         upto = max(self._appended, self._seen)
         synced_offset = self._offset  # written through: everything up to here is written
+        size = encoded_size(data) if data else 0
+        if size:
+            self._claim_room(self._offset + size)
         self._cond.release()
         error = None
         try:
-            if data:
-                size = encoded_size(data)
+            if size:
                 try:
-                    _write_all(self._fd, data)
+                    _write_all(self._fd, data, self._offset if self._preallocate else None)
                 except OSError as e:
                     error = e
                 else:
@@ -428,6 +486,7 @@ class SegmentWriter:
             if error is None:
                 self._durable = max(self._durable, upto)
                 self._durable_offset = synced_offset
+            self._room_used()
             self._cond.notify_all()
         if error is not None:
             # Cut off what no caller was told is durable: under "batch" all
@@ -462,6 +521,79 @@ class SegmentWriter:
                 pass  # a torn tail is cut off at the next open anyway
         self.check()
 
+    # ------------------------------------------------- preallocated room
+    def _write(self, parts, size):
+        """Write-through (``lock`` held): ``parts`` at the end of the records."""
+        if self._preallocate:
+            with self._cond:
+                self._claim_room(self._offset + size)
+            _write_all(self._fd, parts, self._offset)
+        else:
+            _write_all(self._fd, parts)
+
+    def _claim_room(self, end):
+        """Private, ``_cond`` held, before records are written up to
+        ``end``: never into bytes the preparer is zeroing.  Past the zeroed
+        room (a record bigger than it, or the preparer behind), the write
+        extends the file itself, as an append would."""
+        if self._preallocate and end > self._file_end:
+            while self._preparing:
+                self._cond.wait(_WAIT_SLICE)
+            self._file_end = max(self._file_end, end)
+
+    def _room_used(self):
+        """``_cond`` held, after a write: wake the preparer when the room
+        ahead is below its target."""
+        if self._preallocate and self._file_end - self._offset < self._room_target():
+            self._room.notify()
+
+    def _room_target(self):
+        """Zeroed room to keep ahead (``_cond`` held)."""
+        return min(PREALLOCATE, max(PREALLOCATE_PIECE, 2 * (self._offset - SEGMENT_HEADER.size)))
+
+    def _prepare_ahead(self):
+        """The preparer thread: keep :meth:`_room_target` bytes of synced
+        zeros ahead of the records.  It only ever writes zeros past every record
+        (from ``_file_end``, which a writer moves past its record before
+        writing it), so a crash anywhere leaves records, then zeros.  An
+        error here (a full disk) stops it: records then extend the file
+        themselves, and their own write or sync reports the error."""
+        zeros = bytes(PREALLOCATE_PIECE)
+        with self._cond:
+            while True:
+                while not self._stop.is_set() and self._failed is None and self._fd is not None and (
+                        self._file_end - self._offset >= self._room_target()):
+                    self._room.wait(_WAIT_SLICE)
+                if self._stop.is_set() or self._failed is not None or self._fd is None:
+                    return
+                fd, start = self._fd, self._file_end
+                chunk = min(PREALLOCATE_CHUNK, self._room_target())
+                self._preparing = True
+                self._cond.release()
+                ok = False
+                try:
+                    for at in range(start, start + chunk, PREALLOCATE_PIECE):
+                        _write_all(fd, zeros, at)
+                    os.fdatasync(fd)
+                    ok = True
+                except OSError:
+                    pass
+                finally:
+                    self._cond.acquire()
+                    self._preparing = False
+                    if ok and fd == self._fd:
+                        self._file_end = max(self._file_end, start + chunk)
+                    self._cond.notify_all()
+                if not ok:
+                    return
+
+    def _stop_preparer(self):
+        self._stop.set()
+        with self._cond:
+            self._room.notify_all()
+        if self._preparer is not None:
+            self._preparer.join(timeout=60)
+
     # ----------------------------------------------------------- flushing
     def _hold_flush(self):
         with self._cond:
@@ -487,15 +619,20 @@ class SegmentWriter:
                     return
 
     def close(self):
-        """Sync and close the segment (what failed stays failed)."""
+        """Sync and close the segment, cutting off its unused room (what
+        failed stays failed)."""
         self._stop.set()
         if self._flusher is not None:
             self._flusher.join(timeout=10)
         if self._fd is None:
             return
+        self._stop_preparer()
         try:
             if self._failed is None:
                 self.sync()
+                if self._preallocate:
+                    os.ftruncate(self._fd, self._offset)
+                    os.fsync(self._fd)
         finally:
             self._hold_flush()
             try:
@@ -511,15 +648,20 @@ class SegmentWriter:
 _IOV_MAX = 1024  # buffers one writev takes (Linux's IOV_MAX)
 
 
-def _write_all(fd, data):
+def _write_all(fd, data, offset=None):
     """Write ``data`` (bytes, or a list of bytes-like parts: one ``writev``,
-    no joined copy) whole, whatever a call writes short."""
+    no joined copy) whole, whatever a call writes short: at the file's
+    position (an O_APPEND descriptor: its end), or at ``offset``."""
     if not isinstance(data, list):
         data = [data]
     views = [view for view in (memoryview(part).cast("B") for part in data) if view.nbytes]
     at = 0
     while at < len(views):
-        written = os.writev(fd, views[at:at + _IOV_MAX])
+        if offset is None:
+            written = os.writev(fd, views[at:at + _IOV_MAX])
+        else:
+            written = os.pwritev(fd, views[at:at + _IOV_MAX], offset)
+            offset += written
         while at < len(views) and written >= views[at].nbytes:
             written -= views[at].nbytes
             at += 1
