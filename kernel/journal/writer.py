@@ -73,6 +73,7 @@ COMMIT_DELAY = 200e-6  # seconds a flush leader waits at most for calls already 
 # file's inode lock, and a record's write must not wait behind 4 MiB.
 # The room grows with use (twice what the segment holds, at least one
 # piece), so an inventory that writes little never zeroes 16 MiB.
+# PREALLOCATE = 0: no room, every record appended (for comparisons).
 PREALLOCATE = 16 << 20
 PREALLOCATE_CHUNK = 4 << 20
 PREALLOCATE_PIECE = 256 << 10
@@ -222,7 +223,7 @@ class SegmentWriter:
         # Only under "batch": there every acknowledged record is synced, so
         # the writes whose pages may reach the disk out of order (one group
         # in flight) are exactly the ones no caller was told about.
-        self._preallocate = not shared and policy == "batch"
+        self._preallocate = not shared and policy == "batch" and PREALLOCATE > 0
         self._room = threading.Condition(state_lock)  # the preparer waiting for room to run low
         self._file_end = 0           # private: bytes the file holds (records, then zeros)
         self._preparing = False      # private: the preparer is writing zeros from _file_end on
