@@ -155,17 +155,7 @@ def take_limit(limit, limit_table, user, s, units):
     counted them, ``NEW_PAIR`` if this call added the (user, SKU) pair to the
     table (its count stays 0 if it then refused).  A SKU without a cap
     always takes and counts nothing.  (Compiled: CAS loop on the count.)"""
-    if limit[s] == NO_LIMIT:
-        return TOOK
-    slot = limit_slot(limit_table, user * limit.size + s + 1, True)
-    new = NEW_PAIR if slot < -1 else 0
-    if new:
-        slot = -2 - slot
-    count_at = PAIR_STRIDE * slot + PAIR_COUNT_AT
-    if limit_table[count_at] + units > limit[s]:
-        return new
-    limit_table[count_at] += units
-    return TOOK | new
+    return _take_limit(limit, limit_table, user, s, units)[0]
 
 
 def take_limit_at(limit, limit_table, user, s, units, pair_slot, line):
@@ -179,21 +169,28 @@ def take_limit_at(limit, limit_table, user, s, units, pair_slot, line):
     slot a reserve changed; the slot is at hand here, and without it the
     journal would probe the table again for every capped line (about 15 ms
     per 1M orders).  A refused count still reports the slot: a new pair
-    stays in the table, count 0, and the journal must record it."""
+    stays in the table, count 0, and the journal must record it.
+    (Compiled: stored after the CAS, on each way out; the Numba mirror says
+    why, and why its two functions are separate copies.)"""
+    took, slot = _take_limit(limit, limit_table, user, s, units)
+    if slot >= 0:
+        pair_slot[line] = slot
+    return took
+
+
+def _take_limit(limit, limit_table, user, s, units):
+    """:func:`take_limit`'s bits and the pair's slot (-1: no cap)."""
     if limit[s] == NO_LIMIT:
-        return TOOK
+        return TOOK, -1
     slot = limit_slot(limit_table, user * limit.size + s + 1, True)
     new = NEW_PAIR if slot < -1 else 0
     if new:
         slot = -2 - slot
-    # Compiled: stored after the CAS, on each way out (the Numba mirror says why).
     count_at = PAIR_STRIDE * slot + PAIR_COUNT_AT
     if limit_table[count_at] + units > limit[s]:
-        pair_slot[line] = slot
-        return new
+        return new, slot
     limit_table[count_at] += units
-    pair_slot[line] = slot
-    return TOOK | new
+    return TOOK | new, slot
 
 
 def give_back_limit(limit, limit_table, user, s, units):
