@@ -30,7 +30,6 @@ def _compile():
             _compiled = False
             return _compiled
         multiplier = np.uint64(spec.HASH_MULTIPLIER)
-        no_limit = np.int64(spec.NO_LIMIT)
 
         @njit(cache=True, nogil=True)
         def probe(table, keys, id_mask, out):  # kernel.reference.find_order for each key

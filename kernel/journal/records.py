@@ -376,17 +376,9 @@ def read_record(data, offset):
     return record
 
 
-def next_valid_record(data, offset):
-    """The first offset after ``offset`` (8-aligned) where a valid record
-    starts, or None: tells corruption in the middle of a segment from a torn
-    tail."""
-    for record in valid_records_after(data, offset):
-        return record.offset
-    return None
-
-
 def valid_records_after(data, offset):
-    """Every valid record starting after ``offset`` (8-aligned), in order."""
+    """Every valid record starting after ``offset`` (8-aligned), in order:
+    tells corruption in the middle of a segment from a torn tail."""
     words = np.frombuffer(data, dtype=np.uint32, count=(len(data) // 8) * 2)
     starts = np.flatnonzero(words[0::2] == RECORD_MAGIC) * 8
     for at in starts[starts > offset]:
