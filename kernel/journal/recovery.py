@@ -1,7 +1,7 @@
 """Reading a journal directory back: the newest valid snapshot, then every
 record after it, in sequence order.
 
-Rules (each has a test in ``tests/test_journal_recovery.py``):
+Rules (each has a test in ``tests/test_journal.py``):
 
 * Zero bytes from the end of a segment's records to the end of its file are
   room the writer preallocated (:mod:`kernel.journal.writer`), not damage;
