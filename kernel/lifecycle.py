@@ -37,6 +37,10 @@ _OUT_OF_STOCK8, _LIMIT_EXCEEDED8 = np.int8(Status.OUT_OF_STOCK), np.int8(Status.
 # Orders per chunk of claim_and_reserve: a thread claims a chunk, takes its
 # fill-log range, then reserves it while the chunk's records are in cache.
 TRACKED_CHUNK = 1024
+# Work arrays kept for the next call: at most this many pairs, each at most
+# this many words (2**23: 64 MiB; a bigger batch allocates its own each time).
+_SPARE_WORK = 2
+_SPARE_WORDS = 1 << 23
 
 
 def checked_int(name, value, low, high):
@@ -56,15 +60,39 @@ def checked_int(name, value, low, high):
 
 def hold_deadlines(hold_until, n_orders):
     """Each order's hold deadline from ``hold_until`` (``None``: no
-    deadline; one number for every order; or one per order), checked."""
+    deadline; one number for every order; or one per order), checked, as a
+    read-only array."""
     if hold_until is None:
-        return np.full(n_orders, NO_DEADLINE, dtype=np.int64)
+        return _constant(NO_DEADLINE, n_orders)
     if np.ndim(hold_until) == 0:
-        return np.full(n_orders, as_int64("hold_until", [hold_until])[0], dtype=np.int64)
-    deadline = as_int64("hold_until", hold_until)
-    if deadline.size != n_orders:
-        raise ValueError(f"hold_until: has {deadline.size} entries but the batch has {n_orders} orders")
-    return deadline
+        deadline = np.full(n_orders, as_int64("hold_until", [hold_until])[0], dtype=np.int64)
+    else:
+        deadline = as_int64("hold_until", hold_until)
+        if deadline.size != n_orders:
+            raise ValueError(f"hold_until: has {deadline.size} entries but the batch has {n_orders} orders")
+    # Read-only like the shared no-deadline array, so a compiled kernel sees
+    # one array type (Numba compiles a read-only array apart).
+    view = deadline.view()
+    view.flags.writeable = False
+    return view
+
+
+_CONSTANTS = {}
+
+
+def _constant(value, n):
+    """A read-only int64 array of ``n`` copies of ``value`` (a view of one
+    kept per value, grown as needed, shared by every caller: the kernels only
+    read it), for the two values that need one: NO_DEADLINE and 0.  A tracked reserve without deadlines (or buyers) passes one per
+    order; a new ``np.full`` each call cost a pass over 8 MB per 1M orders
+    and, when the allocator handed out fresh pages, their page faults
+    (about 10 ms per 8 MB on the 2-core VM)."""
+    kept = _CONSTANTS.get(value)
+    if kept is None or kept.size < n:
+        kept = np.full(max(n, 1024), value, dtype=np.int64)
+        kept.flags.writeable = False
+        _CONSTANTS[value] = kept  # (a race makes two: both right)
+    return kept[:n]
 
 
 def user_sku_pairs(user_ids, skus, n_skus):
@@ -119,6 +147,22 @@ class TrackedOrders:
         self._bound_one = None  # reserve_one's kernel with the arrays bound, made on first use
         self.last_order_slot = None  # see the end of reserve
         self.last_pair_slot = None  # likewise
+        self._spare = []  # work arrays of finished calls (_work_arrays)
+
+    def _work_arrays(self, n_orders, n_lines):
+        """``(order slots, pair slots)`` with room for a batch: a pair a
+        finished call left (``list.pop`` is atomic, so concurrent callers
+        never share one), or new ones.  A new ``np.empty`` per call meant
+        fresh pages whenever the allocator had returned the last ones to the
+        OS: their page faults cost the 2-core VM up to ~10 ms per 8 MB, per
+        1M orders, on top of the kernels' ~55 ms."""
+        try:
+            work = self._spare.pop()
+        except IndexError:
+            work = None
+        if work is None or work[0].size < n_orders or work[1].size < n_lines:
+            work = (np.empty(n_orders, dtype=np.int64), np.empty(n_lines, dtype=np.int64))
+        return work
 
     def _give_back_args(self):
         s = self.state
@@ -160,14 +204,16 @@ class TrackedOrders:
         took from each of its SKU's offers, as the log held it)."""
         if orders.order_id is None:
             raise ValueError("order_id: required, this inventory tracks orders")
-        ids = as_order_ids("order_id", orders.order_id)
+        ids = orders.order_id
+        if orders.unsigned_max("order_id") > MAX_ORDER_ID:  # the batch's, computed once: no pass here
+            as_order_ids("order_id", ids)  # names the first bad id
         if orders.user_id is None:
             if self.has_limits:
                 raise ValueError("user_id: required, this inventory has per-user limits")
-            users = np.zeros(orders.n_orders, dtype=np.int64)
+            users = _constant(0, orders.n_orders)
         else:
             users = orders.user_id
-            if users.size and users.view(np.uint64).max() > self.max_user:  # one pass, as as_order_ids
+            if orders.unsigned_max("user_id") > self.max_user:  # one pass for both bounds, once per batch
                 check_at_least("user_id", users, 0, ">= 0")
                 pos = int((users > self.max_user).argmax())
                 raise ValueError(f"user_id[{pos}] = {users[pos]} must be <= {self.max_user}")
@@ -212,11 +258,14 @@ class TrackedOrders:
 
         n_orders, n_lines = orders.n_orders, orders.n_lines
         status = np.empty(n_orders, dtype=np.int8)
-        order_slot = np.empty(n_orders, dtype=np.int64)
         fill_slot = np.empty(n_lines + 1, dtype=np.int64)
-        # Per line, the limit-table slot of its (user, SKU) pair, where the
-        # kernels counted (or tried to count) it against a cap; -1 elsewhere.
-        pair_slot = np.full(n_lines, -1, dtype=np.int64)
+        # Work arrays that outlive the call only as last_order_slot /
+        # last_pair_slot: reused (see _work_arrays).  Per line, the
+        # limit-table slot of its (user, SKU) pair, where the kernels counted
+        # (or tried to count) it against a cap; -1 elsewhere.
+        work = self._work_arrays(n_orders, n_lines)
+        order_slot, pair_slot = work[0][:n_orders], work[1][:n_lines]
+        pair_slot.fill(-1)
         chunks = np.empty((-(-n_orders // TRACKED_CHUNK), 4), dtype=np.int64)
         batch = (orders.line_start, sku, orders.qty, orders.price_limits())
         # Both conditions: a price limit needs the price check, which direct skips.
@@ -256,6 +305,8 @@ class TrackedOrders:
         # pair stays in the table, count 0.)
         self.last_order_slot = order_slot
         self.last_pair_slot = pair_slot
+        if len(self._spare) < _SPARE_WORK and work[0].size + work[1].size <= _SPARE_WORDS:
+            self._spare.append(work)
         shift = chunks[:, 0] - (np.cumsum(used) - used)  # log entry - position in ``taken``, per chunk
         if n_orders == 0 or (shift == shift[0]).all():  # one block (one thread, no other caller meanwhile)
             first = int(shift[0]) if n_orders else 0

@@ -103,6 +103,8 @@ class OrderBatch:
         self.n_orders = n_orders
         self.n_lines = n_lines
         self.max_sku = int(sku.max()) if n_lines else -1
+        self._unsigned_max = {name: int(values.view(np.uint64).max()) if values is not None and values.size else 0
+                              for name, values in ids.items()}
         self._derived = {}
 
     def __len__(self):
@@ -141,6 +143,14 @@ class OrderBatch:
         if self.max_price is not None:
             return self.max_price
         return self._cached("max_price", lambda: np.full(self.n_lines, INT64_MAX, dtype=np.int64))
+
+    def unsigned_max(self, name):
+        """The largest value of the column ``name`` (``"order_id"`` or
+        ``"user_id"``) read as uint64, so a negative value counts as huge:
+        one compare checks both bounds of a range.  Computed at construction,
+        as ``max_sku`` (the batch is immutable): a tracked inventory checks
+        ids and buyers on every call, and this saves it a pass over each."""
+        return self._unsigned_max[name]
 
     def all_orders(self):
         """``0..n_orders-1``: the kernels' ``order_index`` for a whole batch."""

@@ -346,6 +346,31 @@ def test_last_pair_slot_is_each_capped_reached_lines_pair_slot(direct):
         np.testing.assert_array_equal(pair_slot, want, err_msg=backend)
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "general"])
+def test_work_arrays_left_by_a_bigger_call_leave_nothing_behind(direct):
+    """The facade reuses a finished call's work arrays (the order slots and
+    pair slots behind last_order_slot / last_pair_slot): given bigger ones
+    full of stale values, a call still answers and reports exactly as on
+    fresh ones (each view cut to this batch, the pair slots -1 first)."""
+    reached = np.array([r for order in _PAIR_ORDERS for r in order[4]])
+    for backend in kernel.available_backends():
+        inv = _pair_inventory(backend, direct)
+        stale = (np.full(100, 777, dtype=np.int64), np.full(100, 12345, dtype=np.int64))
+        inv._tracked._spare.append(stale)
+        initial = inv.stock.copy()
+        orders = _pair_batch()
+        result = inv.reserve(orders, threads=1)
+        assert [Status(int(s)) for s in result.status] == [order[3] for order in _PAIR_ORDERS], backend
+        pair_slot, order_slot = inv._tracked.last_pair_slot, inv._tracked.last_order_slot
+        assert pair_slot.shape == (orders.n_lines,) and order_slot.shape == (orders.n_orders,)
+        assert np.shares_memory(pair_slot, stale[1])  # the stale arrays were the ones used
+        _pair_slots_are_the_lines_pairs(inv, orders, pair_slot, reached)
+        claimed = order_slot >= 0
+        assert claimed.sum() == 6 and (order_slot[~claimed] == -1).all()  # order 10's repeat claims nothing
+        assert OrderState.UNKNOWN not in inv.state_of(orders.order_id[claimed])
+        check_tracked(inv, initial)
+
+
 def test_last_pair_slot_on_two_threads_names_only_the_lines_pairs(compiled_backend):
     """On two threads which lines a cap count reaches depends on timing, but
     each slot reported holds its line's pair, and lines of uncapped SKUs and
