@@ -63,6 +63,7 @@ bytes: magic, format, layout version, first seq, layout checksum, header
 checksum), then records with consecutive sequence numbers.
 """
 
+import functools
 import os
 import re
 import struct
@@ -71,7 +72,7 @@ import zlib
 import numpy as np
 
 from ..state import LAYOUT_VERSION, STATE_NAMES
-from ._fast import rows_vectors, value_range
+from ._fast import field_arrays, rows_vectors, value_range
 
 # 3: records say what was synced before them (2: ROWS and SUBTRACT sections;
 # 1: after-images of single words only)
@@ -192,6 +193,20 @@ def _field_plan(fields):
     return plan
 
 
+@functools.lru_cache(maxsize=64)
+def _rows_layout(stride, fields):
+    """A ROWS layout's field plan, FIELDS bytes and the compiled packer's
+    column arrays (:func:`kernel.journal._fast.field_arrays`), made once per
+    layout: a tracked reserve's capture writes three ROWS sections of two
+    layouts per call, and rebuilding these cost it ~30 us each time.
+    ValueError unless the fields cover every word of a row."""
+    if sorted({word for word, _ in fields}) != list(range(stride)):
+        raise ValueError(f"ROWS fields {list(fields)} do not cover a row of {stride} words")
+    plan = tuple(_field_plan(fields))
+    packed = FIELDS.pack(*[x for field in fields for x in field], *[0] * (16 - 2 * len(fields)))
+    return plan, packed, field_arrays(plan)
+
+
 class Effects:
     """A record's payload being built: sections of after-images."""
 
@@ -230,12 +245,10 @@ class Effects:
         index = np.ascontiguousarray(index, dtype=np.int64)
         if index.size == 0:
             return
-        if sorted({word for word, _ in fields}) != list(range(stride)):
-            raise ValueError(f"ROWS fields {fields} do not cover a row of {stride} words")
-        plan = _field_plan(fields)
+        plan, packed_fields, columns = _rows_layout(stride, tuple((word, shift) for word, shift in fields))
         self._section(ROWS, len(fields), [_ARRAY_ID[name], stride], index.size, 0)
-        self.parts.append(FIELDS.pack(*[x for field in fields for x in field], *[0] * (16 - 2 * len(fields))))
-        packed = rows_vectors(arrays[name], stride, index, plan)  # big calls: the same bytes, compiled
+        self.parts.append(packed_fields)
+        packed = rows_vectors(arrays[name], stride, index, columns)  # big calls: the same bytes, compiled
         if packed is not None:
             self.parts.append(packed)
             return
