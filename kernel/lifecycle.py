@@ -83,10 +83,11 @@ _CONSTANTS = {}
 def _constant(value, n):
     """A read-only int64 array of ``n`` copies of ``value`` (a view of one
     kept per value, grown as needed, shared by every caller: the kernels only
-    read it), for the two values that need one: NO_DEADLINE and 0.  A tracked reserve without deadlines (or buyers) passes one per
-    order; a new ``np.full`` each call cost a pass over 8 MB per 1M orders
-    and, when the allocator handed out fresh pages, their page faults
-    (about 10 ms per 8 MB on the 2-core VM)."""
+    read it), for the two values that need one: NO_DEADLINE and 0.  A
+    tracked reserve without deadlines (or buyers) passes one per order; a
+    new ``np.full`` each call cost a pass over 8 MB per 1M orders and, when
+    the allocator handed out fresh pages, their page faults (about 10 ms per
+    8 MB on the 2-core VM)."""
     kept = _CONSTANTS.get(value)
     if kept is None or kept.size < n:
         kept = np.full(max(n, 1024), value, dtype=np.int64)
