@@ -37,7 +37,7 @@ _OUT_OF_STOCK8, _LIMIT_EXCEEDED8 = np.int8(Status.OUT_OF_STOCK), np.int8(Status.
 # Orders per chunk of claim_and_reserve: a thread claims a chunk, takes its
 # fill-log range, then reserves it while the chunk's records are in cache.
 TRACKED_CHUNK = 1024
-# Work arrays kept for the next call: at most this many pairs, each at most
+# Work arrays kept for the next call: at most this many sets, each at most
 # this many words (2**23: 64 MiB; a bigger batch allocates its own each time).
 _SPARE_WORK = 2
 _SPARE_WORDS = 1 << 23
@@ -148,12 +148,18 @@ class TrackedOrders:
         self._bound_one = None  # reserve_one's kernel with the arrays bound, made on first use
         self.last_order_slot = None  # see the end of reserve
         self.last_pair_slot = None  # likewise
+        # Whether reserve reports last_pair_slot (a durable inventory reads
+        # it): only then is it filled with -1 first, a pass over 8 MB per 1M
+        # lines that nothing else needs (the kernels write only the entries
+        # of capped lines they reach).
+        self.report_pair_slots = False
         self._spare = []  # work arrays of finished calls (_work_arrays)
 
     def _work_arrays(self, n_orders, n_lines):
-        """``(order slots, pair slots)`` with room for a batch: a pair a
-        finished call left (``list.pop`` is atomic, so concurrent callers
-        never share one), or new ones.  A new ``np.empty`` per call meant
+        """``(order slots, pair slots, fill slots)`` with room for a batch
+        (``n_lines + 1`` fill slots): a set a finished call left
+        (``list.pop`` is atomic, so concurrent callers never share one), or
+        new ones.  A new ``np.empty`` per call meant
         fresh pages whenever the allocator had returned the last ones to the
         OS: their page faults cost the 2-core VM up to ~10 ms per 8 MB, per
         1M orders, on top of the kernels' ~55 ms."""
@@ -162,7 +168,8 @@ class TrackedOrders:
         except IndexError:
             work = None
         if work is None or work[0].size < n_orders or work[1].size < n_lines:
-            work = (np.empty(n_orders, dtype=np.int64), np.empty(n_lines, dtype=np.int64))
+            work = (np.empty(n_orders, dtype=np.int64), np.empty(n_lines, dtype=np.int64),
+                    np.empty(n_lines + 1, dtype=np.int64))
         return work
 
     def _give_back_args(self):
@@ -202,7 +209,9 @@ class TrackedOrders:
     def reserve(self, orders, ordered, n_threads, hold_until):
         """Reserve a checked batch (SKUs in range): ``(status, taken,
         slot_start)`` for :class:`kernel.Result` (``taken`` is what each line
-        took from each of its SKU's offers, as the log held it)."""
+        took from each of its SKU's offers, as the log held it; both
+        ``None`` on the direct path, where an accepted line took its whole
+        qty from offer ``sku[line]``, as on the plain one-offer paths)."""
         if orders.order_id is None:
             raise ValueError("order_id: required, this inventory tracks orders")
         ids = orders.order_id
@@ -259,18 +268,27 @@ class TrackedOrders:
 
         n_orders, n_lines = orders.n_orders, orders.n_lines
         status = np.empty(n_orders, dtype=np.int8)
-        fill_slot = np.empty(n_lines + 1, dtype=np.int64)
+        # Both conditions: a price limit needs the price check, which direct skips.
+        direct = int(self.one_offer_per_sku and orders.max_price is None)
         # Work arrays that outlive the call only as last_order_slot /
         # last_pair_slot: reused (see _work_arrays).  Per line, the
         # limit-table slot of its (user, SKU) pair, where the kernels counted
-        # (or tried to count) it against a cap; -1 elsewhere.
+        # (or tried to count) it against a cap; -1 elsewhere (when reported).
         work = self._work_arrays(n_orders, n_lines)
         order_slot, pair_slot = work[0][:n_orders], work[1][:n_lines]
-        pair_slot.fill(-1)
+        if self.report_pair_slots:
+            pair_slot.fill(-1)
+        # Each line's first fill-log entry.  The direct path hands the Result
+        # no log copy (an accepted line took its qty from offer sku[line]),
+        # so its fill slots are work too: reused, like the slots above.  The
+        # general path gives them to the Result (its slot_start): new ones.
+        # Why: fresh pages cost this VM about 2 ms per MB on first touch
+        # (freed memory goes back to the host), and a new 8 MB fill-slot
+        # array plus the 8 MB copy of the log cost a 1M-order call 15-35 ms
+        # on top of the kernels' ~60 when the allocator had given its pages back.
+        fill_slot = work[2][:n_lines + 1] if direct else np.empty(n_lines + 1, dtype=np.int64)
         chunks = np.empty((-(-n_orders // TRACKED_CHUNK), 4), dtype=np.int64)
         batch = (orders.line_start, sku, orders.qty, orders.price_limits())
-        # Both conditions: a price limit needs the price check, which direct skips.
-        direct = int(self.one_offer_per_sku and orders.max_price is None)
         rollbacks_before = counters[codes.ROLLBACKS]
         # One pass: claim, take this chunk's fill-log range, reserve (and in
         # ordered mode settle the refused, which are never re-run there).
@@ -305,9 +323,11 @@ class TrackedOrders:
         # slots again and kept the first run's others: a rolled-back line's
         # pair stays in the table, count 0.)
         self.last_order_slot = order_slot
-        self.last_pair_slot = pair_slot
-        if len(self._spare) < _SPARE_WORK and work[0].size + work[1].size <= _SPARE_WORDS:
+        self.last_pair_slot = pair_slot if self.report_pair_slots else None
+        if len(self._spare) < _SPARE_WORK and work[0].size + work[1].size + work[2].size <= _SPARE_WORDS:
             self._spare.append(work)
+        if direct:
+            return status, None, None
         shift = chunks[:, 0] - (np.cumsum(used) - used)  # log entry - position in ``taken``, per chunk
         if n_orders == 0 or (shift == shift[0]).all():  # one block (one thread, no other caller meanwhile)
             first = int(shift[0]) if n_orders else 0

@@ -330,6 +330,7 @@ def test_last_pair_slot_is_each_capped_reached_lines_pair_slot(direct):
     reached = np.array([r for order in _PAIR_ORDERS for r in order[4]])
     for backend in kernel.available_backends():
         inv = _pair_inventory(backend, direct)
+        inv._tracked.report_pair_slots = True  # as a durable inventory sets it
         orders = _pair_batch()
         result = inv.reserve(orders, threads=1)
         assert [Status(int(s)) for s in result.status] == [order[3] for order in _PAIR_ORDERS], backend
@@ -349,13 +350,18 @@ def test_last_pair_slot_is_each_capped_reached_lines_pair_slot(direct):
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "general"])
 def test_work_arrays_left_by_a_bigger_call_leave_nothing_behind(direct):
     """The facade reuses a finished call's work arrays (the order slots and
-    pair slots behind last_order_slot / last_pair_slot): given bigger ones
-    full of stale values, a call still answers and reports exactly as on
-    fresh ones (each view cut to this batch, the pair slots -1 first)."""
+    pair slots behind last_order_slot / last_pair_slot, and on the direct
+    path the fill slots): given bigger ones full of stale values, a call
+    still answers, fills and reports exactly as on fresh ones (each view cut
+    to this batch, the pair slots -1 first)."""
     reached = np.array([r for order in _PAIR_ORDERS for r in order[4]])
+    want_fills = None
     for backend in kernel.available_backends():
+        fresh = _pair_inventory(backend, direct)
+        fresh_fills = fresh.reserve(_pair_batch(), threads=1).fills
         inv = _pair_inventory(backend, direct)
-        stale = (np.full(100, 777, dtype=np.int64), np.full(100, 12345, dtype=np.int64))
+        inv._tracked.report_pair_slots = True  # as a durable inventory sets it
+        stale = tuple(np.full(100, value, dtype=np.int64) for value in (777, 12345, 4242))
         inv._tracked._spare.append(stale)
         initial = inv.stock.copy()
         orders = _pair_batch()
@@ -368,6 +374,13 @@ def test_work_arrays_left_by_a_bigger_call_leave_nothing_behind(direct):
         claimed = order_slot >= 0
         assert claimed.sum() == 6 and (order_slot[~claimed] == -1).all()  # order 10's repeat claims nothing
         assert OrderState.UNKNOWN not in inv.state_of(orders.order_id[claimed])
+        fills = result.fills
+        for field in ("order", "line", "offer", "qty"):
+            np.testing.assert_array_equal(getattr(fills, field), getattr(fresh_fills, field), err_msg=field)
+        if want_fills is None:
+            want_fills = fills
+        np.testing.assert_array_equal(fills.qty, want_fills.qty, err_msg=backend)
+        assert len(fills) > 0
         check_tracked(inv, initial)
 
 
@@ -386,6 +399,7 @@ def test_last_pair_slot_on_two_threads_names_only_the_lines_pairs(compiled_backe
     ids = rng.integers(0, n, n)  # about a third repeat
     orders = OrderBatch(rng.integers(0, n_skus, n_lines), rng.integers(1, 3, n_lines),
                         np.concatenate(([0], np.cumsum(lines))), order_id=ids, user_id=rng.integers(0, n // 10, n))
+    inv._tracked.report_pair_slots = True  # as a durable inventory sets it
     result = inv.reserve(orders, threads=2)
     pair_slot = inv._tracked.last_pair_slot
     reported = pair_slot >= 0

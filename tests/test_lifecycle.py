@@ -149,6 +149,53 @@ def test_tracked_fills_report_what_each_line_took(backend):
                                                                                      [0, 1, 2], [2, 2, 1])
 
 
+def test_tracked_direct_and_general_paths_report_the_same_fills(backend):
+    """On one offer per SKU the direct path hands the Result no copy of the
+    fill log (an accepted line took its whole qty from offer ``sku[line]``);
+    a price limit on every line sends the same batch down the general path,
+    which does: both give the same statuses and fills, duplicates, refusals
+    and carts included, and cancelling the accepted gives all stock back."""
+    rng = np.random.default_rng(11)
+    n, n_skus = 3000, 40
+    stock = rng.integers(0, 60, n_skus)
+    lines = rng.integers(1, 4, n)
+    n_lines = int(lines.sum())
+    sku, qty = rng.integers(0, n_skus, n_lines), rng.integers(1, 4, n_lines)
+    offsets = np.concatenate(([0], np.cumsum(lines)))
+    ids, users = rng.integers(0, 2 * n, n), rng.integers(0, 300, n)
+    outcomes = []
+    for max_price in (None, np.full(n_lines, 10**9)):
+        inv = kernel.Inventory(stock, backend=backend, max_orders=2 * n, limit_per_user=5, max_user_skus=n_lines)
+        r = inv.reserve(OrderBatch(sku, qty, offsets, max_price, order_id=ids, user_id=users), threads=1)
+        f = r.fills
+        assert len(f) > 0 and (r.status == Status.OUT_OF_STOCK).any() and (r.status == Status.DUPLICATE).any()
+        outcomes.append((r.status.copy(), [getattr(f, k).copy() for k in ("order", "line", "offer", "qty")]))
+        np.testing.assert_array_equal(stock - inv.stock, np.bincount(f.offer, f.qty, minlength=n_skus))
+        inv.cancel(ids[r.status == Status.ACCEPTED])
+        np.testing.assert_array_equal(inv.stock, stock)
+    (direct_status, direct_fills), (general_status, general_fills) = outcomes
+    np.testing.assert_array_equal(direct_status, general_status)
+    for a, b in zip(direct_fills, general_fills):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_only_a_durable_inventory_reports_pair_slots(tmp_path):
+    """``last_pair_slot`` is for the journal's capture: a plain inventory
+    skips filling it (None after a reserve), a durable one reports it."""
+    batch = OrderBatch([0, 1], [1, 1], order_id=[1, 2], user_id=[3, 4])
+    plain = kernel.Inventory([5, 5], max_orders=8, limit_per_user=2, max_user_skus=8)
+    plain.reserve(batch)
+    assert plain._tracked.last_pair_slot is None and plain._tracked.last_order_slot is not None
+    durable = kernel.Inventory.create_durable(str(tmp_path / "inv"), [5, 5], max_orders=8, limit_per_user=2,
+                                              max_user_skus=8)
+    try:
+        durable.reserve(batch)
+        pair_slot = durable._tracked.last_pair_slot
+        assert pair_slot.shape == (2,) and (pair_slot >= 0).all()
+    finally:
+        durable.close()
+
+
 def test_restock_during_a_sale(shop):
     reserve(shop, [2, 2], [1, 1], ids=[1, 2], users=[1, 2])
     assert names(reserve(shop, [2], [1], ids=[3], users=[3]).status, S) == ["OUT_OF_STOCK"]

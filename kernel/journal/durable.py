@@ -422,6 +422,8 @@ def _bound(block, backend, threads, writer, directory):
         writer.resync = inv._snapshot
     try:
         inv._bind(block, backend, threads)
+        if inv._tracked is not None:
+            inv._tracked.report_pair_slots = True  # the capture of a tracked reserve reads them
     except BaseException:
         writer.close()
         raise
