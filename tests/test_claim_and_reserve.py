@@ -330,7 +330,7 @@ def test_last_pair_slot_is_each_capped_reached_lines_pair_slot(direct):
     reached = np.array([r for order in _PAIR_ORDERS for r in order[4]])
     for backend in kernel.available_backends():
         inv = _pair_inventory(backend, direct)
-        inv._tracked.report_pair_slots = True  # as a durable inventory sets it
+        inv._tracked.report_slots = True  # as a durable inventory sets it
         orders = _pair_batch()
         result = inv.reserve(orders, threads=1)
         assert [Status(int(s)) for s in result.status] == [order[3] for order in _PAIR_ORDERS], backend
@@ -360,9 +360,9 @@ def test_work_arrays_left_by_a_bigger_call_leave_nothing_behind(direct):
         fresh = _pair_inventory(backend, direct)
         fresh_fills = fresh.reserve(_pair_batch(), threads=1).fills
         inv = _pair_inventory(backend, direct)
-        inv._tracked.report_pair_slots = True  # as a durable inventory sets it
+        inv._tracked.report_slots = True  # as a durable inventory sets it
         stale = tuple(np.full(100, value, dtype=np.int64) for value in (777, 12345, 4242))
-        inv._tracked._spare.append(stale)
+        kernel.lifecycle._WORK_POOL.append(stale)  # popped first (last in)
         initial = inv.stock.copy()
         orders = _pair_batch()
         result = inv.reserve(orders, threads=1)
@@ -399,7 +399,7 @@ def test_last_pair_slot_on_two_threads_names_only_the_lines_pairs(compiled_backe
     ids = rng.integers(0, n, n)  # about a third repeat
     orders = OrderBatch(rng.integers(0, n_skus, n_lines), rng.integers(1, 3, n_lines),
                         np.concatenate(([0], np.cumsum(lines))), order_id=ids, user_id=rng.integers(0, n // 10, n))
-    inv._tracked.report_pair_slots = True  # as a durable inventory sets it
+    inv._tracked.report_slots = True  # as a durable inventory sets it
     result = inv.reserve(orders, threads=2)
     pair_slot = inv._tracked.last_pair_slot
     reported = pair_slot >= 0

@@ -793,7 +793,7 @@ def test_compiled_reserve_capture_is_byte_for_byte_numpys(tmp_path, monkeypatch)
     n = 3 * _fast.MIN_SIZE
     caps = np.where(np.arange(600) % 3 == 0, kernel.codes.NO_LIMIT, 3)  # a third of the SKUs uncapped
     inv = Inventory([4] * 300 + [50] * 300, max_orders=2 * n, limit_per_user=caps, max_user_skus=2 * n)
-    inv._tracked.report_pair_slots = True  # as a durable inventory sets it
+    inv._tracked.report_slots = True  # as a durable inventory sets it
     ids = rng.permutation(2 * n)[:n]
     ids[-10:] = ids[:10]  # duplicates: not claimed
     orders = OrderBatch(rng.integers(0, 600, n), rng.integers(1, 3, n), order_id=ids,

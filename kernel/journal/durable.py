@@ -423,7 +423,7 @@ def _bound(block, backend, threads, writer, directory):
     try:
         inv._bind(block, backend, threads)
         if inv._tracked is not None:
-            inv._tracked.report_pair_slots = True  # the capture of a tracked reserve reads them
+            inv._tracked.report_slots = True  # the capture of a tracked reserve reads them
     except BaseException:
         writer.close()
         raise
