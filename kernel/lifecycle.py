@@ -294,12 +294,10 @@ class TrackedOrders:
             pair_slot.fill(-1)
         # Each line's first fill-log entry.  The direct path hands the Result
         # no log copy (an accepted line took its qty from offer sku[line]),
-        # so its fill slots are work too: reused, like the slots above.  The
-        # general path gives them to the Result (its slot_start): new ones.
-        # Why: fresh pages cost this VM about 2 ms per MB on first touch
-        # (freed memory goes back to the host), and a new 8 MB fill-slot
-        # array plus the 8 MB copy of the log cost a 1M-order call 15-35 ms
-        # on top of the kernels' ~60 when the allocator had given its pages back.
+        # so its fill slots are work too: reused, like the slots above (a new
+        # 8 MB array and an 8 MB copy of the log per 1M lines cost 15-35 ms
+        # when their pages were fresh: see _WORK_POOL).  The general path
+        # gives them to the Result (its slot_start): new ones.
         fill_slot = work[2][:n_lines + 1] if direct else np.empty(n_lines + 1, dtype=np.int64)
         chunks = np.empty((-(-n_orders // TRACKED_CHUNK), 4), dtype=np.int64)
         batch = (orders.line_start, sku, orders.qty, orders.price_limits())
