@@ -41,35 +41,6 @@ TRACKED_CHUNK = 1024
 # this many words (2**23: 64 MiB; a bigger batch allocates its own each time).
 _SPARE_WORK = 2
 _SPARE_WORDS = 1 << 23
-# The sets finished calls left, for the next tracked reserve of any inventory
-# of this process (list.pop and list.append are atomic: concurrent callers
-# never share one).  Process-wide, not per inventory, so the first call on a
-# new inventory finds warm pages too.  Why it matters: a new np.empty per call
-# meant fresh pages whenever the allocator had given the last ones back to
-# the OS, and on the 2-core VM (whose freed memory goes back to the host)
-# those page faults cost a 1M-order call about 45 ms inside the kernels, on
-# top of their ~60 ms (measured: a new inventory per call, 15 calls, median
-# 104.6 ms with new arrays against 60.4 ms with a kept set).
-_WORK_POOL = []
-
-
-def _work_arrays(n_orders, n_lines):
-    """``(order slots, pair slots, fill slots)`` with room for a batch
-    (``n_lines + 1`` fill slots): a set from the pool, or new ones."""
-    try:
-        work = _WORK_POOL.pop()
-    except IndexError:
-        work = None
-    if work is None or work[0].size < n_orders or work[1].size < n_lines:
-        work = (np.empty(n_orders, dtype=np.int64), np.empty(n_lines, dtype=np.int64),
-                np.empty(n_lines + 1, dtype=np.int64))
-    return work
-
-
-def _recycle(work):
-    """Give a set of work arrays no one reads any more back to the pool."""
-    if work is not None and len(_WORK_POOL) < _SPARE_WORK and sum(a.size for a in work) <= _SPARE_WORDS:
-        _WORK_POOL.append(work)
 
 
 def checked_int(name, value, low, high):
@@ -178,13 +149,35 @@ class TrackedOrders:
         self.last_order_slot = None  # see the end of reserve
         self.last_pair_slot = None  # likewise
         # Whether reserve reports last_order_slot / last_pair_slot (a durable
-        # inventory reads them, its calls serialized by its journal lock).
-        # Only then are the pair slots filled with -1 first (a pass over 8 MB
-        # per 1M lines that nothing else needs: the kernels write only the
-        # entries of capped lines they reach), and the reported set kept out
-        # of the pool until this inventory's next call.
+        # inventory reads them right after the call, under its journal lock,
+        # before its next call can reuse them).  Only then are the pair slots
+        # filled with -1 first: a pass over 8 MB per 1M lines that nothing
+        # else needs (the kernels write only the entries of capped lines they
+        # reach).
         self.report_slots = False
-        self._reported = None  # the work set behind last_order_slot / last_pair_slot
+        self._spare = []  # work arrays of finished calls (_work_arrays)
+
+    def _work_arrays(self, n_orders, n_lines):
+        """``(order slots, pair slots, fill slots)`` with room for a batch
+        (``n_lines + 1`` fill slots): a set a finished call of this inventory
+        left (``list.pop`` is atomic, so concurrent callers never share one),
+        or new ones.  A new ``np.empty`` per call meant fresh pages whenever
+        the allocator had given the last ones back to the OS: on the 2-core
+        VM their page faults cost a 1M-order call up to ~45 ms inside the
+        kernels, on top of their ~60 ms.  (Kept per inventory, not in one
+        pool for the process: a pool let a new inventory's first call find
+        warm pages, 104.6 -> 60.4 ms median when the allocator had given its
+        pages back, but measured 5-10% slower on one thread in the
+        benchmark's rounds, a new inventory each, where the allocator still
+        had them: 65-75 against 62-70 ms, alternating processes.)"""
+        try:
+            work = self._spare.pop()
+        except IndexError:
+            work = None
+        if work is None or work[0].size < n_orders or work[1].size < n_lines:
+            work = (np.empty(n_orders, dtype=np.int64), np.empty(n_lines, dtype=np.int64),
+                    np.empty(n_lines + 1, dtype=np.int64))
+        return work
 
     def _give_back_args(self):
         s = self.state
@@ -285,10 +278,10 @@ class TrackedOrders:
         # Both conditions: a price limit needs the price check, which direct skips.
         direct = int(self.one_offer_per_sku and orders.max_price is None)
         # Work arrays that outlive the call only as last_order_slot /
-        # last_pair_slot: reused (see _WORK_POOL).  Per line, the
+        # last_pair_slot: reused (see _work_arrays).  Per line, the
         # limit-table slot of its (user, SKU) pair, where the kernels counted
         # (or tried to count) it against a cap; -1 elsewhere (when reported).
-        work = _work_arrays(n_orders, n_lines)
+        work = self._work_arrays(n_orders, n_lines)
         order_slot, pair_slot = work[0][:n_orders], work[1][:n_lines]
         if self.report_slots:
             pair_slot.fill(-1)
@@ -296,7 +289,7 @@ class TrackedOrders:
         # no log copy (an accepted line took its qty from offer sku[line]),
         # so its fill slots are work too: reused, like the slots above (a new
         # 8 MB array and an 8 MB copy of the log per 1M lines cost 15-35 ms
-        # when their pages were fresh: see _WORK_POOL).  The general path
+        # when their pages were fresh: see _work_arrays).  The general path
         # gives them to the Result (its slot_start): new ones.
         fill_slot = work[2][:n_lines + 1] if direct else np.empty(n_lines + 1, dtype=np.int64)
         chunks = np.empty((-(-n_orders // TRACKED_CHUNK), 4), dtype=np.int64)
@@ -336,8 +329,8 @@ class TrackedOrders:
         # pair stays in the table, count 0.)
         if self.report_slots:
             self.last_order_slot, self.last_pair_slot = order_slot, pair_slot
-            work, self._reported = self._reported, work  # the set reported before is read no more
-        _recycle(work)
+        if len(self._spare) < _SPARE_WORK and sum(a.size for a in work) <= _SPARE_WORDS:
+            self._spare.append(work)
         if direct:
             return status, None, None
         shift = chunks[:, 0] - (np.cumsum(used) - used)  # log entry - position in ``taken``, per chunk

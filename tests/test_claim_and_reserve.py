@@ -362,7 +362,7 @@ def test_work_arrays_left_by_a_bigger_call_leave_nothing_behind(direct):
         inv = _pair_inventory(backend, direct)
         inv._tracked.report_slots = True  # as a durable inventory sets it
         stale = tuple(np.full(100, value, dtype=np.int64) for value in (777, 12345, 4242))
-        kernel.lifecycle._WORK_POOL.append(stale)  # popped first (last in)
+        inv._tracked._spare.append(stale)
         initial = inv.stock.copy()
         orders = _pair_batch()
         result = inv.reserve(orders, threads=1)

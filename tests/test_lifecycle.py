@@ -181,8 +181,8 @@ def test_tracked_direct_and_general_paths_report_the_same_fills(backend):
 
 def test_only_a_durable_inventory_reports_pair_slots(tmp_path):
     """``last_order_slot`` and ``last_pair_slot`` are for the journal's
-    capture: a plain inventory reports neither (its work arrays go back to
-    the pool at once), a durable one reports both, kept until its next call."""
+    capture: a plain inventory reports neither, a durable one reports both,
+    and another inventory's calls never touch them."""
     batch = OrderBatch([0, 1], [1, 1], order_id=[1, 2], user_id=[3, 4])
     plain = kernel.Inventory([5, 5], max_orders=8, limit_per_user=2, max_user_skus=8)
     plain.reserve(batch)
@@ -194,7 +194,7 @@ def test_only_a_durable_inventory_reports_pair_slots(tmp_path):
         pair_slot, order_slot = durable._tracked.last_pair_slot, durable._tracked.last_order_slot
         assert pair_slot.shape == (2,) and (pair_slot >= 0).all() and (order_slot >= 0).all()
         kept = pair_slot.copy(), order_slot.copy()
-        plain.reserve(OrderBatch([0, 1], [1, 1], order_id=[5, 6], user_id=[5, 6]))  # may take pooled sets
+        plain.reserve(OrderBatch([0, 1], [1, 1], order_id=[5, 6], user_id=[5, 6]))
         np.testing.assert_array_equal(durable._tracked.last_pair_slot, kept[0])  # never the durable's
         np.testing.assert_array_equal(durable._tracked.last_order_slot, kept[1])
     finally:
