@@ -681,6 +681,87 @@ def test_group_commit_shares_fsyncs_between_threads(tmp_path):
     assert _reopened_equals(path, {per_thread * n_threads: live})
 
 
+def test_records_encoded_after_the_call_lock_are_durable_in_sequence_order(tmp_path, monkeypatch):
+    """Under "batch" a call encodes its record after releasing the call lock,
+    so a later call's record can be ready first: it is not written, and its
+    call not acknowledged, before every earlier record is (no flush runs for
+    it meanwhile); a sync waits for the record still being encoded; the
+    segment holds the records in sequence order and replays to the live
+    state."""
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    inv.reserve_one(0, 1, order_id=0, user_id=1)
+    first = inv.last_seq
+    held, go = threading.Event(), threading.Event()
+    real_pack = Effects.pack
+
+    def pack(effects):
+        if threading.current_thread().name == "slow":
+            held.set()
+            assert go.wait(30), "the test never let the slow record go"
+        return real_pack(effects)
+
+    monkeypatch.setattr(Effects, "pack", pack)
+    done, errors = {}, []
+
+    def call(name, order_id):
+        try:
+            done[name] = inv.reserve_one(1, 1, order_id=order_id, user_id=2)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    slow = threading.Thread(target=call, args=("slow", 1), name="slow")
+    slow.start()
+    assert held.wait(30)
+    fsyncs = inv.journal_stats()["fsyncs"]
+    fast = threading.Thread(target=call, args=("fast", 2), name="fast")
+    fast.start()
+    fast.join(timeout=0.5)
+    assert fast.is_alive() and "fast" not in done, "acknowledged before an earlier record was written"
+    assert inv.last_seq == first + 2 and inv.durable_seq == first
+    sync = threading.Thread(target=inv.sync)
+    sync.start()
+    sync.join(timeout=0.5)
+    assert sync.is_alive(), "a sync returned while a record was still being encoded"
+    assert inv.journal_stats()["fsyncs"] == fsyncs, "a flush ran with nothing new to write"
+    go.set()
+    for thread in (slow, fast, sync):
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    assert not errors and done == {"slow": Status.ACCEPTED, "fast": Status.ACCEPTED}
+    assert inv.last_seq == inv.durable_seq == first + 2
+    live = inv._block.words.copy()
+    inv.close()
+    data = open(_newest_segment(path), "rb").read()
+    seqs, at = [], SEGMENT_HEADER.size
+    while (record := read_record(data, at)) is not None:
+        seqs.append(record.seq)
+        at += record.size
+    assert seqs == list(range(seqs[0], first + 3))
+    assert _reopened_equals(path, {first + 2: live}) == first + 2
+
+
+def test_a_record_that_fails_to_encode_fails_stop(tmp_path, monkeypatch):
+    """An error while encoding outside the lock: the call is not
+    acknowledged, every later call is refused, the journal holds the rest."""
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    inv.reserve_one(0, 1, order_id=0, user_id=1)
+    live = inv._block.words.copy()
+
+    def pack(effects):
+        raise MemoryError("no room to encode")
+
+    monkeypatch.setattr(Effects, "pack", pack)
+    with pytest.raises(JournalFailed, match="no room to encode"):
+        inv.reserve_one(1, 1, order_id=1, user_id=1)
+    monkeypatch.undo()
+    with pytest.raises(JournalFailed):
+        inv.reserve_one(2, 1, order_id=2, user_id=1)
+    inv.close()
+    assert _reopened_equals(path, {1: live}) == 1
+
+
 @pytest.mark.parametrize("fsync", ["interval", "none"])
 def test_interval_and_none_policies(tmp_path, fsync):
     path = str(tmp_path / "inv")
@@ -756,12 +837,13 @@ def test_compiled_capture_helpers_match_numpy_and_big_calls_replay_exactly(tmp_p
 
 
 def _record_bytes(effects):
+    effects.pack()
     return b"".join(bytes(memoryview(part).cast("B")) for part in effects.parts)
 
 
 @pytest.mark.parametrize("span", [0, 1 << 7, 1 << 15, 1 << 31, 1 << 62])
 def test_compiled_rows_section_is_byte_for_byte_numpys(monkeypatch, span):
-    """A big ROWS section (``_fast.rows_vectors``) is the bytes numpy makes,
+    """A big ROWS section (``_fast.pack_rows``) is the bytes numpy makes,
     for every vector width (0, 1, 2, 4, 8 bytes), negative values and a
     signed top field included."""
     from kernel.journal import _fast, records
@@ -773,7 +855,7 @@ def test_compiled_rows_section_is_byte_for_byte_numpys(monkeypatch, span):
     fields = ((0, 0), (0, 40), (1, 0), (2, 0), (3, 0), (3, 8))
     compiled = records.Effects()
     compiled.rows("order_table", 4, index, fields, {"order_table": table})
-    assert len(compiled.parts) == 3  # section header, fields, one compiled buffer
+    assert len(compiled.pack().parts) == 3  # section header, fields, one compiled buffer
     monkeypatch.setattr(_fast, "MIN_SIZE", 1 << 62)
     reference = records.Effects()
     reference.rows("order_table", 4, index, fields, {"order_table": table})

@@ -75,7 +75,16 @@ class DurableInventory(Inventory):
         # capture slowed each other down more than the overlap saved, even
         # with sync_file_range cutting the last fdatasync from ~450 to
         # ~190 us.
+        #
+        # What does run beside the next call's kernel: the record's encoding.
+        # Under the lock the capture only copies what it reads from the state
+        # (gathers of the touched rows, the log range); a private "batch"
+        # journal packs and checksums those copies after the lock is
+        # released (writer.append keeps the records in sequence order).  With
+        # two callers that took ~25 of ~140 ms per 1M orders (batch 10,000)
+        # out of the lock every call holds.
         journal = self._journal
+        record = None
         with journal.lock:
             self._check_open()
             seen = before() if before is not None else None
@@ -92,10 +101,20 @@ class DurableInventory(Inventory):
                     seq = journal.seen()
                 else:
                     seq = journal.next_seq()
-                    journal.append(seq, OP_CODES[op], make(), aux)
+                    record = make()  # the after-images, copied out of the state
+                    if not journal.packs_outside_lock:
+                        journal.append(seq, OP_CODES[op], record, aux)
+                        record = None
             except JournalFailed:
                 raise
             except BaseException as error:
+                journal.fail(error)
+        if record is not None:
+            try:
+                journal.append(seq, OP_CODES[op], record, aux)
+            except JournalFailed:
+                raise
+            except BaseException as error:  # its number is taken: nothing after it could become durable
                 journal.fail(error)
         journal.wait(seq)
         return result

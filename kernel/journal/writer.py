@@ -205,6 +205,7 @@ class SegmentWriter:
         # process must not take acknowledged records with it).
         self._write_through = shared or policy != "batch"
         self._pending = []           # batch, private: the parts of the encoded records not yet written
+        self._early = {}             # batch, private: seq -> parts handed in before an earlier record
         last = int(counters[JOURNAL_SEQ])
         self._appended = last        # last record this writer appended
         self._seen = last            # every record up to here is written (by someone)
@@ -387,18 +388,35 @@ class SegmentWriter:
             self._seen = max(self._seen, seq) if self._write_through else self._seen
         return seq
 
+    @property
+    def packs_outside_lock(self):
+        """Whether :meth:`append` may run after the call lock is released
+        (private ``"batch"``: the flush leader writes the records in sequence
+        order whatever order they arrive in).  Otherwise a record is written
+        at append, and its call must append it under the lock."""
+        return not self._write_through
+
     def append(self, seq, op, effects, aux=0):
-        """Append record ``seq`` (``lock`` held; from :meth:`next_seq`)."""
+        """Append record ``seq`` (from :meth:`next_seq`): under ``lock``, or
+        after it where :attr:`packs_outside_lock`."""
         # Into preallocated room a record can reach the disk before the
         # unsynced ones written before it: it says what was synced (see
-        # records).  An append says seq - 1.
+        # records; any value up to the truth is right, and _durable only
+        # grows).  An append says seq - 1.
         parts = encode(seq, op, effects, aux, self._durable if self._preallocate else None)
         if not self._write_through:
+            # Encoded after the call lock, beside the next call's kernel, so
+            # a later record can arrive first: it waits in _early until the
+            # records before it are here, and the pending list stays in
+            # sequence order (a segment holds consecutive records).
             with self._cond:
-                self._pending += parts
-                self._appended = seq
-                self._since_flush += 1
+                self._early[seq] = parts
+                while (parts := self._early.pop(self._appended + 1, None)) is not None:
+                    self._pending += parts
+                    self._appended += 1
+                    self._since_flush += 1
                 self._grown.notify()
+                self._cond.notify_all()  # waiters for a record to be handed in
             return seq
         size = encoded_size(parts)
         try:
@@ -424,7 +442,9 @@ class SegmentWriter:
         with self._cond:
             while self._durable < seq:
                 self.check()
-                if not self._flushing:
+                # Not while the record is still being encoded by its caller: no flush
+                # would take it (private "batch" encodes after the call lock).
+                if seq <= max(self._appended, self._seen) and not self._flushing:
                     self._lead_flush()
                     continue
                 if deadline is not None and time.monotonic() > deadline:
@@ -433,14 +453,21 @@ class SegmentWriter:
             self.check()
 
     def sync(self):
-        """Make everything appended so far durable, whatever the policy."""
+        """Make every record numbered so far durable, whatever the policy
+        (waiting for those still being encoded outside the lock)."""
         with self._cond:
-            while self._flushing:
+            while self._flushing or self._appended < self._numbered():
                 self.check()
                 self._cond.wait(_WAIT_SLICE)
             self.check()
             self._lead_flush(force_sync=True)
             self.check()
+
+    def _numbered(self):
+        """The last sequence number this writer must hand in before a sync
+        covers everything: :attr:`last_seq`, private; shared, records are
+        written under the lock, so what it appended."""
+        return self._appended if self._write_through else self.last_seq
 
     def _lead_flush(self, force_sync=False):
         """Write what is pending and sync (called with ``_cond`` held, no
