@@ -175,9 +175,10 @@ class SegmentWriter:
     """The segment being appended to, with its fsync policy.
 
     ``lock`` serializes the state-changing calls: a call holds it from
-    before its kernel runs until its record is appended, so the journal's
-    order is the order the calls changed the state in.  The flush (write
-    and fsync) runs outside it.  ``counters`` is the state's counters array:
+    before its kernel runs until its record has its sequence number and its
+    after-images are copied (and, unless :attr:`packs_outside_lock`, until
+    it is appended), so the journal's order is the order the calls changed
+    the state in.  The flush (write and fsync) runs outside it.  ``counters`` is the state's counters array:
     the sequence number lives there (``JOURNAL_SEQ``), so a snapshot and a
     record carry it, and processes sharing the state share it.
 
