@@ -890,33 +890,38 @@ def reserve_tracked(int64_t[::1] stock, const int64_t[::1] price, const int64_t[
 
 # ---- settle_refused
 
-cdef noinline_void _settle_chunk(int64_t *order_table, const int64_t *order_slot, const int64_t *order_index,
+cdef noinline_void _settle_chunk(int64_t *order_table, const int64_t *order_slot, const int8_t *status,
                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    cdef Py_ssize_t k
-    for k in range(start, stop):
-        if k + SETTLE_PREFETCH_AHEAD < stop:  # a random line each, as in _claim_chunk
-            prefetch_rw(&order_table[K_ORDER_STRIDE * order_slot[order_index[k + SETTLE_PREFETCH_AHEAD]]])
-        settle_refused_slot(order_table, order_slot[order_index[k]])
+    cdef Py_ssize_t i
+    for i in range(start, stop):
+        if i + SETTLE_PREFETCH_AHEAD < stop and (status[i + SETTLE_PREFETCH_AHEAD] == K_OUT_OF_STOCK
+                                                 or status[i + SETTLE_PREFETCH_AHEAD] == K_LIMIT_EXCEEDED):
+            prefetch_rw(&order_table[K_ORDER_STRIDE * order_slot[i + SETTLE_PREFETCH_AHEAD]])  # as in _claim_chunk
+        if status[i] == K_OUT_OF_STOCK or status[i] == K_LIMIT_EXCEEDED:
+            settle_refused_slot(order_table, order_slot[i])
 
 
-def settle_refused(int64_t[::1] order_table, const int64_t[::1] order_slot, const int64_t[::1] order_index,
+def settle_refused(int64_t[::1] order_table, const int64_t[::1] order_slot, const int8_t[::1] status,
                    int n_threads):
-    """PENDING -> REFUSED for the refused orders order_index (CAS), or
-    CANCELLED where a cancel asked for it meanwhile."""
-    cdef Py_ssize_t n = order_index.shape[0]
+    """PENDING -> REFUSED (CAS), or CANCELLED where a cancel asked for it
+    meanwhile, for every order whose status is a refusal."""
+    # A pass over the statuses (1 byte an order), not over an index of the
+    # refused orders: in a flash sale (9 in 10 refused) the facade's
+    # np.flatnonzero made a 7 MB index per 1M orders, ~15-19 ms in fresh
+    # pages on the 2-core VM, three times this pass.
+    cdef Py_ssize_t n = status.shape[0]
     cdef Py_ssize_t c, n_chunks = _n_chunks(n, TRACKED_CHUNK)
     if n == 0:
         return
     cdef int64_t *order_table_p = _ptr(order_table)
     cdef const int64_t *order_slot_p = _const_ptr(order_slot)
-    cdef const int64_t *order_index_p = _const_ptr(order_index)
+    cdef const int8_t *status_p = &status[0]
     if n_threads <= 1:
         with nogil:
-            _settle_chunk(order_table_p, order_slot_p, order_index_p, 0, n)
+            _settle_chunk(order_table_p, order_slot_p, status_p, 0, n)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            _settle_chunk(order_table_p, order_slot_p, order_index_p, c * TRACKED_CHUNK,
-                          min((c + 1) * TRACKED_CHUNK, n))
+            _settle_chunk(order_table_p, order_slot_p, status_p, c * TRACKED_CHUNK, min((c + 1) * TRACKED_CHUNK, n))
 
 
 cdef inline int8_t outcome_of(int64_t state) noexcept nogil:

@@ -468,11 +468,14 @@ def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, lim
     return new_pairs
 
 
-def settle_refused(order_table, order_slot, order_index, n_threads):
-    """PENDING -> REFUSED for the refused orders ``order_index`` (compiled:
-    CAS), or CANCELLED where a cancel asked for it meanwhile."""
-    for order in order_index:
-        settle_refused_slot(order_table, order_slot[order])
+def settle_refused(order_table, order_slot, status, n_threads):
+    """PENDING -> REFUSED (compiled: CAS), or CANCELLED where a cancel asked
+    for it meanwhile, for every order whose ``status`` is a refusal
+    (OUT_OF_STOCK, LIMIT_EXCEEDED).  The facade settles after any re-run,
+    so the statuses say which are still refused."""
+    for order in range(status.size):
+        if status[order] == OUT_OF_STOCK or status[order] == LIMIT_EXCEEDED:
+            settle_refused_slot(order_table, order_slot[order])
 
 
 def outcome_of(state):
