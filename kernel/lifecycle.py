@@ -29,6 +29,7 @@ _BUDGET_NAMES = {codes.ORDERS_LEFT: "order table (max_orders)", codes.PAIRS_LEFT
 _FULL = {codes.ORDER_TABLE_FULL: codes.ORDERS_LEFT, codes.LIMIT_TABLE_FULL: codes.PAIRS_LEFT,
          codes.FILL_LOG_FULL: codes.FILLS_LEFT}
 _REFUSED = (Status.OUT_OF_STOCK, Status.LIMIT_EXCEEDED)
+_OUT_OF_STOCK8 = np.int8(Status.OUT_OF_STOCK)
 # Orders per chunk of claim_and_reserve: a thread claims a chunk, takes its
 # fill-log range, then reserves it while the chunk's records are in cache.
 TRACKED_CHUNK = 1024
@@ -102,6 +103,18 @@ def user_sku_pairs(user_ids, skus, n_skus):
     check_at_least("skus", skus, 0, "a SKU id >= 0")
     check_below("skus", skus, n_skus)
     return users, skus
+
+
+def short_orders(stock, orders):
+    """Per order of a one-offer-per-SKU batch: whether some line asks for
+    more than ``stock[sku]`` has (the kernels' read-only stock pre-check
+    refuses such an order before any write)."""
+    short_line = stock[orders.sku] < orders.qty
+    if orders.n_lines == orders.n_orders:
+        return short_line
+    short = np.zeros(orders.n_orders, dtype=bool)
+    short[orders.line_order[short_line]] = True
+    return short
 
 
 class TrackedOrders:
@@ -302,11 +315,24 @@ class TrackedOrders:
             # still refused, which the statuses say (the kernel scans them:
             # no index of the refused, 7 MB of fresh pages per 1M orders in
             # a flash sale).
-            rerun = backends.rerun_refused_after_rollback(
-                counters, rollbacks_before, status, _REFUSED,
-                lambda again: kernels.reserve_tracked(*state[:-1], *batch, fill_slot, pair_slot, users,
-                                                      deadline, order_slot, again, status, counters, direct, 1)
-                if again.size else 0)
+            def rerun_refused(again):
+                if direct:
+                    # An order with a line whose SKU has less than its qty
+                    # left is refused again at the read-only stock pre-check,
+                    # before any write, as OUT_OF_STOCK (stock only shrinks
+                    # during the re-run): answer it so here.  A flash sale on
+                    # 2 threads re-ran ~900k sold-out orders per 1M in a
+                    # third of its calls, 6-10 ms each.
+                    skip = short_orders(state.stock, orders)[again]
+                    status[again[skip]] = _OUT_OF_STOCK8
+                    again = again[~skip]
+                if again.size == 0:
+                    return 0
+                return kernels.reserve_tracked(*state[:-1], *batch, fill_slot, pair_slot, users, deadline,
+                                               order_slot, again, status, counters, direct, 1)
+
+            rerun = backends.rerun_refused_after_rollback(counters, rollbacks_before, status, _REFUSED,
+                                                          rerun_refused)
             if rerun is not None:
                 new_pairs += rerun
             kernels.settle_refused(state.order_table, order_slot, status, n_threads)

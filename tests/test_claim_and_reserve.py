@@ -163,6 +163,66 @@ def test_an_order_accepted_on_the_rerun_after_a_rollback_stays_held(backend, mon
     assert r.fills.line.tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("carts", [False, True])
+def test_the_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_would(backend, monkeypatch, carts):
+    """After a rollback, a refused order with a line whose SKU has less than
+    its qty left is answered OUT_OF_STOCK by the facade instead of re-run
+    (the kernels' stock pre-check would refuse it before any write); the
+    statuses, fills and every state word equal a re-run of every refused
+    order, with caps refusing some orders and carts repeating SKUs."""
+    rng = np.random.default_rng(11)
+    n, n_skus = 600, 12
+    lines = rng.integers(1, 4, n) if carts else np.ones(n, np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lines)))
+    orders = OrderBatch(sku=rng.integers(0, n_skus, offsets[-1]), qty=rng.integers(1, 3, offsets[-1]),
+                        offsets=offsets if carts else None, order_id=np.arange(n), user_id=rng.integers(0, 40, n))
+    stock = np.where(np.arange(n_skus) < 4, 0, rng.integers(5, 60, n_skus))
+    # Two SKUs that had none, one that ran out; 1 unit: a qty-1 line fits exactly.
+    restocked, units = np.array([0, 1, 5]), np.array([1, 2, 3])
+    reran = []
+
+    def run(full_rerun):
+        inv = kernel.Inventory(stock, backend=backend, max_orders=2 * n, limit_per_user=3, max_user_skus=4 * n)
+        real = inv._tracked.kernels
+
+        class Kernels:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            @staticmethod
+            def claim_and_reserve(*args):
+                real.claim_and_reserve(*args)
+                inv.state.stock[restocked] += units  # units another caller's rollback gave back
+                inv.state.counters[codes.ROLLBACKS] += 1
+
+            @staticmethod
+            def reserve_tracked(*args):
+                reran.append(args[-5].size)  # order_index
+                return real.reserve_tracked(*args)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(inv._tracked, "kernels", Kernels())
+            if full_rerun:
+                patch.setattr(lifecycle, "short_orders", lambda stock, orders: np.zeros(orders.n_orders, bool))
+            result = inv.reserve(orders, threads=1)
+        return result, inv
+
+    skipped, full = run(False), run(True)
+    assert 0 < reran[0] < reran[1], "the re-run did not skip the short orders"
+    np.testing.assert_array_equal(skipped[0].status, full[0].status)
+    for mine, theirs in zip(skipped[1].state_arrays(), full[1].state_arrays()):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(skipped[0].fills.line, full[0].fills.line)
+    status = skipped[0].status
+    assert (status == Status.OUT_OF_STOCK).sum() > 50 and (status == Status.LIMIT_EXCEEDED).any()
+    on_empty = np.zeros(n, bool)  # orders with a line on a SKU that had no stock before the re-run
+    on_empty[orders.line_order[np.isin(orders.sku, [0, 1])]] = True
+    assert (status[on_empty] == Status.ACCEPTED).any(), "no order was accepted on the re-run"
+    restock = np.zeros(n_skus, np.int64)
+    restock[restocked] = units
+    check_tracked(skipped[1], stock, restocked=restock)
+
+
 @pytest.mark.parametrize("field, values, message", [
     ("order_id", [2**56, -1, 3], r"order_id\[1\] = -1 must be >= 0"),
     ("order_id", [1, 2**56, 3], r"order_id\[1\] = 72057594037927936 must be < 2\*\*56"),
