@@ -138,12 +138,10 @@ def test_results_read_the_log_right_when_chunks_interleave(compiled_backend, mon
         orders = OrderBatch(sku=orders.sku, qty=orders.qty, order_id=ids + n, user_id=orders.user_id)
 
 
-def test_an_order_accepted_on_the_rerun_after_a_rollback_stays_held(backend, monkeypatch):
-    """A rollback while the batch ran (here: another caller's, simulated by
-    units coming back and the counter moving) re-runs the refused orders
-    (G4); one accepted then is HELD, and only the still refused are
-    settled."""
-    inv = kernel.Inventory([1, 0], backend=backend, max_orders=16)
+def _with_a_rollback(inv, offers, units, reran=None):
+    """``inv``'s kernels, with another caller's rollback simulated right
+    after claim_and_reserve (``units`` back to ``offers``, the counter
+    moved); ``reran`` gets the number of orders each re-run re-ran."""
     real = inv._tracked.kernels
 
     class Kernels:
@@ -153,10 +151,25 @@ def test_an_order_accepted_on_the_rerun_after_a_rollback_stays_held(backend, mon
         @staticmethod
         def claim_and_reserve(*args):
             real.claim_and_reserve(*args)
-            inv.state.stock[0] += 1  # units another caller's rollback gave back
+            inv.state.stock[offers] += units
             inv.state.counters[codes.ROLLBACKS] += 1
 
-    monkeypatch.setattr(inv._tracked, "kernels", Kernels())
+        @staticmethod
+        def reserve_tracked(*args):
+            if reran is not None:
+                reran.append(args[-5].size)  # order_index
+            return real.reserve_tracked(*args)
+
+    return Kernels()
+
+
+def test_an_order_accepted_on_the_rerun_after_a_rollback_stays_held(backend, monkeypatch):
+    """A rollback while the batch ran (here: another caller's, simulated by
+    units coming back and the counter moving) re-runs the refused orders
+    (G4); one accepted then is HELD, and only the still refused are
+    settled."""
+    inv = kernel.Inventory([1, 0], backend=backend, max_orders=16)
+    monkeypatch.setattr(inv._tracked, "kernels", _with_a_rollback(inv, [0], [1]))
     r = inv.reserve(OrderBatch(sku=[0, 0, 1], qty=[1, 1, 1], order_id=[1, 2, 3], user_id=[0, 0, 0]), threads=1)
     assert [Status(int(s)).name for s in r.status] == ["ACCEPTED", "ACCEPTED", "OUT_OF_STOCK"]
     assert inv.state_of([1, 2, 3]).tolist() == [OrderState.HELD, OrderState.HELD, OrderState.REFUSED]
@@ -183,25 +196,8 @@ def test_the_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_would(bac
 
     def run(full_rerun):
         inv = kernel.Inventory(stock, backend=backend, max_orders=2 * n, limit_per_user=3, max_user_skus=4 * n)
-        real = inv._tracked.kernels
-
-        class Kernels:
-            def __getattr__(self, name):
-                return getattr(real, name)
-
-            @staticmethod
-            def claim_and_reserve(*args):
-                real.claim_and_reserve(*args)
-                inv.state.stock[restocked] += units  # units another caller's rollback gave back
-                inv.state.counters[codes.ROLLBACKS] += 1
-
-            @staticmethod
-            def reserve_tracked(*args):
-                reran.append(args[-5].size)  # order_index
-                return real.reserve_tracked(*args)
-
         with monkeypatch.context() as patch:
-            patch.setattr(inv._tracked, "kernels", Kernels())
+            patch.setattr(inv._tracked, "kernels", _with_a_rollback(inv, restocked, units, reran))
             if full_rerun:
                 patch.setattr(lifecycle, "short_orders", lambda stock, orders: np.zeros(orders.n_orders, bool))
             result = inv.reserve(orders, threads=1)
