@@ -178,9 +178,10 @@ class SegmentWriter:
     before its kernel runs until its record has its sequence number and its
     after-images are copied (and, unless :attr:`packs_outside_lock`, until
     it is appended), so the journal's order is the order the calls changed
-    the state in.  The flush (write and fsync) runs outside it.  ``counters`` is the state's counters array:
-    the sequence number lives there (``JOURNAL_SEQ``), so a snapshot and a
-    record carry it, and processes sharing the state share it.
+    the state in.  The flush (write and fsync) runs outside it.
+    ``counters`` is the state's counters array: the sequence number lives
+    there (``JOURNAL_SEQ``), so a snapshot and a record carry it, and
+    processes sharing the state share it.
 
     ``attach=True`` (shared only): append to the segment the other
     processes use (``counters[JOURNAL_SEGMENT]``) instead of starting one.
