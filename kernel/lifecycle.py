@@ -13,6 +13,7 @@ number of SKUs.  The public entry points (with their documentation) are the
 """
 
 import operator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from .codes import Status
 from .inputs import INT64_MAX, as_int64, check_at_least, check_below
 from .tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, CapacityError, as_order_ids, probe
 
-__all__ = ["TrackedOrders", "checked_int", "hold_deadlines", "user_sku_pairs"]
+__all__ = ["ReserveReport", "TrackedOrders", "checked_int", "hold_deadlines", "user_sku_pairs"]
 
 _STATUSES = tuple(Status)
 _BUDGET_NAMES = {codes.ORDERS_LEFT: "order table (max_orders)", codes.PAIRS_LEFT: "limit table (max_user_skus)",
@@ -37,6 +38,34 @@ TRACKED_CHUNK = 1024
 # this many words (2**23: 64 MiB; a bigger batch allocates its own each time).
 _SPARE_WORK = 2
 _SPARE_WORDS = 1 << 23
+
+
+class ReserveReport(NamedTuple):
+    """What a tracked reserve did, beyond its statuses, for a durable
+    inventory's journal (:func:`kernel.journal.effects.reserve_tracked`),
+    which reads it right after the call, under its call lock: ``order_slot``
+    and ``pair_slot`` are work arrays the next call reuses.
+
+    ``order_slot[i]``: the slot order ``i`` claimed (-1: its id was there
+    already).  ``pair_slot[l]``: the limit-table slot line ``l``'s (user,
+    SKU) pair got where the kernels counted it (or tried to) against a cap,
+    -1 elsewhere.  ``order_fills[i]``: the fills word an accepted order
+    ``i``'s record holds (``first << FILL_COUNT_BITS | count``; meaningless
+    for the others).  ``rolled_back``: whether any order of the call was
+    refused after a take (a rollback), so a refused record may hold more
+    than its id and state.  Then the batch as the kernels read it:
+    ``order_id``, ``user_id``, ``deadline`` per order, ``sku``, ``qty``,
+    ``line_order`` per line (None: one line per order)."""
+    order_slot: np.ndarray
+    pair_slot: np.ndarray
+    order_fills: np.ndarray
+    rolled_back: bool
+    order_id: np.ndarray
+    user_id: np.ndarray
+    deadline: np.ndarray
+    sku: np.ndarray
+    qty: np.ndarray
+    line_order: np.ndarray
 
 
 def checked_int(name, value, low, high):
@@ -154,11 +183,10 @@ class TrackedOrders:
         self.one_offer_per_sku = (state.stock.size == n_skus
                                   and bool(np.all(state.offer_sku == np.arange(n_skus))))
         self._bound_one = None  # reserve_one's kernel with the arrays bound, made on first use
-        self.last_order_slot = None  # see the end of reserve
-        self.last_pair_slot = None  # likewise
-        # Whether reserve reports last_order_slot / last_pair_slot (a durable
-        # inventory reads them right after the call, under its journal lock,
-        # before its next call can reuse them).  Only then are the pair slots
+        self.last_reserve = None  # a ReserveReport: see the end of reserve
+        # Whether reserve reports last_reserve (a durable inventory reads it
+        # right after the call, under its journal lock, before its next call
+        # can reuse the work arrays in it).  Only then are the pair slots
         # filled with -1 first: a pass over 8 MB per 1M lines that nothing
         # else needs (the kernels write only the entries of capped lines they
         # reach).
@@ -350,7 +378,10 @@ class TrackedOrders:
         # slots again and kept the first run's others: a rolled-back line's
         # pair stays in the table, count 0.)
         if self.report_slots:
-            self.last_order_slot, self.last_pair_slot = order_slot, pair_slot
+            self.last_reserve = ReserveReport(
+                order_slot, pair_slot, self._order_fills(orders, fill_slot, direct),
+                bool(counters[codes.ROLLBACKS] != rollbacks_before), ids, users, deadline, sku, orders.qty,
+                None if orders.one_line_per_order else orders.line_order)
         if len(self._spare) < _SPARE_WORK and sum(a.size for a in work) <= _SPARE_WORDS:
             self._spare.append(work)
         if direct:
@@ -367,6 +398,38 @@ class TrackedOrders:
         fill_slot[:-1] -= np.repeat(shift, chunk_lines)
         fill_slot[-1] = n_fills
         return status, taken, fill_slot
+
+    @property
+    def last_order_slot(self):
+        """``last_reserve.order_slot`` (None before a reported reserve)."""
+        return None if self.last_reserve is None else self.last_reserve.order_slot
+
+    @property
+    def last_pair_slot(self):
+        """``last_reserve.pair_slot`` (None before a reported reserve)."""
+        return None if self.last_reserve is None else self.last_reserve.pair_slot
+
+    def _order_fills(self, orders, fill_slot, direct):
+        """The fills word each order's record gets if it is accepted, from
+        the lines' first fill-log entries (``fill_slot``, before reserve
+        makes them relative to the Result's copy): what ``take_tracked``
+        writes, ``fill_slot[first line] << FILL_COUNT_BITS | entries``, the
+        entries running to the end of the order's last line (one per line
+        on the direct path, else one per offer of the line's SKU)."""
+        line_start = orders.line_start
+        if orders.n_lines == orders.n_orders:  # one line per order: no gathers
+            first = fill_slot[:orders.n_orders]
+            if direct:
+                return first << codes.FILL_COUNT_BITS | 1
+            last = first
+            width = self.offers_per_sku[orders.sku] if self.same_width is None else self.same_width
+        else:
+            first = fill_slot[line_start[:-1]]
+            last_line = line_start[1:] - 1
+            last = fill_slot[last_line]
+            width = 1 if direct else (self.offers_per_sku[orders.sku[last_line]] if self.same_width is None
+                                      else self.same_width)
+        return first << codes.FILL_COUNT_BITS | (last + width - first)
 
     def _new_pairs_at_most(self, users, sku, capped):
         """How many (user, SKU) pairs of these lines could be new to the limit

@@ -864,7 +864,7 @@ def test_compiled_rows_section_is_byte_for_byte_numpys(monkeypatch, span):
 
 def test_compiled_reserve_capture_is_byte_for_byte_numpys(tmp_path, monkeypatch):
     """A big tracked reserve's effects (compiled ROWS packing of its order
-    and pair rows) are the bytes the numpy capture makes of the same state;
+    and pair rows) are the bytes the numpy capture makes of the same call;
     and the pair rows are exactly those the call changed: every slot whose
     words differ from before the call is one the kernels reported, and each
     reported slot holds its line's pair (found by a probe of its key)."""
@@ -883,12 +883,13 @@ def test_compiled_reserve_capture_is_byte_for_byte_numpys(tmp_path, monkeypatch)
     cursor = int(inv.state.counters[kernel.codes.FILL_CURSOR])
     pairs_before = inv.state.limit_table.reshape(-1, kernel.codes.PAIR_STRIDE).copy()
     result = inv.reserve(orders)
-    pair_slot = inv._tracked.last_pair_slot
-    args = (inv.state._asdict(), inv._tracked.last_order_slot, pair_slot, result.status == Status.ACCEPTED, cursor)
+    report = inv._tracked.last_reserve
+    args = (inv.state._asdict(), report, result.status, cursor)
     compiled = _record_bytes(effects.reserve_tracked(*args))
     monkeypatch.setattr(_fast, "MIN_SIZE", 1 << 62)
     assert compiled == _record_bytes(effects.reserve_tracked(*args))
 
+    pair_slot = report.pair_slot
     reported = pair_slot >= 0
     assert reported.sum() > 1000
     changed = np.flatnonzero((inv.state.limit_table.reshape(-1, kernel.codes.PAIR_STRIDE) != pairs_before).any(1))
@@ -897,8 +898,86 @@ def test_compiled_reserve_capture_is_byte_for_byte_numpys(tmp_path, monkeypatch)
     pair_keys = inv.state.limit_table[kernel.codes.PAIR_KEY_AT::kernel.codes.PAIR_STRIDE]
     np.testing.assert_array_equal(pair_slot[reported], probe(pair_keys, keys[reported]))
     assert (caps[orders.sku[reported]] != kernel.codes.NO_LIMIT).all()
-    claimed = inv._tracked.last_order_slot >= 0
+    claimed = report.order_slot >= 0
     assert not reported[~claimed[orders.line_order]].any()  # duplicates' lines are never reached
+
+
+def _capture_cases():
+    """(name, inventory options, batch maker, reserve options): single lines
+    and carts, one offer per SKU (the direct path) and priced offers, caps
+    that refuse, scarce stock that sells out, duplicates, 1 and 2 threads,
+    ordered mode."""
+    for lines in (False, True):
+        for priced in (False, True):
+            for threads, ordered in ((1, False), (2, False), (2, True)):
+                name = f"{'carts' if lines else 'single'}-{'priced' if priced else 'direct'}-{threads}t" + (
+                    "-ordered" if ordered else "")
+                yield pytest.param(lines, priced, threads, ordered, id=name)
+
+
+@pytest.mark.parametrize("lines, priced, threads, ordered", list(_capture_cases()))
+def test_tracked_reserve_capture_derives_exactly_the_rows_the_kernels_wrote(compiled_backend, lines, priced,
+                                                                             threads, ordered):
+    """The journal derives a tracked reserve's order and pair rows from the
+    batch and the facade's report, without loading them from the tables:
+    accepted orders' records, refused orders' records (when no order rolled
+    back), and each counted line's pair key and cap-count change must equal
+    what the kernels wrote, on every path (direct and priced offers, single
+    lines and carts, 1 and 2 threads, ordered), over several calls on one
+    inventory (pairs already in the table, sold-out SKUs)."""
+    from kernel.journal import _fast, effects
+
+    rng = np.random.default_rng(31 + lines + 2 * priced + 4 * threads + 8 * ordered)
+    n_skus, n = 50, 4000
+    caps = np.where(np.arange(n_skus) % 4 == 0, kernel.codes.NO_LIMIT, 5)
+    options = dict(backend=compiled_backend, threads=threads, max_orders=8 * n, limit_per_user=caps,
+                   max_user_skus=8 * n * 3)
+    if priced:
+        sku = np.repeat(np.arange(n_skus), 3)
+        inv = Inventory.from_offers(sku, rng.integers(10, 60, sku.size), rng.integers(1, 20, sku.size), n_skus,
+                                    **options)
+    else:
+        inv = Inventory(rng.integers(20, 200, n_skus), **options)
+    inv._tracked.report_slots = True  # as a durable inventory sets it
+    table = inv.state.order_table.reshape(-1, kernel.codes.ORDER_STRIDE)
+    pairs = inv.state.limit_table.reshape(-1, kernel.codes.PAIR_STRIDE)
+    derived_refused = 0
+    for call in range(4):
+        per = rng.integers(1, 4, n) if lines else np.ones(n, np.int64)
+        offsets = np.concatenate(([0], np.cumsum(per))) if lines else None
+        n_lines = int(per.sum())
+        ids = np.arange(call * n, (call + 1) * n)
+        ids[-20:] = ids[:20]  # duplicates within the batch
+        orders = OrderBatch(rng.integers(0, n_skus, n_lines), rng.integers(1, 4, n_lines), offsets,
+                            max_price=rng.integers(3, 25, n_lines) if priced else None, order_id=ids,
+                            user_id=rng.integers(0, n // 4, n))
+        inv.restock(np.arange(inv.stock.size), rng.integers(0, 150, inv.stock.size))
+        counts_before = pairs[:, kernel.codes.PAIR_COUNT_AT].copy()
+        result = inv.reserve(orders, threads=threads, ordered=ordered, hold_until=rng.integers(0, 50, n))
+        report = inv._tracked.last_reserve
+        assert result.n_accepted > 0
+        slots, rows, other_slots, other_rows, derived = effects.order_rows(report, result.status)
+        assert slots.size == result.n_accepted
+        np.testing.assert_array_equal(rows, table[slots])
+        claimed = report.order_slot >= 0
+        np.testing.assert_array_equal(np.sort(other_slots), np.sort(report.order_slot[claimed & (result.status != 0)]))
+        assert derived == (not report.rolled_back) == (other_rows is not None)
+        if derived:
+            derived_refused += other_slots.size
+            np.testing.assert_array_equal(other_rows, table[other_slots])
+        slots, rows = effects.pair_changes(report, result.status, n_skus)
+        np.testing.assert_array_equal(rows[:, kernel.codes.PAIR_KEY_AT], pairs[slots, kernel.codes.PAIR_KEY_AT])
+        expected = counts_before.copy()
+        np.add.at(expected, slots, rows[:, kernel.codes.PAIR_COUNT_AT])
+        np.testing.assert_array_equal(expected, pairs[:, kernel.codes.PAIR_COUNT_AT])
+        compiled = effects.order_rows(report, result.status), effects.pair_changes(report, result.status, n_skus)
+        with pytest.MonkeyPatch.context() as patch:  # numpy's versions: the same arrays
+            patch.setattr(_fast, "MIN_SIZE", 1 << 62)
+            numpy = effects.order_rows(report, result.status), effects.pair_changes(report, result.status, n_skus)
+        for mine, theirs in zip([*compiled[0], *compiled[1]], [*numpy[0], *numpy[1]]):
+            np.testing.assert_array_equal(mine, theirs)
+    if not lines and threads == 1:  # (a cart, or a race on 2 threads, rolls back in most calls)
+        assert derived_refused > 0, "some refused records should be derived, not read"
 
 
 def test_one_private_owner_at_a_time(tmp_path):

@@ -132,9 +132,8 @@ class DurableInventory(Inventory):
             def capture(result, cursor):
                 if orders.n_orders == 0:
                     return None
-                return lambda: effects.reserve_tracked(self._arrays(), self._tracked.last_order_slot,
-                                                       self._tracked.last_pair_slot,
-                                                       result.status == Status.ACCEPTED, cursor)
+                return lambda: effects.reserve_tracked(self._arrays(), self._tracked.last_reserve, result.status,
+                                                       cursor)
             return self._journaled("reserve", call, capture, self._cursor, aux=orders.n_orders)
         capture = lambda result, _: lambda: effects.stock_only(self._arrays(), result.fills.offer)
         return self._journaled("reserve", call, capture, aux=getattr(orders, "n_orders", 0))

@@ -32,8 +32,10 @@ kernels reported to the facade); no pass over the whole state.
 import numpy as np
 
 from .. import codes as spec
+from ..codes import Status
+from . import _fast
 from ._fast import probe
-from .records import Effects
+from .records import ADD, Effects
 
 FILL = ("fill_offer", "fill_qty")
 _ROW_WORDS = np.arange(spec.ORDER_STRIDE)   # an order slot is one record of ORDER_STRIDE words
@@ -86,47 +88,107 @@ def _counters(effects, arrays):
 # frame of reference, so a word is split where its parts vary apart.  An
 # order word is state << STATE_SHIFT | id (1 byte + 2-4 bytes, not 8); a fills
 # word is first << FILL_COUNT_BITS | count; a pair key (user * n_skus + sku +
-# 1) splits at bit 32, its high part being nearly constant.
+# 1) splits at bit 32, its high part being nearly constant.  A tracked
+# reserve's pair rows add the cap count's change (ADD) instead of storing it.
 ORDER_FIELDS = ((spec.ORDER_WORD_AT, 0), (spec.ORDER_WORD_AT, spec.STATE_SHIFT), (spec.ORDER_USER_AT, 0),
                 (spec.ORDER_DEADLINE_AT, 0), (spec.ORDER_FILLS_AT, 0), (spec.ORDER_FILLS_AT, spec.FILL_COUNT_BITS))
 PAIR_FIELDS = ((spec.PAIR_KEY_AT, 0), (spec.PAIR_KEY_AT, 32), (spec.PAIR_COUNT_AT, 0))
+PAIR_CHANGE_FIELDS = ((spec.PAIR_KEY_AT, 0), (spec.PAIR_KEY_AT, 32), (spec.PAIR_COUNT_AT | ADD, 0))
+_ACCEPTED = np.int8(Status.ACCEPTED)
+_OUT_OF_STOCK = np.int8(Status.OUT_OF_STOCK)
+_LIMIT_EXCEEDED = np.int8(Status.LIMIT_EXCEEDED)
 
 
-def reserve_tracked(arrays, order_slot, pair_slot, accepted, cursor_before):
-    """A tracked reserve: ``order_slot`` is the slot each order claimed (-1:
-    a duplicate, which changed nothing), ``pair_slot`` the limit-table slot
-    each line's (user, SKU) pair got (-1: none), ``accepted`` which orders
-    were: the facade's ``last_order_slot`` and ``last_pair_slot``.
+def order_rows(report, status):
+    """``(accepted slots, their rows, other claimed slots, their rows or
+    None, derived)``: the order records a tracked reserve's claimed orders
+    hold after it, from the batch and the report alone (no load from the
+    order table; the tests compare them with the table).
 
-    * Order rows: the claimed slots' whole rows, accepted and refused ones in
-      two sections (a refused order's row is mostly zeros: kept apart, each
-      column's range stays narrow).  The slots come from the facade's claim,
-      so no id is probed again.
+    * Accepted: ``HELD << STATE_SHIFT | id``, the user, the deadline and the
+      fills word (``take_tracked`` and ``publish_or_undo`` write exactly
+      these).
+    * The others, when every one is refused (OUT_OF_STOCK, LIMIT_EXCEEDED)
+      and no order rolled back (``derived``): each was refused by a
+      read-only pre-check, so its record holds its id in state REFUSED and
+      nothing else (zeros, as claimed).  Otherwise their rows are None (a
+      refused order may have written its record before it rolled back, a
+      cancel may have ended one): the caller reads them from the table.
+
+    Compiled for big calls (:func:`kernel.journal._fast.order_rows`, the
+    same arrays)."""
+    fast = _fast.order_rows(report, status)
+    if fast is not None:
+        return fast
+    claimed = report.order_slot >= 0
+    accepted = claimed & (status == _ACCEPTED)
+    rows = np.empty((int(np.count_nonzero(accepted)), spec.ORDER_STRIDE), dtype=np.int64)
+    rows[:, spec.ORDER_WORD_AT] = (np.int64(spec.HELD) << spec.STATE_SHIFT) | report.order_id[accepted]
+    rows[:, spec.ORDER_USER_AT] = report.user_id[accepted]
+    rows[:, spec.ORDER_DEADLINE_AT] = report.deadline[accepted]
+    rows[:, spec.ORDER_FILLS_AT] = report.order_fills[accepted]
+    others = claimed & ~accepted
+    refused = others & ((status == _OUT_OF_STOCK) | (status == _LIMIT_EXCEEDED))
+    derived = not report.rolled_back and np.array_equal(refused, others)
+    other_rows = None
+    if derived:
+        other_rows = np.zeros((int(np.count_nonzero(others)), spec.ORDER_STRIDE), dtype=np.int64)
+        other_rows[:, spec.ORDER_WORD_AT] = (np.int64(spec.REFUSED) << spec.STATE_SHIFT) | report.order_id[others]
+    return report.order_slot[accepted], rows, report.order_slot[others], other_rows, derived
+
+
+def pair_changes(report, status, n_skus):
+    """``(slots, rows)`` of the (user, SKU) pairs a tracked reserve counted
+    lines against: each line's pair key, and what its line added to the
+    pair's cap count: its qty where its order was accepted, else 0 (a refused
+    line gave back all it counted).  Repeats add up at replay.  Compiled for
+    big calls (:func:`kernel.journal._fast.pair_rows`)."""
+    fast = _fast.pair_rows(report, status, n_skus)
+    if fast is not None:
+        return fast
+    counted = report.pair_slot >= 0
+    owner = np.flatnonzero(counted) if report.line_order is None else report.line_order[counted]
+    rows = np.empty((int(np.count_nonzero(counted)), spec.PAIR_STRIDE), dtype=np.int64)
+    rows[:, spec.PAIR_KEY_AT] = report.user_id[owner] * np.int64(n_skus) + report.sku[counted] + 1
+    rows[:, spec.PAIR_COUNT_AT] = np.where(status[owner] == _ACCEPTED, report.qty[counted], 0)
+    return report.pair_slot[counted], rows
+
+
+def reserve_tracked(arrays, report, status, cursor_before):
+    """A tracked reserve: ``report`` is the facade's
+    :class:`~kernel.lifecycle.ReserveReport` of the call, ``status`` its
+    statuses.  Nothing here loads a record or a pair from the tables: the
+    rows a call writes are known from the batch and the report, and gathering
+    them back (random cache lines, 2 per order) was most of the capture's
+    time (about 20 of 35 ms per 1M orders in batches of 10,000).
+
+    * Order rows, in two sections (a refused order's row is mostly zeros:
+      kept apart, each column's range stays narrow): the accepted orders'
+      and the rest of the claimed ones, which are the refused ones' id and
+      state, except after a rollback, or for an order a cancel ended during
+      the call: those rows are read from the table (:func:`order_rows`).
     * Stock: not an after-image but a SUBTRACT section over the fill-log
       range, which the record carries anyway (what each accepted line took;
-      a rolled-back take is zeroed in the log before its units go back).  No
-      pass over the touched offers here, no bytes in the record.
-    * (user, SKU) pairs: after-images of the limit-table slots the kernels
-      reported: every line of a capped SKU that counted (or tried to count)
-      against its cap gets its pair's slot, found or inserted, so no key is
-      probed again (probing cost about 15 ms per 1M orders).  Only those
-      lines can change a pair; a line the kernel never reached, refused by
-      a read-only pre-check, changed nothing.  Why not deltas of the cap
-      counts from the fills: a line refused by its cap (or out of stock
-      after counting) still leaves its pair in the table with count 0, and
-      where two new pairs collide, which one got the first slot depends on
-      the kernel threads' timing; re-inserting at replay could then put a
-      pair in another slot, and replay must rebuild the table word for word.
-      A slot repeats where a pair has several lines (harmless).
+      a rolled-back take is zeroed in the log before its units go back).
+    * (user, SKU) pairs (:func:`pair_changes`): every line of a capped SKU
+      that counted (or tried to count) against its cap got its pair's slot
+      from the kernels, found or inserted, so no key is probed again.  The
+      key is stored and the count's change added.  Only those lines can
+      change a pair; a line the kernel never reached, refused by a read-only
+      pre-check, changed nothing.  Where two new pairs collide, which one
+      got the first slot depends on the kernel threads' timing, so the slots
+      come from the kernels, never from probing again at replay.  A slot
+      repeats where a pair has several lines.
     """
     effects = Effects()
-    claimed = order_slot >= 0
-    effects.rows("order_table", spec.ORDER_STRIDE, order_slot[claimed & accepted], ORDER_FIELDS, arrays)
-    effects.rows("order_table", spec.ORDER_STRIDE, order_slot[claimed & ~accepted], ORDER_FIELDS, arrays)
+    slots, rows, other_slots, other_rows, _ = order_rows(report, status)
+    effects.rows("order_table", spec.ORDER_STRIDE, slots, ORDER_FIELDS, values=rows)
+    effects.rows("order_table", spec.ORDER_STRIDE, other_slots, ORDER_FIELDS, arrays, values=other_rows)
     cursor_after = int(arrays["counters"][spec.FILL_CURSOR])
     effects.range(FILL, cursor_before, cursor_after, arrays)
     effects.subtract("stock", "fill_offer", "fill_qty", cursor_before, cursor_after)
-    effects.rows("limit_table", spec.PAIR_STRIDE, pair_slot[pair_slot >= 0], PAIR_FIELDS, arrays)
+    slots, rows = pair_changes(report, status, arrays["limit"].size)
+    effects.rows("limit_table", spec.PAIR_STRIDE, slots, PAIR_CHANGE_FIELDS, values=rows)
     _counters(effects, arrays)
     return effects
 

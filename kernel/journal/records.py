@@ -29,6 +29,8 @@ Section (``SECTION_HEADER.size`` = 24)::
     kind ROWS:     one array (array[0]) of rows of array[1] words; then
                    ``FIELDS`` (16 bytes: k pairs u8 word, u8 shift), the
                    vector of row numbers, and k vectors of field values
+                   (a word byte with ``ADD`` (0x80) set: that word's one
+                   field is added to it, not stored; repeats add up)
     kind SUBTRACT: no payload; array[0][array[1][i]] -= array[2][i] for
                    i in start .. start+count-1, read from the state as the
                    earlier sections of this record left it (repeats add up)
@@ -40,7 +42,12 @@ keeps the sign): an order word ``state << 56 | id`` packs as a 1-byte state
 and a 2-4-byte id instead of 8 bytes, since each column gets its own frame
 of reference.  The fields of a word must start at bit 0.
 
-SUBTRACT is the one section that is not an after-image: a tracked reserve's
+A tracked reserve's (user, SKU) pair rows store the key and add the cap
+count's change (format 4): the change is what the call's accepted lines
+counted, which the facade knows from the batch, where an after-image of the
+count is a random load from the limit table per line.
+
+SUBTRACT and ADD fields are the parts that are not after-images: a tracked reserve's
 stock decrement is exactly what its fill-log range took (each take is
 logged, a give-back zeroes its entry first), so the record carries the range
 once instead of the touched offers' stock.  Such a record must be applied
@@ -74,9 +81,11 @@ import numpy as np
 from ..state import LAYOUT_VERSION, STATE_NAMES
 from ._fast import field_arrays, pack_rows, value_range
 
-# 3: records say what was synced before them (2: ROWS and SUBTRACT sections;
-# 1: after-images of single words only)
-FORMAT_VERSION = 3
+# 4: ROWS fields may add (ADD); 3: records say what was synced before them
+# (2: ROWS and SUBTRACT sections; 1: after-images of single words only).  A
+# format-3 journal is read as it is: it is format 4 without ADD fields.
+FORMAT_VERSION = 4
+READABLE_FORMATS = (3, 4)
 RECORD_MAGIC = 0x31314552  # b"RE11"
 RECORD_HEADER = struct.Struct("<IIQHHIqq")
 SECTION_HEADER = struct.Struct("<BB6Bqq")
@@ -88,6 +97,7 @@ SEGMENT_HEADER = struct.Struct("<8sIIQII32x")  # magic, format, layout version, 
 INDEXED, RANGE, ROWS, SUBTRACT = 0, 1, 2, 3
 MAX_ARRAYS_PER_SECTION = 6
 MAX_FIELDS = 8
+ADD = 0x80  # ROWS: in a field's word byte, "add this field's values to the word"
 
 # Operation codes (informational: replay does not look at them).
 OPS = {1: "reserve", 2: "reserve_one", 3: "confirm", 4: "cancel", 5: "expire", 6: "recover", 7: "restock",
@@ -139,7 +149,7 @@ def read_segment_header(data, where):
     magic, fmt, layout, first, block_crc, crc = SEGMENT_HEADER.unpack_from(data)
     if zlib.crc32(SEGMENT_HEADER.pack(magic, fmt, layout, first, block_crc, 0)) != crc or magic != SEGMENT_MAGIC:
         return None
-    if fmt != FORMAT_VERSION:
+    if fmt not in READABLE_FORMATS:
         raise JournalError(f"{where}: journal format version {fmt}, this kernel reads {FORMAT_VERSION}")
     if layout != LAYOUT_VERSION:
         raise JournalError(f"{where}: journal of layout version {layout}, this kernel reads {LAYOUT_VERSION}")
@@ -178,19 +188,29 @@ def _read_vector(data, at, count):
 
 
 def _field_plan(fields):
-    """``(word, shift, bits or None)`` per field of a ROWS section (``None``:
-    the top field of its word, sign kept); ValueError unless every word's
-    fields start at bit 0 and have distinct shifts below 64."""
-    plan, by_word = [], {}
+    """``(word, shift, bits or None)`` per field of a ROWS section (``word``
+    without its ``ADD`` bit; ``None``: the top field of its word, sign
+    kept); ValueError unless every word's fields start at bit 0 and have
+    distinct shifts below 64, and an added word is its own one field."""
+    plan, by_word, added = [], {}, set()
     for word, shift in fields:
-        by_word.setdefault(word, []).append(shift)
+        by_word.setdefault(word & ~ADD, []).append(shift)
+        if word & ADD:
+            added.add(word & ~ADD)
     for word, shifts in by_word.items():
         if min(shifts) != 0 or len(set(shifts)) != len(shifts) or max(shifts) > 63:
             raise ValueError(f"ROWS fields of word {word}: shifts {shifts}")
+        if word in added and len(shifts) != 1:
+            raise ValueError(f"ROWS fields of word {word}: an added word must be one field")
     for word, shift in fields:
-        above = [s for s in by_word[word] if s > shift]
-        plan.append((word, shift, min(above) - shift if above else None))
+        above = [s for s in by_word[word & ~ADD] if s > shift]
+        plan.append((word & ~ADD, shift, min(above) - shift if above else None))
     return plan
+
+
+def _covers(fields, stride):
+    """Whether the ROWS ``fields`` name every word of a row, and no other."""
+    return sorted({word & ~ADD for word, _ in fields}) == list(range(stride))
 
 
 @functools.lru_cache(maxsize=64)
@@ -200,7 +220,7 @@ def _rows_layout(stride, fields):
     layout: a tracked reserve's capture writes three ROWS sections of two
     layouts per call, and rebuilding these cost it ~30 us each time.
     ValueError unless the fields cover every word of a row."""
-    if sorted({word for word, _ in fields}) != list(range(stride)):
+    if not _covers(fields, stride):
         raise ValueError(f"ROWS fields {list(fields)} do not cover a row of {stride} words")
     plan = tuple(_field_plan(fields))
     packed = FIELDS.pack(*[x for field in fields for x in field], *[0] * (16 - 2 * len(fields)))
@@ -265,21 +285,35 @@ class Effects:
         values = [arrays[name][start:stop].copy() for name in names]  # a slice is a view of the live state
         self._later(lambda: [part for vector in values for part in _vector(vector)])
 
-    def rows(self, name, stride, index, fields, arrays):
+    def rows(self, name, stride, index, fields, arrays=None, values=None):
         """The whole rows ``index`` of ``name`` (rows of ``stride`` words),
         column by column: ``fields`` is ``(word, shift)`` per column and must
-        cover every word of a row (each word's fields from bit 0)."""
+        cover every word of a row (each word's fields from bit 0; a word
+        with ``ADD`` set is one field, added at replay).
+
+        The rows are read from ``arrays`` (after-images), or given as
+        ``values`` (an ``(index.size, stride)`` int64 array this record then
+        owns): what the caller knows the rows hold without reading the
+        state, and for an ``ADD`` word, what to add."""
         index = _owned(index)
         if index.size == 0:
             return
         plan, packed_fields, columns = _rows_layout(stride, tuple((word, shift) for word, shift in fields))
         self._section(ROWS, len(fields), [_ARRAY_ID[name], stride], index.size, 0)
         self.parts.append(packed_fields)
-        # One gather of whole rows (a row is one cache line or less).  np.take
-        # along axis 0 copies each row as one block: about 10x faster than
-        # table[index] on a 2-D view, which goes element by element, and 3x
-        # faster than a compiled gather loop for 10,000 random rows.
-        rows = np.take(arrays[name].reshape(-1, stride), index, axis=0)
+        if values is not None:
+            if values.shape != (index.size, stride) or values.dtype != np.int64:
+                raise ValueError(f"ROWS values: shape {values.shape} {values.dtype}, "
+                                 f"expected ({index.size}, {stride}) int64")
+            rows = values
+        else:
+            if any(word & ADD for word, _ in fields):
+                raise ValueError("ROWS fields that add need their values given")
+            # One gather of whole rows (a row is one cache line or less).  np.take
+            # along axis 0 copies each row as one block: about 10x faster than
+            # table[index] on a 2-D view, which goes element by element, and 3x
+            # faster than a compiled gather loop for 10,000 random rows.
+            rows = np.take(arrays[name].reshape(-1, stride), index, axis=0)
         self._later(lambda: _rows_parts(rows, index, plan, columns))
 
     def subtract(self, target, index_name, amount_name, start, stop):
@@ -371,7 +405,7 @@ class Record:
                 pairs = FIELDS.unpack_from(data, at)
                 at += FIELDS.size
                 fields = [(pairs[2 * i], pairs[2 * i + 1]) for i in range(k)]
-                if sorted({word for word, _ in fields}) != list(range(stride)):
+                if not _covers(fields, stride):
                     raise ValueError("bad ROWS fields")
                 _field_plan(fields)  # ValueError when the fields do not tile the words
                 names, start = [STATE_NAMES[ids[0]]], stride
@@ -398,11 +432,14 @@ class Record:
                     arrays[name][start:start + count] = vals
             elif kind == ROWS:
                 words = {}
-                for (word, shift), vals in zip(fields, values):
-                    part = vals << shift if shift else vals
-                    words[word] = part if word not in words else words[word] | part
                 base = index * start  # start: the stride
                 target = arrays[names[0]]
+                for (word, shift), vals in zip(fields, values):
+                    if word & ADD:  # the word's one field (_field_plan): added, repeats add up
+                        np.add.at(target, base + (word & ~ADD), vals)
+                        continue
+                    part = vals << shift if shift else vals
+                    words[word] = part if word not in words else words[word] | part
                 for word, vals in words.items():
                     target[base + word] = vals
             else:  # SUBTRACT

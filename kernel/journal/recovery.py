@@ -34,8 +34,9 @@ import os
 import numpy as np
 
 from ..state import LAYOUT_VERSION
-from .records import (FORMAT_VERSION, OPS, SEGMENT_HEADER, JournalCorrupt, JournalError, fsync_directory,
-                      layout_crc, read_record, read_segment_header, segment_first_seq, valid_records_after)
+from .records import (FORMAT_VERSION, OPS, READABLE_FORMATS, SEGMENT_HEADER, JournalCorrupt, JournalError,
+                      fsync_directory, layout_crc, read_record, read_segment_header, segment_first_seq,
+                      valid_records_after)
 from .snapshot import read_snapshot, snapshot_seq
 
 MARKER = "kernel-journal.json"
@@ -68,7 +69,7 @@ def check_directory(directory):
         raise JournalCorrupt(f"{path}: unreadable") from None
     if not isinstance(marker, dict) or marker.get("kind") != "kernel durable inventory":
         raise JournalError(f"{path}: not a kernel durable inventory marker")
-    if marker.get("format") != FORMAT_VERSION:
+    if marker.get("format") not in READABLE_FORMATS:
         raise JournalError(f"{directory!r}: journal format version {marker.get('format')}, this kernel reads "
                            f"{FORMAT_VERSION}")
     if marker.get("layout_version") != LAYOUT_VERSION:

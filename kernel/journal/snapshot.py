@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 
 from ..state import LAYOUT_VERSION, Layout
-from .records import FORMAT_VERSION, JournalCorrupt, JournalError, fsync_directory
+from .records import FORMAT_VERSION, READABLE_FORMATS, JournalCorrupt, JournalError, fsync_directory
 
 SNAPSHOT_MAGIC = b"D11SNAP\0"
 SNAPSHOT_HEADER = struct.Struct("<8sIIQQII24x")
@@ -67,7 +67,7 @@ def read_snapshot(path):
     check = zlib.crc32(SNAPSHOT_HEADER.pack(magic, fmt, layout_version, seq, nbytes, crc, 0))
     if magic != SNAPSHOT_MAGIC or check != head_crc:
         raise JournalCorrupt(f"{path}: not a snapshot, or its header is damaged")
-    if fmt != FORMAT_VERSION:
+    if fmt not in READABLE_FORMATS:
         raise JournalError(f"{path}: snapshot format version {fmt}, this kernel reads {FORMAT_VERSION}")
     if layout_version != LAYOUT_VERSION:
         raise JournalError(f"{path}: snapshot of layout version {layout_version}, this kernel reads "
