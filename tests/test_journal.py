@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -739,6 +740,55 @@ def test_records_encoded_after_the_call_lock_are_durable_in_sequence_order(tmp_p
         at += record.size
     assert seqs == list(range(seqs[0], first + 3))
     assert _reopened_equals(path, {first + 2: live}) == first + 2
+
+
+@pytest.mark.parametrize("n", [200, 5000], ids=["small", "compiled"])
+def test_a_tracked_record_derived_after_the_lock_is_the_call_it_journals(tmp_path, monkeypatch, n):
+    """A tracked reserve's rows are derived when its record is packed, after
+    the call lock: by then the next call has run its kernel on the same
+    reused work arrays (order and pair slots).  Held there while another
+    reserve runs, the record still journals its own call: replay equals the
+    live state word for word."""
+    path = str(tmp_path / "inv")
+    inv = Inventory.create_durable(path, [10] * 50, max_orders=8 * n, limit_per_user=4, max_user_skus=8 * n)
+    rng = np.random.default_rng(n)
+    held, go = threading.Event(), threading.Event()
+    real_pack = Effects.pack
+
+    def pack(effects):
+        if threading.current_thread().name == "slow":
+            held.set()
+            assert go.wait(30), "the test never let the slow record go"
+        return real_pack(effects)
+
+    monkeypatch.setattr(Effects, "pack", pack)
+    errors = []
+
+    def call(first_id):
+        try:
+            inv.reserve(OrderBatch(rng.integers(0, 50, n), rng.integers(1, 3, n),
+                                   order_id=np.arange(first_id, first_id + n), user_id=rng.integers(0, n // 4, n)))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    slow = threading.Thread(target=call, args=(0,), name="slow")
+    slow.start()
+    assert held.wait(30)
+    fast = threading.Thread(target=call, args=(n,), name="fast")
+    fast.start()
+    deadline = time.monotonic() + 30
+    while inv._tracked.last_reserve.order_id[0] != n and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the second call's kernel has run (its record then waits for the first)
+    assert inv._tracked.last_reserve.order_id[0] == n
+    go.set()
+    for thread in (slow, fast):
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    assert not errors
+    live = inv._block.words.copy()
+    seq = inv.last_seq
+    inv.close()
+    assert _reopened_equals(path, {seq: live}) == seq
 
 
 def test_a_record_that_fails_to_encode_fails_stop(tmp_path, monkeypatch):

@@ -160,7 +160,10 @@ def reserve_tracked(arrays, report, status, cursor_before):
     statuses.  Nothing here loads a record or a pair from the tables: the
     rows a call writes are known from the batch and the report, and gathering
     them back (random cache lines, 2 per order) was most of the capture's
-    time (about 20 of 35 ms per 1M orders in batches of 10,000).
+    time (about 20 of 35 ms per 1M orders in batches of 10,000).  When no
+    order rolled back, they are derived when the record is packed, after
+    the call lock (:meth:`~kernel.journal.records.Effects.rows_later`):
+    under it, only the two work arrays the next call reuses are copied.
 
     * Order rows, in two sections (a refused order's row is mostly zeros:
       kept apart, each column's range stays narrow): the accepted orders'
@@ -181,14 +184,38 @@ def reserve_tracked(arrays, report, status, cursor_before):
       repeats where a pair has several lines.
     """
     effects = Effects()
-    slots, rows, other_slots, other_rows, _ = order_rows(report, status)
-    effects.rows("order_table", spec.ORDER_STRIDE, slots, ORDER_FIELDS, values=rows)
-    effects.rows("order_table", spec.ORDER_STRIDE, other_slots, ORDER_FIELDS, arrays, values=other_rows)
+    n_skus = arrays["limit"].size
+    if report.rolled_back:
+        # Refused records may hold more than their id (and a cancel may have
+        # ended one): derived rows for the accepted, the others read now.
+        slots, rows, other_slots, other_rows, _ = order_rows(report, status)
+        effects.rows("order_table", spec.ORDER_STRIDE, slots, ORDER_FIELDS, values=rows)
+        effects.rows("order_table", spec.ORDER_STRIDE, other_slots, ORDER_FIELDS, arrays, values=other_rows)
+        pairs = pair_changes(report, status, n_skus)
+    else:
+        # Without a rollback every row is derived, and nothing it is derived
+        # from is state: copy the two work arrays the next call reuses, and
+        # derive the rows when the record is packed, after the call lock
+        # (the batch is the caller's, ``status`` the Result's: neither
+        # changes before the call returns, which is after the packing).
+        kept = report._replace(order_slot=report.order_slot.copy(), pair_slot=report.pair_slot.copy())
+        derived = []
+
+        def order_section(which):
+            if not derived:
+                derived.append(order_rows(kept, status))
+            slots, rows, other_slots, other_rows, _ = derived[0]
+            return (slots, rows) if which == 0 else (other_slots, other_rows)
+        effects.rows_later("order_table", spec.ORDER_STRIDE, ORDER_FIELDS, lambda: order_section(0))
+        effects.rows_later("order_table", spec.ORDER_STRIDE, ORDER_FIELDS, lambda: order_section(1))
     cursor_after = int(arrays["counters"][spec.FILL_CURSOR])
     effects.range(FILL, cursor_before, cursor_after, arrays)
     effects.subtract("stock", "fill_offer", "fill_qty", cursor_before, cursor_after)
-    slots, rows = pair_changes(report, status, arrays["limit"].size)
-    effects.rows("limit_table", spec.PAIR_STRIDE, slots, PAIR_CHANGE_FIELDS, values=rows)
+    if report.rolled_back:
+        effects.rows("limit_table", spec.PAIR_STRIDE, pairs[0], PAIR_CHANGE_FIELDS, values=pairs[1])
+    else:
+        effects.rows_later("limit_table", spec.PAIR_STRIDE, PAIR_CHANGE_FIELDS,
+                           lambda: pair_changes(kept, status, n_skus))
     _counters(effects, arrays)
     return effects
 

@@ -246,8 +246,7 @@ class Effects:
         self._unpacked = False
 
     def _section(self, kind, k, ids, count, start):
-        ids = list(ids) + [0] * (MAX_ARRAYS_PER_SECTION - len(ids))
-        self.parts.append(SECTION_HEADER.pack(kind, k, *ids, count, start))
+        self.parts.append(_section_header(kind, k, ids, count, start))
         self.n_sections += 1
 
     def _later(self, make):
@@ -302,9 +301,7 @@ class Effects:
         self._section(ROWS, len(fields), [_ARRAY_ID[name], stride], index.size, 0)
         self.parts.append(packed_fields)
         if values is not None:
-            if values.shape != (index.size, stride) or values.dtype != np.int64:
-                raise ValueError(f"ROWS values: shape {values.shape} {values.dtype}, "
-                                 f"expected ({index.size}, {stride}) int64")
+            _check_rows(values, index, stride)
             rows = values
         else:
             if any(word & ADD for word, _ in fields):
@@ -316,6 +313,26 @@ class Effects:
             rows = np.take(arrays[name].reshape(-1, stride), index, axis=0)
         self._later(lambda: _rows_parts(rows, index, plan, columns))
 
+    def rows_later(self, name, stride, fields, make):
+        """:meth:`rows` with ``values``, both made by :meth:`pack`:
+        ``make()`` returns ``(index, values)`` and must read no state (the
+        section is left out if ``index`` is empty).  For rows the caller
+        knows from copies it owns (a tracked reserve's, derived from its
+        batch): working them out after the call lock is released, beside the
+        next call's kernel, leaves only the copies under the lock."""
+        plan, packed_fields, columns = _rows_layout(stride, tuple((word, shift) for word, shift in fields))
+
+        def parts():
+            index, values = make()
+            index = _owned(index)
+            if index.size == 0:
+                return []
+            _check_rows(values, index, stride)
+            self.n_sections += 1
+            return [_section_header(ROWS, len(fields), [_ARRAY_ID[name], stride], index.size, 0), packed_fields,
+                    *_rows_parts(values, index, plan, columns)]
+        self._later(parts)
+
     def subtract(self, target, index_name, amount_name, start, stop):
         """Replay does ``target[index_name[i]] -= amount_name[i]`` for ``i`` in
         ``start:stop`` (values as replay has them by then)."""
@@ -323,6 +340,16 @@ class Effects:
             return
         self._section(SUBTRACT, 3, [_ARRAY_ID[target], _ARRAY_ID[index_name], _ARRAY_ID[amount_name]],
                       stop - start, start)
+
+
+def _section_header(kind, k, ids, count, start):
+    return SECTION_HEADER.pack(kind, k, *ids, *[0] * (MAX_ARRAYS_PER_SECTION - len(ids)), count, start)
+
+
+def _check_rows(values, index, stride):
+    if values.shape != (index.size, stride) or values.dtype != np.int64:
+        raise ValueError(f"ROWS values: shape {values.shape} {values.dtype}, expected ({index.size}, {stride}) "
+                         f"int64")
 
 
 def _owned(index):
