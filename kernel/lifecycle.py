@@ -51,9 +51,9 @@ class ReserveReport(NamedTuple):
     SKU) pair got where the kernels counted it (or tried to) against a cap,
     -1 elsewhere.  ``order_fills[i]``: the fills word an accepted order
     ``i``'s record holds (``first << FILL_COUNT_BITS | count``; meaningless
-    for the others).  ``rolled_back``: whether any order of the call was
-    refused after a take (a rollback), so a refused record may hold more
-    than its id and state.  Then the batch as the kernels read it:
+    for the others).  ``rolled_back``: whether any order of the call gave
+    back what it took (a rollback): only then can a claimed order have ended
+    CANCELLED (a cancel came first, ``publish_or_undo``).  Then the batch as the kernels read it:
     ``order_id``, ``user_id``, ``deadline`` per order, ``sku``, ``qty``,
     ``line_order`` per line (None: one line per order)."""
     order_slot: np.ndarray

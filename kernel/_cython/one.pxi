@@ -87,6 +87,8 @@ cdef int64_t reserve_one_c(TrackedState *st, int64_t s, int64_t units, int64_t m
                 status = publish_or_undo(stock, offer_sku, limit, n_skus, limit_table, limit_mask,
                                          order_table, fill_offer, fill_qty, counters, slot, user, first_fill,
                                          first_fill + n_fills)
+        if status == K_LIMIT_EXCEEDED or status == K_OUT_OF_STOCK:
+            clear_record(order_table, slot)  # as take_tracked: a refused record is its id and state only
     if new_pair and not (took & K_NEW_PAIR):
         take_budget(counters, K_PAIRS_LEFT, -1)  # someone else added the pair (or it was not reached)
     if status != K_ACCEPTED and status != K_CANCELLED:

@@ -295,6 +295,16 @@ cdef inline void record_fills(const int64_t *order_table, int64_t slot, int64_t 
     last[0] = first[0] + (fills & K_MAX_ORDER_FILLS)
 
 
+cdef inline void clear_record(int64_t *order_table, int64_t slot) noexcept nogil:
+    """A refused order's record back as its claim left it, once it has given
+    everything back (see the reference): plain stores, the order is still
+    PENDING and this reserve owns its record."""
+    cdef int64_t *record = &order_table[K_ORDER_STRIDE * slot]
+    record[K_ORDER_USER_AT] = 0
+    record[K_ORDER_DEADLINE_AT] = 0
+    record[K_ORDER_FILLS_AT] = 0
+
+
 cdef inline int64_t give_back_fills(int64_t *stock, const int64_t *offer_sku, const int64_t *limit, int64_t n_skus,
                                     int64_t *limit_table, int64_t limit_mask,
                                     const int64_t *fill_offer, int64_t *fill_qty, int64_t user, int64_t first,
@@ -415,6 +425,7 @@ cdef inline always_inline_int8 _take_tracked_line(int64_t *stock, const int64_t 
     if not (took & K_TOOK):
         # Nothing taken, nothing to give back; counted as take_tracked counts it.
         atomic_add_i64(&counters[K_ROLLBACKS], 1)
+        clear_record(order_table, slot)
         return K_LIMIT_EXCEEDED
     got = take_up_to(stock, s, q)
     if got:
@@ -425,6 +436,7 @@ cdef inline always_inline_int8 _take_tracked_line(int64_t *stock, const int64_t 
         give_back_fills(stock, offer_sku, limit, n_skus, limit_table, limit_mask, fill_offer, fill_qty,
                         user, f, f + 1)
         atomic_add_i64(&counters[K_ROLLBACKS], 1)
+        clear_record(order_table, slot)
         return K_OUT_OF_STOCK
     return publish_or_undo(stock, offer_sku, limit, n_skus, limit_table, limit_mask, order_table,
                            fill_offer, fill_qty, counters, slot, user, f, f + 1)
@@ -509,6 +521,7 @@ cdef inline always_inline_int8 take_tracked(int64_t *stock, const int64_t *price
     # Counted atomically, as in roll_back_order: the facade re-runs refused
     # orders of a batch during which a rollback happened.
     atomic_add_i64(&counters[K_ROLLBACKS], 1)
+    clear_record(order_table, slot)
     return status
 
 

@@ -32,8 +32,8 @@ from .general import (line_available, reserve_carts, reserve_carts_ordered, rese
 from .one import bind_reserve_one, reserve_one
 from .single import reserve_single, reserve_single_ordered
 from .stock import give_back, offers_available, take_exactly, take_up_to
-from .tracked import (cancel_orders, claim_and_reserve, claim_order, claim_orders, confirm_orders, expire_orders,
-                      find_order, give_back_fills, give_back_limit, hash_slot, limit_room, limit_slot, line_end,
+from .tracked import (cancel_orders, claim_and_reserve, claim_order, claim_orders, clear_record, confirm_orders,
+                      expire_orders, find_order, give_back_fills, give_back_limit, hash_slot, limit_room, limit_slot, line_end,
                       outcome_of, publish_or_undo, record_fills, recover_orders, reserve_tracked, settle_refused,
                       settle_refused_slot, take_budget, take_budgets, take_limit, take_line, take_tracked,
                       take_limit_at)
@@ -53,7 +53,8 @@ __all__ = [
     "reserve_general", "reserve_general_ordered",
     # tracked
     "hash_slot", "take_budget", "take_budgets", "claim_order", "find_order", "limit_slot", "limit_room", "take_limit",
-    "take_limit_at", "give_back_limit", "record_fills", "give_back_fills", "take_line", "publish_or_undo", "settle_refused_slot",
+    "take_limit_at", "give_back_limit", "record_fills", "clear_record", "give_back_fills", "take_line", "publish_or_undo",
+    "settle_refused_slot",
     "line_end", "take_tracked", "claim_and_reserve", "claim_orders", "reserve_tracked", "settle_refused", "outcome_of",
     "confirm_orders", "cancel_orders", "expire_orders", "recover_orders",
     # one

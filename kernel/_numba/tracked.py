@@ -29,7 +29,7 @@ from .atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_load, atom
 from .stock import offers_available, take_up_to
 
 __all__ = ["hash_slot", "take_budget", "take_budgets", "claim_order", "find_order", "limit_slot", "limit_room",
-           "take_limit", "take_limit_at", "give_back_limit", "record_fills", "give_back_fills", "take_line", "publish_or_undo",
+           "take_limit", "take_limit_at", "give_back_limit", "record_fills", "clear_record", "give_back_fills", "take_line", "publish_or_undo",
            "settle_refused_slot",
            "line_end", "take_tracked", "claim_and_reserve", "claim_orders", "reserve_tracked", "settle_refused", "outcome_of", "confirm_orders",
            "cancel_orders", "expire_orders", "recover_orders"]
@@ -302,6 +302,17 @@ def record_fills(order_table, slot):
 
 
 @njit(**_inline)
+def clear_record(order_table, slot):
+    """A refused order's record back as its claim left it, once it has given
+    everything back (see the reference): plain stores, the order is still
+    PENDING and this reserve owns its record."""
+    record = ORDER_STRIDE * slot
+    order_table[record + ORDER_USER_AT] = 0
+    order_table[record + ORDER_DEADLINE_AT] = 0
+    order_table[record + ORDER_FILLS_AT] = 0
+
+
+@njit(**_inline)
 def give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user, first, last):
     """Give back the logged fills ``first:last`` (stock and the user's limit
     count), swapping each entry out *before* its units go back; returns the
@@ -417,6 +428,7 @@ def _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_o
     if not took & TOOK:
         # Nothing taken, nothing to give back; counted as take_tracked counts it.
         atomic_add(counters, ROLLBACKS, 1)
+        clear_record(order_table, slot)
         return LIMIT_EXCEEDED, new_pairs
     got = take_up_to(stock, s, q)
     if got:
@@ -426,6 +438,7 @@ def _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_o
         give_back_limit(limit, limit_table, user, s, q - got)
         give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user, f, f + 1)
         atomic_add(counters, ROLLBACKS, 1)
+        clear_record(order_table, slot)
         return OUT_OF_STOCK, new_pairs
     return publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty,
                            counters, slot, user, f, f + 1), new_pairs
@@ -506,6 +519,7 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user,
                     fill_slot[first_line], undo_to)
     atomic_add(counters, ROLLBACKS, 1)
+    clear_record(order_table, slot)
     return status, new_pairs
 
 

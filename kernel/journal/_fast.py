@@ -150,7 +150,7 @@ def _compile():
         order_stride, pair_stride = spec.ORDER_STRIDE, spec.PAIR_STRIDE
 
         @njit(cache=True, nogil=True)
-        def order_rows(order_slot, status, order_id, user_id, deadline, order_fills, refused_known):
+        def order_rows(order_slot, status, order_id, user_id, deadline, order_fills):
             # effects.order_rows in two passes (count, then fill): numpy's
             # version is ~15 masked selections and column stores per call.
             n_accepted = n_others = n_refused = 0
@@ -162,7 +162,7 @@ def _compile():
                         n_others += 1
                         if status[i] == out_of_stock or status[i] == limit_exceeded:
                             n_refused += 1
-            derived = refused_known and n_refused == n_others
+            derived = n_refused == n_others
             accepted_slots = np.empty(n_accepted, dtype=np.int64)
             accepted_rows = np.empty((n_accepted, order_stride), dtype=np.int64)
             other_slots = np.empty(n_others, dtype=np.int64)
@@ -216,8 +216,7 @@ def order_rows(report, status):
     if not fast:
         return None
     slots, rows, other_slots, other_rows, derived = fast[2](
-        report.order_slot, status, report.order_id, report.user_id, report.deadline, report.order_fills,
-        not report.rolled_back)
+        report.order_slot, status, report.order_id, report.user_id, report.deadline, report.order_fills)
     return slots, rows, other_slots, other_rows if derived else None, bool(derived)
 
 

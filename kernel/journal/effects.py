@@ -97,6 +97,7 @@ PAIR_CHANGE_FIELDS = ((spec.PAIR_KEY_AT, 0), (spec.PAIR_KEY_AT, 32), (spec.PAIR_
 _ACCEPTED = np.int8(Status.ACCEPTED)
 _OUT_OF_STOCK = np.int8(Status.OUT_OF_STOCK)
 _LIMIT_EXCEEDED = np.int8(Status.LIMIT_EXCEEDED)
+_CANCELLED = np.int8(Status.CANCELLED)
 
 
 def order_rows(report, status):
@@ -108,12 +109,13 @@ def order_rows(report, status):
     * Accepted: ``HELD << STATE_SHIFT | id``, the user, the deadline and the
       fills word (``take_tracked`` and ``publish_or_undo`` write exactly
       these).
-    * The others, when every one is refused (OUT_OF_STOCK, LIMIT_EXCEEDED)
-      and no order rolled back (``derived``): each was refused by a
-      read-only pre-check, so its record holds its id in state REFUSED and
-      nothing else (zeros, as claimed).  Otherwise their rows are None (a
-      refused order may have written its record before it rolled back, a
-      cancel may have ended one): the caller reads them from the table.
+    * The others, when every one is refused (OUT_OF_STOCK, LIMIT_EXCEEDED;
+      ``derived``): a refused order's record holds its id in state REFUSED
+      and nothing else (zeros: refused by a read-only pre-check, it never
+      wrote them; refused later, it cleared them once it had given
+      everything back, ``clear_record``).  Otherwise (a cancel ended one
+      during the call) their rows are None: the caller reads them from the
+      table.
 
     Compiled for big calls (:func:`kernel.journal._fast.order_rows`, the
     same arrays)."""
@@ -129,7 +131,7 @@ def order_rows(report, status):
     rows[:, spec.ORDER_FILLS_AT] = report.order_fills[accepted]
     others = claimed & ~accepted
     refused = others & ((status == _OUT_OF_STOCK) | (status == _LIMIT_EXCEEDED))
-    derived = not report.rolled_back and np.array_equal(refused, others)
+    derived = bool(np.array_equal(refused, others))
     other_rows = None
     if derived:
         other_rows = np.zeros((int(np.count_nonzero(others)), spec.ORDER_STRIDE), dtype=np.int64)
@@ -160,16 +162,17 @@ def reserve_tracked(arrays, report, status, cursor_before):
     statuses.  Nothing here loads a record or a pair from the tables: the
     rows a call writes are known from the batch and the report, and gathering
     them back (random cache lines, 2 per order) was most of the capture's
-    time (about 20 of 35 ms per 1M orders in batches of 10,000).  When no
-    order rolled back, they are derived when the record is packed, after
-    the call lock (:meth:`~kernel.journal.records.Effects.rows_later`):
-    under it, only the two work arrays the next call reuses are copied.
+    time (about 20 of 35 ms per 1M orders in batches of 10,000).  Unless a
+    cancel ended one of its orders during the call, they are derived when
+    the record is packed, after the call lock
+    (:meth:`~kernel.journal.records.Effects.rows_later`): under it, only the
+    two work arrays the next call reuses are copied.
 
     * Order rows, in two sections (a refused order's row is mostly zeros:
       kept apart, each column's range stays narrow): the accepted orders'
       and the rest of the claimed ones, which are the refused ones' id and
-      state, except after a rollback, or for an order a cancel ended during
-      the call: those rows are read from the table (:func:`order_rows`).
+      state, except where a cancel ended an order during the call: those
+      rows are read from the table (:func:`order_rows`).
     * Stock: not an after-image but a SUBTRACT section over the fill-log
       range, which the record carries anyway (what each accepted line took;
       a rolled-back take is zeroed in the log before its units go back).
@@ -185,16 +188,18 @@ def reserve_tracked(arrays, report, status, cursor_before):
     """
     effects = Effects()
     n_skus = arrays["limit"].size
-    if report.rolled_back:
-        # Refused records may hold more than their id (and a cancel may have
-        # ended one): derived rows for the accepted, the others read now.
+    # Only a call with a rollback can have a claimed order a cancel ended
+    # (publish_or_undo gives its takes back): its record is read from the
+    # table, under the lock.
+    read_now = report.rolled_back and bool(np.any((status == _CANCELLED) & (report.order_slot >= 0)))
+    if read_now:
         slots, rows, other_slots, other_rows, _ = order_rows(report, status)
         effects.rows("order_table", spec.ORDER_STRIDE, slots, ORDER_FIELDS, values=rows)
         effects.rows("order_table", spec.ORDER_STRIDE, other_slots, ORDER_FIELDS, arrays, values=other_rows)
         pairs = pair_changes(report, status, n_skus)
     else:
-        # Without a rollback every row is derived, and nothing it is derived
-        # from is state: copy the two work arrays the next call reuses, and
+        # Every row is derived, and nothing it is derived from is state:
+        # copy the two work arrays the next call reuses, and
         # derive the rows when the record is packed, after the call lock
         # (the batch is the caller's, ``status`` the Result's: neither
         # changes before the call returns, which is after the packing).
@@ -211,7 +216,7 @@ def reserve_tracked(arrays, report, status, cursor_before):
     cursor_after = int(arrays["counters"][spec.FILL_CURSOR])
     effects.range(FILL, cursor_before, cursor_after, arrays)
     effects.subtract("stock", "fill_offer", "fill_qty", cursor_before, cursor_after)
-    if report.rolled_back:
+    if read_now:
         effects.rows("limit_table", spec.PAIR_STRIDE, pairs[0], PAIR_CHANGE_FIELDS, values=pairs[1])
     else:
         effects.rows_later("limit_table", spec.PAIR_STRIDE, PAIR_CHANGE_FIELDS,

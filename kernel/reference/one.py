@@ -16,7 +16,7 @@ from ..codes import (ACCEPTED, CANCELLED, CANCELLED_EARLY, DUPLICATE, FILL_LOG_F
                      ORDER_DEADLINE_AT, ORDER_FILLS_AT, ORDER_STRIDE, ORDER_USER_AT, ORDER_WORD_AT, FILL_COUNT_BITS,
                      OUT_OF_STOCK, PAIRS_LEFT, PENDING, ROLLBACKS, STATE_SHIFT, TOOK)
 from .stock import offers_available
-from .tracked import (claim_order, find_order, give_back_fills, give_back_limit, limit_room, limit_slot,
+from .tracked import (claim_order, clear_record, find_order, give_back_fills, give_back_limit, limit_room, limit_slot,
                       publish_or_undo, settle_refused_slot, take_budget, take_limit, take_line)
 
 def reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
@@ -78,6 +78,8 @@ def reserve_one(stock, price, offer_start, offer_by_priority, offer_sku, limit, 
             else:
                 status = publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer,
                                          fill_qty, counters, slot, user, first_fill, first_fill + n_fills)
+        if status == LIMIT_EXCEEDED or status == OUT_OF_STOCK:
+            clear_record(order_table, slot)  # as take_tracked: a refused record is its id and state only
     if new_pair and not took & NEW_PAIR:
         take_budget(counters, PAIRS_LEFT, -1)  # someone else added the pair (or it was not reached)
     if status != ACCEPTED and status != CANCELLED:

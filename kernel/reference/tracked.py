@@ -210,6 +210,20 @@ def record_fills(order_table, slot):
     return order_table[record + ORDER_USER_AT], first, first + (fills & MAX_ORDER_FILLS)
 
 
+def clear_record(order_table, slot):
+    """Put a refused order's record back as its claim left it (user,
+    deadline and fills 0; the word keeps its id and state), once everything
+    it took is given back: a refused order's record is then its id and state
+    only, whichever check refused it, so the durable journal writes it
+    without reading it.  Never before the give-back: until it ends, cancel,
+    expiry and crash recovery need the fills.  (Compiled: plain stores, the
+    order is still PENDING and this reserve owns its record.)"""
+    record = ORDER_STRIDE * slot
+    order_table[record + ORDER_USER_AT] = 0
+    order_table[record + ORDER_DEADLINE_AT] = 0
+    order_table[record + ORDER_FILLS_AT] = 0
+
+
 def give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user, first, last):
     """Give back the logged fills ``first:last`` (stock and the user's limit
     count); returns the units given back.  Each entry is swapped out (read
@@ -316,7 +330,8 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     last_fill = fill_slot[last_line - 1] + 1 if direct else line_end(offer_start, sku, fill_slot, last_line - 1)
     # The record is complete before the first unit is taken, so cancel,
     # expiry and crash recovery always find the log of what it took.  (An
-    # order refused above takes nothing and needs no record.)
+    # order refused above takes nothing and needs no record; one refused
+    # below clears it again once it has given everything back.)
     record = ORDER_STRIDE * slot
     order_table[record + ORDER_USER_AT] = user
     order_table[record + ORDER_DEADLINE_AT] = deadline[order]
@@ -354,6 +369,7 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user,
                     fill_slot[first_line], undo_to)
     counters[ROLLBACKS] += 1
+    clear_record(order_table, slot)
     return status, new_pairs
 
 
