@@ -682,6 +682,22 @@ def test_group_commit_shares_fsyncs_between_threads(tmp_path):
     assert _reopened_equals(path, {per_thread * n_threads: live})
 
 
+def _hold_packing_on_thread(monkeypatch, name):
+    """``(held, go)``: a record packed on the thread called ``name`` sets
+    ``held`` and waits (30 s at most) for ``go`` before it is packed."""
+    held, go = threading.Event(), threading.Event()
+    real_pack = Effects.pack
+
+    def pack(effects):
+        if threading.current_thread().name == name:
+            held.set()
+            assert go.wait(30), f"the test never let the {name} record go"
+        return real_pack(effects)
+
+    monkeypatch.setattr(Effects, "pack", pack)
+    return held, go
+
+
 def test_records_encoded_after_the_call_lock_are_durable_in_sequence_order(tmp_path, monkeypatch):
     """Under "batch" a call encodes its record after releasing the call lock,
     so a later call's record can be ready first: it is not written, and its
@@ -693,16 +709,7 @@ def test_records_encoded_after_the_call_lock_are_durable_in_sequence_order(tmp_p
     inv = _create(path)
     inv.reserve_one(0, 1, order_id=0, user_id=1)
     first = inv.last_seq
-    held, go = threading.Event(), threading.Event()
-    real_pack = Effects.pack
-
-    def pack(effects):
-        if threading.current_thread().name == "slow":
-            held.set()
-            assert go.wait(30), "the test never let the slow record go"
-        return real_pack(effects)
-
-    monkeypatch.setattr(Effects, "pack", pack)
+    held, go = _hold_packing_on_thread(monkeypatch, "slow")
     done, errors = {}, []
 
     def call(name, order_id):
@@ -752,16 +759,7 @@ def test_a_tracked_record_derived_after_the_lock_is_the_call_it_journals(tmp_pat
     path = str(tmp_path / "inv")
     inv = Inventory.create_durable(path, [10] * 50, max_orders=8 * n, limit_per_user=4, max_user_skus=8 * n)
     rng = np.random.default_rng(n)
-    held, go = threading.Event(), threading.Event()
-    real_pack = Effects.pack
-
-    def pack(effects):
-        if threading.current_thread().name == "slow":
-            held.set()
-            assert go.wait(30), "the test never let the slow record go"
-        return real_pack(effects)
-
-    monkeypatch.setattr(Effects, "pack", pack)
+    held, go = _hold_packing_on_thread(monkeypatch, "slow")
     errors = []
 
     def call(first_id):

@@ -33,10 +33,10 @@ from .one import bind_reserve_one, reserve_one
 from .single import reserve_single, reserve_single_ordered
 from .stock import give_back, offers_available, take_exactly, take_up_to
 from .tracked import (cancel_orders, claim_and_reserve, claim_order, claim_orders, clear_record, confirm_orders,
-                      expire_orders, find_order, give_back_fills, give_back_limit, hash_slot, limit_room, limit_slot, line_end,
-                      outcome_of, publish_or_undo, record_fills, recover_orders, reserve_tracked, settle_refused,
-                      settle_refused_slot, take_budget, take_budgets, take_limit, take_line, take_tracked,
-                      take_limit_at)
+                      expire_orders, find_order, give_back_fills, give_back_limit, hash_slot, limit_room, limit_slot,
+                      line_end, outcome_of, publish_or_undo, record_fills, recover_orders, reserve_tracked,
+                      settle_refused, settle_refused_slot, take_budget, take_budgets, take_limit, take_line,
+                      take_tracked, take_limit_at)
 
 # Every code of kernel.codes, by the same name (tests/test_mirrors.py checks
 # the values against the other backends).

@@ -29,10 +29,10 @@ from .atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_load, atom
 from .stock import offers_available, take_up_to
 
 __all__ = ["hash_slot", "take_budget", "take_budgets", "claim_order", "find_order", "limit_slot", "limit_room",
-           "take_limit", "take_limit_at", "give_back_limit", "record_fills", "clear_record", "give_back_fills", "take_line", "publish_or_undo",
-           "settle_refused_slot",
-           "line_end", "take_tracked", "claim_and_reserve", "claim_orders", "reserve_tracked", "settle_refused", "outcome_of", "confirm_orders",
-           "cancel_orders", "expire_orders", "recover_orders"]
+           "take_limit", "take_limit_at", "give_back_limit", "record_fills", "clear_record", "give_back_fills",
+           "take_line", "publish_or_undo", "settle_refused_slot", "line_end", "take_tracked", "claim_and_reserve",
+           "claim_orders", "reserve_tracked", "settle_refused", "outcome_of", "confirm_orders", "cancel_orders",
+           "expire_orders", "recover_orders"]
 
 # Tracked orders ahead whose cache lines reserve_tracked prefetches
 # (kernels.pyx: TRACKED_PREFETCH_AHEAD).
