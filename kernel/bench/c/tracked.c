@@ -149,12 +149,12 @@ static inline int8_t tracked_one(const int ATOMIC, int64_t *stock, int64_t s, in
     if (ATOMIC) {
         int64_t c = LOAD(&pair[1]);
         for (;;) {
-            if (c + q > cap) { status = 3; goto refuse; }
+            if (c + q > cap) { status = 3; goto clear; }
             if (CAS(&pair[1], &c, c + q)) break;
         }
         int64_t v = LOAD(&stock[s]);
         for (;;) {
-            if (v < q) { __atomic_fetch_add(&pair[1], -q, __ATOMIC_ACQ_REL); status = 1; goto refuse; }
+            if (v < q) { __atomic_fetch_add(&pair[1], -q, __ATOMIC_ACQ_REL); status = 1; goto clear; }
             if (CAS(&stock[s], &v, v - q)) break;
         }
     } else {
@@ -170,6 +170,8 @@ static inline int8_t tracked_one(const int ATOMIC, int64_t *stock, int64_t s, in
         *word = (HELD << STATE_SHIFT) | id;
     }
     return 0;
+clear:  /* refused after the record was written: back as the claim left it (the kernels' clear_record) */
+    word[1] = word[2] = word[3] = 0;
 refuse:
     if (ATOMIC) __atomic_store_n(word, (REFUSED << STATE_SHIFT) | id, __ATOMIC_RELEASE);
     else *word = (REFUSED << STATE_SHIFT) | id;
@@ -291,6 +293,7 @@ undo:
             pairs[(k - a) & (MAX_CART - 1)][1] -= got;
         }
     }
+    word[1] = word[2] = word[3] = 0;  /* everything given back: the kernels' clear_record */
 refuse:
     if (ATOMIC) __atomic_store_n(word, (REFUSED << STATE_SHIFT) | id, __ATOMIC_RELEASE);
     else *word = (REFUSED << STATE_SHIFT) | id;
@@ -461,6 +464,7 @@ undo:
             }
         }
     }
+    word[1] = word[2] = word[3] = 0;  /* everything given back: the kernels' clear_record */
 refuse:
     if (ATOMIC) __atomic_store_n(word, (REFUSED << STATE_SHIFT) | id, __ATOMIC_RELEASE);
     else *word = (REFUSED << STATE_SHIFT) | id;
