@@ -1061,6 +1061,40 @@ def test_a_record_reads_the_rows_of_orders_a_cancel_ended_during_the_call(monkey
     np.testing.assert_array_equal(replayed["order_table"], state["order_table"])
 
 
+@pytest.mark.parametrize("big_flush", [1 << 40, 1024], ids=["small flushes", "big flushes"])
+def test_zeroed_room_is_kept_ahead_only_while_flushes_are_small(tmp_path, monkeypatch, big_flush):
+    """A private "batch" journal keeps zeroed room ahead of its records
+    while its flushes are small; once they average more than BIG_FLUSH it
+    prepares none, and the records extend the file (appends).  Either way
+    every record is there and replay equals the live state."""
+    from kernel.journal import writer
+
+    monkeypatch.setattr(writer, "BIG_FLUSH", big_flush)
+    path = str(tmp_path / "inv")
+    inv = Inventory.create_durable(path, [1000] * 50, max_orders=40_000, limit_per_user=50, max_user_skus=40_000)
+    rng = np.random.default_rng(4)
+    for call in range(30):
+        n = 1000
+        inv.reserve(OrderBatch(rng.integers(0, 50, n), rng.integers(1, 3, n),
+                               order_id=np.arange(call * n, (call + 1) * n), user_id=rng.integers(0, 300, n)))
+    segment = _newest_segment(path)
+    deadline = time.monotonic() + 30
+    while True:  # the preparer runs beside the calls: let it catch up (small flushes) or not (big)
+        room = os.path.getsize(segment) - inv.journal_stats()["bytes"] - SEGMENT_HEADER.size
+        if big_flush > 1 << 30 and room <= 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            continue
+        break
+    if big_flush > 1 << 30:
+        assert room > 0, "no zeroed room ahead of small flushes"
+    else:
+        assert room == 0, f"{room} bytes of room prepared for big flushes"
+    live = inv._block.words.copy()
+    seq = inv.last_seq
+    inv.close()
+    assert _reopened_equals(path, {seq: live}) == seq
+
+
 def test_one_private_owner_at_a_time(tmp_path):
     path = str(tmp_path / "inv")
     inv = _create(path)

@@ -78,6 +78,16 @@ COMMIT_DELAY = 200e-6  # seconds a flush leader waits at most for calls already 
 PREALLOCATE = 16 << 20
 PREALLOCATE_CHUNK = 4 << 20
 PREALLOCATE_PIECE = 256 << 10
+# Flushes bigger than this (a moving average of the bytes each one writes)
+# get no new room: the records then extend the file, as appends.  Room pays
+# where a flush writes little (its fdatasync then skips a filesystem journal
+# commit: reserve_one from 1 thread 160 against ~400 us), and costs where it
+# writes a lot, since the zeros are as many bytes again, written beside the
+# next call's kernel.  Measured, 1M tracked orders in batches of 10,000,
+# interleaved rounds, room against appends: uniform (270 KB a record) 222
+# against 219 ms; carts (580 KB a record) 363 against 287 ms, the kernel
+# 202 against 151 ms of it.
+BIG_FLUSH = 512 << 10
 
 
 class JournalFailed(JournalError):
@@ -231,6 +241,7 @@ class SegmentWriter:
         self._room = threading.Condition(state_lock)  # the preparer waiting for room to run low
         self._file_end = 0           # private: bytes the file holds (records, then zeros)
         self._preparing = False      # private: the preparer is writing zeros from _file_end on
+        self._flush_bytes = 0.0      # private: moving average of the bytes a flush writes (BIG_FLUSH)
         self._preparer = None
         self.fsyncs = 0
         self.fsync_seconds = 0.0
@@ -517,6 +528,8 @@ class SegmentWriter:
             if error is None:
                 self._durable = max(self._durable, upto)
                 self._durable_offset = synced_offset
+                if size:
+                    self._flush_bytes += (size - self._flush_bytes) / 4
             self._room_used()
             self._cond.notify_all()
         if error is not None:
@@ -579,7 +592,10 @@ class SegmentWriter:
             self._room.notify()
 
     def _room_target(self):
-        """Zeroed room to keep ahead (``_cond`` held)."""
+        """Zeroed room to keep ahead (``_cond`` held): none while flushes
+        are big (``BIG_FLUSH``)."""
+        if self._flush_bytes > BIG_FLUSH:
+            return 0
         return min(PREALLOCATE, max(PREALLOCATE_PIECE, 2 * (self._offset - SEGMENT_HEADER.size)))
 
     def _prepare_ahead(self):
