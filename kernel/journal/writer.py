@@ -27,7 +27,9 @@ file's size and extents (a filesystem journal commit).  Measured on the
 2-core VM: write + ``fdatasync`` of a 270 KB record 290-330 us appended,
 150-230 us into zeroed room.  Recovery reads an all-zero tail after the last
 record as free room, not as damage (:mod:`kernel.journal.recovery`);
-``close`` cuts it off.  The price: overwritten pages reach the disk in any
+``close`` cuts it off.  While flushes are big (``BIG_FLUSH``) it keeps no
+room: the zeros would cost as much as the records, and records then extend
+the file.  The price: overwritten pages reach the disk in any
 order, so a power loss during a group's ``fdatasync`` can keep a later
 record of the group and lose an earlier one.  Each record says what was
 synced when it was made (``synced``, :mod:`kernel.journal.records`), and
