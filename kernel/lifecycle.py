@@ -53,9 +53,9 @@ class ReserveReport(NamedTuple):
     ``i``'s record holds (``first << FILL_COUNT_BITS | count``; meaningless
     for the others).  ``rolled_back``: whether any order of the call gave
     back what it took (a rollback): only then can a claimed order have ended
-    CANCELLED (a cancel came first, ``publish_or_undo``).  Then the batch as the kernels read it:
-    ``order_id``, ``user_id``, ``deadline`` per order, ``sku``, ``qty``,
-    ``line_order`` per line (None: one line per order)."""
+    CANCELLED (a cancel came first, ``publish_or_undo``).  Then the batch as
+    the kernels read it: ``order_id``, ``user_id``, ``deadline`` per order,
+    ``sku``, ``qty``, ``line_order`` per line (None: one line per order)."""
     order_slot: np.ndarray
     pair_slot: np.ndarray
     order_fills: np.ndarray
@@ -379,7 +379,7 @@ class TrackedOrders:
         # pair stays in the table, count 0.)
         if self.report_slots:
             self.last_reserve = ReserveReport(
-                order_slot, pair_slot, self._order_fills(orders, fill_slot, direct),
+                order_slot, pair_slot, self._order_fills(orders, fill_slot, direct, widths),
                 bool(counters[codes.ROLLBACKS] != rollbacks_before), ids, users, deadline, sku, orders.qty,
                 None if orders.one_line_per_order else orders.line_order)
         if len(self._spare) < _SPARE_WORK and sum(a.size for a in work) <= _SPARE_WORDS:
@@ -409,27 +409,24 @@ class TrackedOrders:
         """``last_reserve.pair_slot`` (None before a reported reserve)."""
         return None if self.last_reserve is None else self.last_reserve.pair_slot
 
-    def _order_fills(self, orders, fill_slot, direct):
+    def _order_fills(self, orders, fill_slot, direct, widths):
         """The fills word each order's record gets if it is accepted, from
         the lines' first fill-log entries (``fill_slot``, before reserve
         makes them relative to the Result's copy): what ``take_tracked``
         writes, ``fill_slot[first line] << FILL_COUNT_BITS | entries``, the
         entries running to the end of the order's last line (one per line
-        on the direct path, else one per offer of the line's SKU)."""
-        line_start = orders.line_start
-        if orders.n_lines == orders.n_orders:  # one line per order: no gathers
-            first = fill_slot[:orders.n_orders]
-            if direct:
-                return first << codes.FILL_COUNT_BITS | 1
-            last = first
-            width = self.offers_per_sku[orders.sku] if self.same_width is None else self.same_width
+        on the direct path, else one per offer of the line's SKU: ``widths``
+        per line, reserve's, or None where every SKU has ``same_width``)."""
+        width = 1 if direct else (self.same_width if widths is None else widths)
+        if orders.one_line_per_order:
+            first = last = fill_slot[:orders.n_orders]
+            last_width = width
         else:
-            first = fill_slot[line_start[:-1]]
-            last_line = line_start[1:] - 1
+            first = fill_slot[orders.line_start[:-1]]
+            last_line = orders.line_start[1:] - 1
             last = fill_slot[last_line]
-            width = 1 if direct else (self.offers_per_sku[orders.sku[last_line]] if self.same_width is None
-                                      else self.same_width)
-        return first << codes.FILL_COUNT_BITS | (last + width - first)
+            last_width = width[last_line] if np.ndim(width) else width
+        return first << codes.FILL_COUNT_BITS | (last + last_width - first)
 
     def _new_pairs_at_most(self, users, sku, capped):
         """How many (user, SKU) pairs of these lines could be new to the limit

@@ -92,7 +92,6 @@ def _counters(effects, arrays):
 # reserve's pair rows add the cap count's change (ADD) instead of storing it.
 ORDER_FIELDS = ((spec.ORDER_WORD_AT, 0), (spec.ORDER_WORD_AT, spec.STATE_SHIFT), (spec.ORDER_USER_AT, 0),
                 (spec.ORDER_DEADLINE_AT, 0), (spec.ORDER_FILLS_AT, 0), (spec.ORDER_FILLS_AT, spec.FILL_COUNT_BITS))
-PAIR_FIELDS = ((spec.PAIR_KEY_AT, 0), (spec.PAIR_KEY_AT, 32), (spec.PAIR_COUNT_AT, 0))
 PAIR_CHANGE_FIELDS = ((spec.PAIR_KEY_AT, 0), (spec.PAIR_KEY_AT, 32), (spec.PAIR_COUNT_AT | ADD, 0))
 _ACCEPTED = np.int8(Status.ACCEPTED)
 _OUT_OF_STOCK = np.int8(Status.OUT_OF_STOCK)
@@ -162,9 +161,8 @@ def reserve_tracked(arrays, report, status, cursor_before):
     statuses.  Nothing here loads a record or a pair from the tables: the
     rows a call writes are known from the batch and the report, and gathering
     them back (random cache lines, 2 per order) was most of the capture's
-    time (about 20 of 35 ms per 1M orders in batches of 10,000).  Unless a
-    cancel ended one of its orders during the call, they are derived when
-    the record is packed, after the call lock
+    time (about 20 of 35 ms per 1M orders in batches of 10,000).  They are
+    derived when the record is packed, after the call lock
     (:meth:`~kernel.journal.records.Effects.rows_later`): under it, only the
     two work arrays the next call reuses are copied.
 
@@ -188,39 +186,32 @@ def reserve_tracked(arrays, report, status, cursor_before):
     """
     effects = Effects()
     n_skus = arrays["limit"].size
-    # Only a call with a rollback can have a claimed order a cancel ended
-    # (publish_or_undo gives its takes back): its record is read from the
-    # table, under the lock.
-    read_now = report.rolled_back and bool(np.any((status == _CANCELLED) & (report.order_slot >= 0)))
-    if read_now:
-        slots, rows, other_slots, other_rows, _ = order_rows(report, status)
-        effects.rows("order_table", spec.ORDER_STRIDE, slots, ORDER_FIELDS, values=rows)
-        effects.rows("order_table", spec.ORDER_STRIDE, other_slots, ORDER_FIELDS, arrays, values=other_rows)
-        pairs = pair_changes(report, status, n_skus)
-    else:
-        # Every row is derived, and nothing it is derived from is state:
-        # copy the two work arrays the next call reuses, and
-        # derive the rows when the record is packed, after the call lock
-        # (the batch is the caller's, ``status`` the Result's: neither
-        # changes before the call returns, which is after the packing).
-        kept = report._replace(order_slot=report.order_slot.copy(), pair_slot=report.pair_slot.copy())
-        derived = []
+    # Nothing the rows are derived from is state: copy the two work arrays
+    # the next call reuses, and derive the rows when the record is packed,
+    # after the call lock (the batch is the caller's, ``status`` the
+    # Result's: neither changes before the call returns, which is after the
+    # packing).
+    kept = report._replace(order_slot=report.order_slot.copy(), pair_slot=report.pair_slot.copy())
+    derived = []
 
-        def order_section(which):
-            if not derived:
-                derived.append(order_rows(kept, status))
-            slots, rows, other_slots, other_rows, _ = derived[0]
-            return (slots, rows) if which == 0 else (other_slots, other_rows)
-        effects.rows_later("order_table", spec.ORDER_STRIDE, ORDER_FIELDS, lambda: order_section(0))
+    def order_section(which):
+        if not derived:
+            derived.append(order_rows(kept, status))
+        slots, rows, other_slots, other_rows, _ = derived[0]
+        return (slots, rows) if which == 0 else (other_slots, other_rows)
+    effects.rows_later("order_table", spec.ORDER_STRIDE, ORDER_FIELDS, lambda: order_section(0))
+    # Only a call with a rollback can have a claimed order a cancel ended
+    # (publish_or_undo gives its takes back): the others' records are then
+    # read from the table, now, under the lock.
+    if report.rolled_back and np.any((status == _CANCELLED) & (report.order_slot >= 0)):
+        others = report.order_slot[(report.order_slot >= 0) & (status != _ACCEPTED)]
+        effects.rows("order_table", spec.ORDER_STRIDE, others, ORDER_FIELDS, arrays)
+    else:
         effects.rows_later("order_table", spec.ORDER_STRIDE, ORDER_FIELDS, lambda: order_section(1))
     cursor_after = int(arrays["counters"][spec.FILL_CURSOR])
     effects.range(FILL, cursor_before, cursor_after, arrays)
     effects.subtract("stock", "fill_offer", "fill_qty", cursor_before, cursor_after)
-    if read_now:
-        effects.rows("limit_table", spec.PAIR_STRIDE, pairs[0], PAIR_CHANGE_FIELDS, values=pairs[1])
-    else:
-        effects.rows_later("limit_table", spec.PAIR_STRIDE, PAIR_CHANGE_FIELDS,
-                           lambda: pair_changes(kept, status, n_skus))
+    effects.rows_later("limit_table", spec.PAIR_STRIDE, PAIR_CHANGE_FIELDS, lambda: pair_changes(kept, status, n_skus))
     _counters(effects, arrays)
     return effects
 

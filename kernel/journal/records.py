@@ -284,42 +284,36 @@ class Effects:
         values = [arrays[name][start:stop].copy() for name in names]  # a slice is a view of the live state
         self._later(lambda: [part for vector in values for part in _vector(vector)])
 
-    def rows(self, name, stride, index, fields, arrays=None, values=None):
+    def rows(self, name, stride, index, fields, arrays):
         """The whole rows ``index`` of ``name`` (rows of ``stride`` words),
         column by column: ``fields`` is ``(word, shift)`` per column and must
-        cover every word of a row (each word's fields from bit 0; a word
-        with ``ADD`` set is one field, added at replay).
-
-        The rows are read from ``arrays`` (after-images), or given as
-        ``values`` (an ``(index.size, stride)`` int64 array this record then
-        owns): what the caller knows the rows hold without reading the
-        state, and for an ``ADD`` word, what to add."""
+        cover every word of a row (each word's fields from bit 0).  A word
+        with ``ADD`` set (one field, added at replay) needs its values given:
+        :meth:`rows_later`."""
         index = _owned(index)
         if index.size == 0:
             return
         plan, packed_fields, columns = _rows_layout(stride, tuple((word, shift) for word, shift in fields))
+        if any(word & ADD for word, _ in fields):
+            raise ValueError("ROWS fields that add need their values given (Effects.rows_later)")
         self._section(ROWS, len(fields), [_ARRAY_ID[name], stride], index.size, 0)
         self.parts.append(packed_fields)
-        if values is not None:
-            _check_rows(values, index, stride)
-            rows = values
-        else:
-            if any(word & ADD for word, _ in fields):
-                raise ValueError("ROWS fields that add need their values given")
-            # One gather of whole rows (a row is one cache line or less).  np.take
-            # along axis 0 copies each row as one block: about 10x faster than
-            # table[index] on a 2-D view, which goes element by element, and 3x
-            # faster than a compiled gather loop for 10,000 random rows.
-            rows = np.take(arrays[name].reshape(-1, stride), index, axis=0)
+        # One gather of whole rows (a row is one cache line or less).  np.take
+        # along axis 0 copies each row as one block: about 10x faster than
+        # table[index] on a 2-D view, which goes element by element, and 3x
+        # faster than a compiled gather loop for 10,000 random rows.
+        rows = np.take(arrays[name].reshape(-1, stride), index, axis=0)
         self._later(lambda: _rows_parts(rows, index, plan, columns))
 
     def rows_later(self, name, stride, fields, make):
-        """:meth:`rows` with ``values``, both made by :meth:`pack`:
-        ``make()`` returns ``(index, values)`` and must read no state (the
-        section is left out if ``index`` is empty).  For rows the caller
-        knows from copies it owns (a tracked reserve's, derived from its
-        batch): working them out after the call lock is released, beside the
-        next call's kernel, leaves only the copies under the lock."""
+        """:meth:`rows` of rows the caller knows without reading the state,
+        made by :meth:`pack`: ``make()`` returns ``(index, values)``
+        (``values``: an ``(index.size, stride)`` int64 array; for an ``ADD``
+        word, what to add) and must read no state; the section is left out
+        if ``index`` is empty.  For rows worked out from copies the caller
+        owns (a tracked reserve's, derived from its batch): after the call
+        lock is released, beside the next call's kernel, leaving only the
+        copies under the lock."""
         plan, packed_fields, columns = _rows_layout(stride, tuple((word, shift) for word, shift in fields))
 
         def parts():
@@ -327,7 +321,9 @@ class Effects:
             index = _owned(index)
             if index.size == 0:
                 return []
-            _check_rows(values, index, stride)
+            if values.shape != (index.size, stride) or values.dtype != np.int64:
+                raise ValueError(f"ROWS values: shape {values.shape} {values.dtype}, expected ({index.size}, "
+                                 f"{stride}) int64")
             self.n_sections += 1
             return [_section_header(ROWS, len(fields), [_ARRAY_ID[name], stride], index.size, 0), packed_fields,
                     *_rows_parts(values, index, plan, columns)]
@@ -344,12 +340,6 @@ class Effects:
 
 def _section_header(kind, k, ids, count, start):
     return SECTION_HEADER.pack(kind, k, *ids, *[0] * (MAX_ARRAYS_PER_SECTION - len(ids)), count, start)
-
-
-def _check_rows(values, index, stride):
-    if values.shape != (index.size, stride) or values.dtype != np.int64:
-        raise ValueError(f"ROWS values: shape {values.shape} {values.dtype}, expected ({index.size}, {stride}) "
-                         f"int64")
 
 
 def _owned(index):
