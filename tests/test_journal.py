@@ -278,6 +278,28 @@ def test_torn_record_before_the_room_is_cut_off_and_truncation_anywhere_keeps_a_
     inv.close()
 
 
+def test_the_journal_checksum_is_the_standard_librarys_crc32():
+    """records.crc32 (zlib-ng's) is zlib's CRC-32 value for value, chained
+    over parts as a record's are (numpy arrays of several widths, bytes,
+    empty parts): a journal written with one reads with the other."""
+    import zlib
+
+    from kernel.journal.records import crc32
+
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        parts = []
+        for size in rng.integers(0, 300_000, rng.integers(1, 6)):
+            kind = rng.integers(3)
+            values = rng.integers(0, 256, int(size), dtype=np.uint8)
+            parts.append(values.tobytes() if kind == 0 else values[:size - size % 8].view(np.int64) if kind == 1
+                         else values[:size - size % 2].view(np.uint16))
+        mine = theirs = int(rng.integers(0, 2**32))
+        for part in parts:
+            mine, theirs = crc32(part, mine), zlib.crc32(part, theirs)
+            assert mine == theirs, (trial, len(parts))
+
+
 def _rewrite_synced(data, at, synced):
     """Give the record at ``at`` another ``synced`` (checksum redone)."""
     import zlib

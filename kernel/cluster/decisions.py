@@ -25,11 +25,10 @@ import fcntl
 import os
 import struct
 import time
-import zlib
 
 import numpy as np
 
-from ..journal.records import fsync_directory
+from ..journal.records import crc32, fsync_directory
 
 __all__ = ["DecisionLog", "Round", "LogBusy", "LogFailed", "TRY", "DECIDE", "END"]
 
@@ -102,7 +101,7 @@ class DecisionLog:
             if magic != MAGIC or size is None or end > len(data):
                 break
             payload = data[pos + _HEADER.size:end]
-            if zlib.crc32(payload, zlib.crc32(data[pos:pos + _HEADER.size - 4])) != crc:
+            if crc32(payload, crc32(data[pos:pos + _HEADER.size - 4])) != crc:
                 break
             self._last_tx = max(self._last_tx, tx)
             words = np.frombuffer(payload, dtype="<i8").astype(np.int64)
@@ -121,7 +120,7 @@ class DecisionLog:
             raise LogFailed(f"coordinator log {self.path!r} failed earlier ({self.failed}); close this coordinator "
                             f"and open it again: its recovery follows what is on disk")
         head = _HEADER.pack(MAGIC, kind, tx, n, deadline, 0)[:-4]
-        record = head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
+        record = head + struct.pack("<I", crc32(payload, crc32(head))) + payload
         try:
             written = os.write(self._fd, record)
             if written != len(record):

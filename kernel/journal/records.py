@@ -74,9 +74,9 @@ import functools
 import os
 import re
 import struct
-import zlib
 
 import numpy as np
+from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, folded with SIMD: see below
 
 from ..state import LAYOUT_VERSION, STATE_NAMES
 from ._fast import field_arrays, pack_rows, value_range
@@ -104,6 +104,13 @@ OPS = {1: "reserve", 2: "reserve_one", 3: "confirm", 4: "cancel", 5: "expire", 6
        8: "release"}
 OP_CODES = {name: code for code, name in OPS.items()}
 
+# Why zlib-ng's crc32 and not the standard library's: the same CRC-32 (the
+# same polynomial and values; a journal written with either reads with
+# either), about 8x faster.  A tracked reserve of 10,000 orders is a
+# 270 KB record: zlib.crc32 took 41 us of it, zlib-ng's 4.8 (median of 200,
+# the same parts).  On the lone "batch" caller's path every step is in
+# turn, so that was ~4 ms per 1M orders; recovery and snapshots check
+# whole files with it too.
 _SEGMENT_NAME = re.compile(r"^wal-(\d{20})\.seg$")
 _ARRAY_ID = {name: i for i, name in enumerate(STATE_NAMES)}
 
@@ -131,13 +138,13 @@ def segment_first_seq(name):
 def layout_crc(header_words):
     """Checksum of a state block's header words (magic, version, sizes):
     a journal belongs to one layout."""
-    return zlib.crc32(np.ascontiguousarray(header_words, dtype=np.int64).tobytes())
+    return crc32(np.ascontiguousarray(header_words, dtype=np.int64).tobytes())
 
 
 def segment_header(first_seq, block_crc):
     head = SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, LAYOUT_VERSION, first_seq, block_crc, 0)
     return SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, LAYOUT_VERSION, first_seq, block_crc,
-                               zlib.crc32(head))
+                               crc32(head))
 
 
 def read_segment_header(data, where):
@@ -147,7 +154,7 @@ def read_segment_header(data, where):
     if len(data) < SEGMENT_HEADER.size:
         return None
     magic, fmt, layout, first, block_crc, crc = SEGMENT_HEADER.unpack_from(data)
-    if zlib.crc32(SEGMENT_HEADER.pack(magic, fmt, layout, first, block_crc, 0)) != crc or magic != SEGMENT_MAGIC:
+    if crc32(SEGMENT_HEADER.pack(magic, fmt, layout, first, block_crc, 0)) != crc or magic != SEGMENT_MAGIC:
         return None
     if fmt not in READABLE_FORMATS:
         raise JournalError(f"{where}: journal format version {fmt}, this kernel reads {FORMAT_VERSION}")
@@ -374,9 +381,9 @@ def encode(seq, op, effects, aux=0, synced=None):
     parts = effects.pack().parts
     synced = seq - 1 if synced is None else synced
     length = sum(memoryview(part).nbytes for part in parts)
-    crc = zlib.crc32(RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, 0, aux, synced))
+    crc = crc32(RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, 0, aux, synced))
     for part in parts:  # no copy of the payload just for its checksum
-        crc = zlib.crc32(part, crc)
+        crc = crc32(part, crc)
     return [RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, crc, aux, synced), *parts]
 
 
@@ -474,7 +481,7 @@ def read_record(data, offset):
         return None
     payload = bytes(data[offset + RECORD_HEADER.size:offset + RECORD_HEADER.size + length])
     head = RECORD_HEADER.pack(magic, length, seq, op, n_sections, 0, aux, synced)
-    if zlib.crc32(payload, zlib.crc32(head)) != crc:
+    if crc32(payload, crc32(head)) != crc:
         return None
     record = Record(seq, op, n_sections, aux, synced, offset, payload)
     try:

@@ -11,12 +11,11 @@ snapshot or the new one, never half of one.
 import os
 import re
 import struct
-import zlib
 
 import numpy as np
 
 from ..state import LAYOUT_VERSION, Layout
-from .records import FORMAT_VERSION, READABLE_FORMATS, JournalCorrupt, JournalError, fsync_directory
+from .records import FORMAT_VERSION, READABLE_FORMATS, JournalCorrupt, JournalError, crc32, fsync_directory
 
 SNAPSHOT_MAGIC = b"D11SNAP\0"
 SNAPSHOT_HEADER = struct.Struct("<8sIIQQII24x")
@@ -36,10 +35,10 @@ def write_snapshot(directory, words, seq):
     """Write ``words`` (a whole state block) as the snapshot at ``seq``;
     return its path."""
     data = words.tobytes()
-    crc = zlib.crc32(data)
+    crc = crc32(data)
     head = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, LAYOUT_VERSION, seq, len(data), crc, 0)
     head = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, LAYOUT_VERSION, seq, len(data), crc,
-                                zlib.crc32(head))
+                                crc32(head))
     path = os.path.join(directory, snapshot_name(seq))
     temporary = path + ".tmp"
     fd = os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
@@ -64,7 +63,7 @@ def read_snapshot(path):
     if len(data) < SNAPSHOT_HEADER.size:
         raise JournalCorrupt(f"{path}: too short to be a snapshot ({len(data)} bytes)")
     magic, fmt, layout_version, seq, nbytes, crc, head_crc = SNAPSHOT_HEADER.unpack_from(data)
-    check = zlib.crc32(SNAPSHOT_HEADER.pack(magic, fmt, layout_version, seq, nbytes, crc, 0))
+    check = crc32(SNAPSHOT_HEADER.pack(magic, fmt, layout_version, seq, nbytes, crc, 0))
     if magic != SNAPSHOT_MAGIC or check != head_crc:
         raise JournalCorrupt(f"{path}: not a snapshot, or its header is damaged")
     if fmt not in READABLE_FORMATS:
@@ -73,7 +72,7 @@ def read_snapshot(path):
         raise JournalError(f"{path}: snapshot of layout version {layout_version}, this kernel reads "
                            f"{LAYOUT_VERSION}")
     body = data[SNAPSHOT_HEADER.size:]
-    if len(body) != nbytes or nbytes % 8 or zlib.crc32(body) != crc:
+    if len(body) != nbytes or nbytes % 8 or crc32(body) != crc:
         raise JournalCorrupt(f"{path}: the state block fails its checksum")
     words = np.frombuffer(bytearray(body), dtype=np.int64)  # writable: replay writes into it
     try:
