@@ -1195,3 +1195,40 @@ def test_contended_two_thread_reserves_replay_word_for_word(tmp_path, backend):
     seq = inv.last_seq
     inv.close()
     assert _reopened_equals(path, {seq: live}) == seq
+
+
+def test_the_journal_bench_reports_every_path_from_checked_rounds(tmp_path, monkeypatch):
+    """``python -m kernel.journal bench`` at a small scale: a row per fsync
+    policy and caller count, each from rounds whose invariants were checked
+    (durable_round checks every round), with the fsyncs each path should
+    make (a lone "batch" caller one per batch; "none" one, at the end) and
+    the journal's bytes per order; the untimed warm-up round runs first, on
+    a tenth of the workload."""
+    from kernel.journal import bench as journal_bench
+
+    rounds_run = []
+    real_round = journal_bench.durable_round
+
+    def counted(case, *args, **kwargs):
+        rounds_run.append((case.n_orders, kwargs.get("durable", True), kwargs.get("fsync"), kwargs.get("callers")))
+        return real_round(case, *args, **kwargs)
+    monkeypatch.setattr(journal_bench, "durable_round", counted)
+    monkeypatch.setattr(journal_bench, "reserve_one_threads",
+                        lambda n, calls, **kw: dict(orders_per_s=1.0, p50_us=1.0, p99_us=1.0, fsyncs=1,
+                                                    fsync_ms_each=0.1))
+    lines = []
+    journal_bench.main("uniform", 0.01, backend="cython", threads=1, batch_sizes=(10_000,), rounds=1,
+                       where=str(tmp_path), out=lines.append)
+    n_orders = 100_000
+    # Warm-up on a tenth first (plain, then every path), then the timed round.
+    assert [r[0] for r in rounds_run] == [n_orders // 10] * 5 + [n_orders] * 5
+    assert [r[1:] for r in rounds_run[:5]] == [r[1:] for r in rounds_run[5:]]
+    rows = {line[:26].strip(): line[26:].split() for line in lines[2:7]}
+    assert list(rows) == ["tracked (not durable)", "durable batch", "durable batch, 2 callers", "durable interval",
+                          "durable none"]
+    for label, cells in rows.items():
+        assert cells[0] == "10000" and float(cells[1].replace(",", "")) > 0, (label, cells)
+    assert int(rows["durable batch"][4]) == n_orders // 10_000  # one record, one fsync per call
+    assert int(rows["durable none"][4]) == 1  # the sync at the end of the round
+    for label in ("durable batch", "durable none"):
+        assert 10 < float(rows[label][7]) < 60, rows[label]  # journal bytes per order
