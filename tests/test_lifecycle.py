@@ -201,6 +201,51 @@ def test_only_a_durable_inventory_reports_pair_slots(tmp_path):
         durable.close()
 
 
+@pytest.mark.parametrize("kind", ["plain", "tracked", "durable", "durable shared"])
+def test_a_dropped_inventory_is_freed_at_once(tmp_path, kind):
+    """With the garbage collector off, the last reference to an inventory
+    (closed, where it has a journal) frees it and its state block: nothing
+    in it refers back to it.  A cycle (the tracked component's thread
+    policy, the journal writer's lock) kept a 1M-order block, 160 MB, until
+    the collector's next pass."""
+    import gc
+    import uuid
+    import weakref
+
+    batch = OrderBatch([0, 1], [1, 1], order_id=[1, 2], user_id=[3, 4])
+    name = f"kernel-test-freed-{uuid.uuid4().hex[:12]}" if kind == "durable shared" else None
+    gc.collect()
+    gc.disable()
+    try:
+        if kind == "plain":
+            inv = kernel.Inventory([5, 5])
+            inv.reserve(OrderBatch([0, 1], [1, 1]))
+        elif kind == "tracked":
+            inv = kernel.Inventory([5, 5], max_orders=8, limit_per_user=2, max_user_skus=8)
+            inv.reserve(batch)
+        else:
+            inv = kernel.Inventory.create_durable(str(tmp_path / "inv"), [5, 5], max_orders=8, limit_per_user=2,
+                                                  max_user_skus=8, shared=name,
+                                                  backend="auto" if name is None else "cython")
+            inv.reserve(batch)
+        block = inv._block.words
+        words = weakref.ref(block.base if block.base is not None else block)
+        del block
+        if kind.startswith("durable"):
+            inv.close()
+        gone = weakref.ref(inv)
+        del inv
+        assert gone() is None, f"{kind}: the inventory outlived its last reference"
+        assert words() is None, f"{kind}: its state block outlived it"
+    finally:
+        gc.enable()
+        if name is not None:
+            try:
+                kernel.Inventory.attach(name).unlink()
+            except FileNotFoundError:
+                pass
+
+
 def test_restock_during_a_sale(shop):
     reserve(shop, [2, 2], [1, 1], ids=[1, 2], users=[1, 2])
     assert names(reserve(shop, [2], [1], ids=[3], users=[3]).status, S) == ["OUT_OF_STOCK"]

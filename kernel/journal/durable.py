@@ -14,6 +14,7 @@ answer depends on a call that a crash could take back.
 
 import os
 import shutil
+import weakref
 
 import numpy as np
 
@@ -437,7 +438,8 @@ def _bound(block, backend, threads, writer, directory):
     inv._journal = writer
     inv._directory = directory
     if writer.shared:
-        writer.resync = inv._snapshot
+        snapshot = weakref.WeakMethod(inv._snapshot)  # (no cycle: see _Critical in writer)
+        writer.resync = lambda seq: snapshot()(seq)
     try:
         inv._bind(block, backend, threads)
         if inv._tracked is not None:

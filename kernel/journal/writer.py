@@ -59,6 +59,7 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 
 from ..codes import JOURNAL_BUSY, JOURNAL_SEGMENT, JOURNAL_SEQ
 from .records import (SEGMENT_HEADER, JournalError, encode, encoded_size, fsync_directory, read_record,
@@ -132,7 +133,10 @@ class _Critical:
     check on the way in and the all-clear on the way out."""
 
     def __init__(self, writer, call_lock):
-        self._writer = writer
+        # A proxy, not the writer: the writer holds this as its ``lock``, and
+        # a cycle would keep a closed inventory's state block (through the
+        # writer's counters view) until the garbage collector's next pass.
+        self._writer = weakref.proxy(writer)
         self._lock = call_lock
 
     def __enter__(self):
