@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -168,7 +169,8 @@ def test_truncation_anywhere_recovers_an_acknowledged_prefix(journal, tmp_path):
         assert inv.last_seq == whole
         inv.reserve_one(0, 1, order_id=10_000, user_id=1)
         inv.close()
-        assert Inventory.open_durable(copy).state_of([10_000])[0] != 0
+        with Inventory.open_durable(copy) as reopened:
+            assert reopened.state_of([10_000])[0] != 0
 
 
 @pytest.mark.parametrize("damage", ["zero", "flip"])
@@ -1232,3 +1234,30 @@ def test_the_journal_bench_reports_every_path_from_checked_rounds(tmp_path, monk
     assert int(rows["durable none"][4]) == 1  # the sync at the end of the round
     for label in ("durable batch", "durable none"):
         assert 10 < float(rows[label][7]) < 60, rows[label]  # journal bytes per order
+
+
+@pytest.mark.parametrize("fsync", ["batch", "interval", "none"])
+def test_a_durable_inventory_dropped_without_close_closes_its_journal(tmp_path, fsync):
+    """Dropped without close(), a durable inventory closes its journal as a
+    file does, with a ResourceWarning: what it appended is synced (also
+    under "interval" and "none"), its background threads stop and its owner
+    lock goes, so this process can open the directory again and finds every
+    call.  Closed, it does not warn."""
+    path = str(tmp_path / "inv")
+    threads_before = {t.ident for t in threading.enumerate()}
+    inv = Inventory.create_durable(path, [5, 5], max_orders=64, limit_per_user=4, max_user_skus=64, fsync=fsync,
+                                   interval_ms=60_000)
+    for k in range(3):
+        inv.reserve(OrderBatch([0, 1], [1, 1], order_id=[2 * k + 1, 2 * k + 2], user_id=[k, k]))
+    live = inv.state_of(np.arange(1, 7))
+    ours = {t.ident for t in threading.enumerate()} - threads_before
+    with pytest.warns(ResourceWarning, match="dropped without close"):
+        del inv
+    assert not ({t.ident for t in threading.enumerate() if t.is_alive()} & ours), "its threads outlived it"
+    with Inventory.open_durable(path) as reopened:  # the owner lock is free
+        np.testing.assert_array_equal(reopened.state_of(np.arange(1, 7)), live)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        inv = Inventory.open_durable(path, fsync=fsync)
+        inv.close()
+        del inv

@@ -14,6 +14,7 @@ answer depends on a call that a crash could take back.
 
 import os
 import shutil
+import warnings
 import weakref
 
 import numpy as np
@@ -52,6 +53,10 @@ class DurableInventory(Inventory):
 
     Kernels called directly on :meth:`~kernel.Inventory.state_arrays` (from
     compiled code) bypass the journal: their effects are not durable.
+
+    Close it (:meth:`close`, or ``with``).  Dropped without that, it closes
+    its journal when it is collected, as a file does, and warns
+    (``ResourceWarning``).
     """
 
     # ------------------------------------------------------------ plumbing
@@ -447,4 +452,19 @@ def _bound(block, backend, threads, writer, directory):
     except BaseException:
         writer.close()
         raise
+    # Dropped without close() (an exception path, a forgotten close), the
+    # inventory closes its journal when it goes, as a file does, and warns
+    # as a file does (ResourceWarning): its records are synced ("interval",
+    # "none"), its preparer stops, and the directory's owner lock is let go,
+    # so this process can open the directory again.  Before, the writer
+    # and its thread lived on and open_durable said the directory was open.
+    weakref.finalize(inv, _close_dropped, writer, directory)
     return inv
+
+
+def _close_dropped(writer, directory):
+    if writer.closed:
+        return
+    warnings.warn(f"durable inventory {directory!r} was dropped without close(); closing its journal",
+                  ResourceWarning, stacklevel=1)
+    writer.close()

@@ -677,6 +677,11 @@ class SegmentWriter:
                 except JournalFailed:
                     return
 
+    @property
+    def closed(self):
+        """Whether :meth:`close` has closed the segment."""
+        return self._fd is None
+
     def close(self):
         """Sync and close the segment, cutting off its unused room (what
         failed stays failed)."""
