@@ -5,6 +5,7 @@ and flipped bytes), the recovery rules, bad input, injected I/O errors
 
 import errno
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -1261,3 +1262,39 @@ def test_a_durable_inventory_dropped_without_close_closes_its_journal(tmp_path, 
         inv = Inventory.open_durable(path, fsync=fsync)
         inv.close()
         del inv
+
+
+def test_a_forked_child_dropping_a_durable_inventory_leaves_the_journal_alone(tmp_path):
+    """A child forked while a durable inventory is open holds a copy of its
+    journal writer; dropping the copy there must not close it: a close
+    would sync and cut the segment at the offsets of the fork, under the
+    records the parent acknowledged since."""
+    path = str(tmp_path / "inv")
+    inv = Inventory.create_durable(path, [50, 50], max_orders=64, limit_per_user=40, max_user_skus=64)
+    inv.reserve(OrderBatch([0, 1], [1, 1], order_id=[1, 2], user_id=[1, 1]))
+    go_read, go_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: once the parent has appended, drop its copy and leave
+        code = 0
+        try:
+            os.close(go_write)
+            select.select([go_read], [], [], 60)
+            del inv
+            import gc
+            gc.collect()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(go_read)
+    try:
+        for k in range(2, 6):  # acknowledged, durable, after the fork
+            inv.reserve(OrderBatch([0, 1], [1, 1], order_id=[2 * k + 1, 2 * k + 2], user_id=[k, k]))
+        os.write(go_write, b"x")
+    finally:
+        os.close(go_write)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    live = inv.state_of(np.arange(1, 13))
+    inv.close()
+    with Inventory.open_durable(path) as reopened:
+        np.testing.assert_array_equal(reopened.state_of(np.arange(1, 13)), live)

@@ -458,12 +458,16 @@ def _bound(block, backend, threads, writer, directory):
     # "none"), its preparer stops, and the directory's owner lock is let go,
     # so this process can open the directory again.  Before, the writer
     # and its thread lived on and open_durable said the directory was open.
-    weakref.finalize(inv, _close_dropped, writer, directory)
+    # Only in this process: a forked child holds a copy of the writer, whose
+    # offsets and pending records are the parent's as they were at the fork;
+    # closing that copy (sync, cut the room off) would write over the
+    # parent's records.
+    weakref.finalize(inv, _close_dropped, writer, directory, os.getpid())
     return inv
 
 
-def _close_dropped(writer, directory):
-    if writer.closed:
+def _close_dropped(writer, directory, pid):
+    if writer.closed or os.getpid() != pid:
         return
     warnings.warn(f"durable inventory {directory!r} was dropped without close(); closing its journal",
                   ResourceWarning, stacklevel=1)
