@@ -10,8 +10,6 @@ lives in :mod:`kernel.creation`, :mod:`kernel.lifecycle`, :mod:`kernel.result`
 and :mod:`kernel.journal`.
 """
 
-import weakref
-
 import numpy as np
 
 from . import backends, codes
@@ -343,21 +341,24 @@ class Inventory:
         self.tracks_orders = bool(sizes["tracked"])
         # The tracked-order component exists only where orders are tracked:
         # its absence is what refuses tracked calls on a plain inventory.
-        # It reaches the thread policy through a weak reference: a bound
-        # method would make a cycle (inventory -> component -> inventory),
-        # and a dropped inventory, state block and all (160 MB for 1M
-        # tracked orders), would stay until the garbage collector's next
-        # pass.  Memory handed back and taken again late is slow on a VM
-        # (the host backs it anew): a benchmark making an inventory per
-        # round ran its tracked call in 100-110 ms instead of 58-62 while
-        # the dropped ones piled up.
-        policy = weakref.WeakMethod(self._threads_for)
-        self._tracked = (TrackedOrders(state, kernels, lambda threads, work: policy()(threads, work), self.n_skus)
-                         if self.tracks_orders else None)
+        # It holds nothing of the inventory (calls hand it their threads):
+        # a reference back, as its thread policy once was, made a cycle, and
+        # a dropped inventory, state block and all (160 MB for 1M tracked
+        # orders), stayed until the garbage collector's next pass.  Memory
+        # handed back and taken again late is slow on a VM (the host backs
+        # it anew): a benchmark making an inventory per round ran its
+        # tracked call in 100-110 ms instead of 58-62 while the dropped ones
+        # piled up.
+        self._tracked = TrackedOrders(state, kernels, self.n_skus) if self.tracks_orders else None
         self.has_limits = bool(np.any(state.limit != NO_LIMIT))
         # One offer per SKU whose id is the SKU id: the flash-sale fast path.
         self._one_offer_per_sku = (state.stock.size == self.n_skus
                                    and bool(np.all(state.offer_sku == np.arange(self.n_skus))))
+
+    def _threads_or_default(self, threads):
+        """A call's ``threads`` argument, else the inventory's default
+        (checked where the policy is applied)."""
+        return self.threads if threads is None else threads
 
     def _threads_for(self, threads, work, contended=False):
         """The thread policy (:func:`kernel.backends.resolve_threads`) for a
@@ -660,7 +661,7 @@ class Inventory:
             confirmed / cancelled / expired, refused, unknown, in flight).
             A confirm racing an expiry or a cancel has exactly one winner.
         """
-        return self._require_tracking("confirm").confirm(order_ids, threads)
+        return self._require_tracking("confirm").confirm(order_ids, self._threads_or_default(threads))
 
     def cancel(self, order_ids, *, threads=None):
         """Cancel orders: a hold gives its stock and cap count back.
@@ -681,7 +682,7 @@ class Inventory:
             Remembering the unseen ids could overflow the order table;
             nothing changes.
         """
-        return self._require_tracking("cancel").cancel(order_ids, threads)
+        return self._require_tracking("cancel").cancel(order_ids, self._threads_or_default(threads))
 
     def expire(self, now, *, threads=None):
         """End every hold whose deadline (``hold_until``) is ``<= now``,
@@ -692,7 +693,7 @@ class Inventory:
         numpy.ndarray of int64
             The ids that expired in this call, ascending.
         """
-        return self._require_tracking("expire").expire(now, threads)
+        return self._require_tracking("expire").expire(now, self._threads_or_default(threads))
 
     def recover(self):
         """Finish what processes killed mid-call left: give back what each

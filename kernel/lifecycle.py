@@ -19,7 +19,7 @@ import numpy as np
 
 from . import backends, codes
 from .codes import Status
-from .inputs import INT64_MAX, as_int64, check_at_least, check_below
+from .inputs import INT64_MAX, as_int64, check_at_least, check_below, check_threads
 from .tracking import MAX_ORDER_ID, NO_DEADLINE, NO_LIMIT, CapacityError, as_order_ids, probe
 
 __all__ = ["ReserveReport", "TrackedOrders", "checked_int", "hold_deadlines", "user_sku_pairs"]
@@ -155,16 +155,17 @@ class TrackedOrders:
         The inventory's state arrays (live views).
     kernels : module
         The backend's kernel module.
-    threads_for : callable
-        ``threads_for(threads, work) -> int``: the inventory's thread policy
-        (a call's ``threads`` argument, or ``None``, and its size).
     n_skus : int
+
+    The lifecycle calls take ``threads`` as the inventory resolved it (the
+    call's argument, else the inventory's default) and apply the thread
+    policy (:func:`kernel.backends.resolve_threads`) to their size here: the
+    component holds no reference back to its inventory.
     """
 
-    def __init__(self, state, kernels, threads_for, n_skus):
+    def __init__(self, state, kernels, n_skus):
         self.state = state
         self.kernels = kernels
-        self.threads_for = threads_for
         self.n_skus = n_skus
         # A (user, SKU) pair is keyed by user * n_skus + sku + 1, which must fit int64.
         self.max_user = (INT64_MAX - n_skus) // max(n_skus, 1)
@@ -473,9 +474,12 @@ class TrackedOrders:
         return self._bound_one
 
     # ------------------------------------------------------------- lifecycle
+    def _threads_for(self, threads, work):
+        return backends.resolve_threads(self.kernels, check_threads(threads), work)
+
     def _ids_and_threads(self, order_ids, threads):
         ids = as_order_ids("order_ids", order_ids)
-        return ids, self.threads_for(threads, ids.size)
+        return ids, self._threads_for(threads, ids.size)
 
     def confirm(self, order_ids, threads):
         ids, n_threads = self._ids_and_threads(order_ids, threads)
@@ -499,7 +503,7 @@ class TrackedOrders:
     def expire(self, now, threads):
         now = checked_int("now", now, -INT64_MAX - 1, INT64_MAX)
         words = self.order_words
-        n_threads = self.threads_for(threads, words.size)
+        n_threads = self._threads_for(threads, words.size)
         expired = np.zeros(words.size, dtype=np.int8)
         self.kernels.expire_orders(*self._give_back_args(), now, expired, n_threads)
         return np.sort(words[np.flatnonzero(expired)] & codes.ID_MASK)
