@@ -72,6 +72,59 @@ def test_one_thread_is_word_for_word_the_reference_at_any_chunk_size(chunk, sett
     assert (pair_slot[np.isin(o.line_order, [2, 5, 8])] == -7).all() and (pair_slot[~hit] == -7).all()
 
 
+def _run_claim_and_reserve(backend, inv, o, chunk, settle, direct):
+    """One claim_and_reserve call on one thread, as the facade makes it; its
+    outputs and a copy of the state after it."""
+    k = load(backend)
+    status = np.empty(o.n_orders, np.int8)
+    order_slot = np.empty(o.n_orders, np.int64)
+    fill_slot = np.empty(o.n_lines + 1, np.int64)
+    pair_slot = np.full(o.n_lines, -7, np.int64)
+    chunks = np.empty((-(-o.n_orders // chunk), 4), np.int64)
+    deadline = np.arange(o.n_orders, dtype=np.int64) + 100
+    k.claim_and_reserve(*inv.state[:-1], o.line_start, o.sku, o.qty, o.price_limits(), o.order_id, o.user_id,
+                        deadline, order_slot, fill_slot, pair_slot, status, chunks, inv.state.counters, chunk,
+                        settle, direct, 1)
+    return [status, order_slot, fill_slot[:-1], chunks, pair_slot, *(a.copy() for a in inv.state)]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1024])
+@pytest.mark.parametrize("settle", [False, True])
+@pytest.mark.parametrize("carts", [False, True], ids=["one-line", "carts"])
+def test_direct_batches_are_word_for_word_the_reference_at_any_chunk_size(chunk, settle, carts):
+    # One offer per SKU, no price limits: the facade's direct path.  A batch
+    # of one-line orders only runs the compiled backends' single-line chunks
+    # (line i is order i, line_start never read); with carts, the others.
+    # Repeated ids (in one chunk and across chunks), a cancelled-early id,
+    # users at their cap, SKUs running out.
+    sku = [0, 2, 1, 0, 2, 2, 1, 0, 1, 2, 0, 2, 1]
+    qty = [2, 3, 1, 3, 2, 4, 5, 1, 1, 1, 2, 2, 1]
+    ids = [5, 7, 5, 9, 11, 7, 13, 15, 9, 17, 19, 21, 23]
+    users = [1, 2, 1, 3, 1, 2, 4, 1, 3, 1, 1, 1, 2]
+    offsets = [0, 2, 3, 5, 6, 7, 9, 10, 11, 13] if carts else None
+    if carts:
+        ids, users = ids[:9], users[:9]
+    outs = {}
+    for backend in ["reference", "cython", "numba"]:
+        if backend not in kernel.available_backends():
+            continue
+        inv = kernel.Inventory([3, 6, 3], backend=backend, max_orders=64, limit_per_user=4)
+        inv.cancel([19])  # before it is reserved: CANCELLED_EARLY, its reserve answers CANCELLED
+        inv.state.counters[codes.FILL_CURSOR] = 5  # the log's next free entry is not always 0
+        o = OrderBatch(sku=sku, qty=qty, offsets=offsets, order_id=ids, user_id=users)
+        outs[backend] = _run_claim_and_reserve(backend, inv, o, chunk, settle, 1)
+    want = outs.pop("reference")
+    for backend, got in outs.items():
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b, err_msg=backend)
+    status = want[0]
+    counts = {Status(int(s)).name for s in status}
+    # The batch reaches every outcome the path decides (else it tests less than it says).
+    assert {"ACCEPTED", "DUPLICATE", "OUT_OF_STOCK", "LIMIT_EXCEEDED"} <= counts
+    if not carts:
+        assert Status(int(status[10])) == Status.CANCELLED
+
+
 def test_a_repeated_id_in_one_batch_is_a_duplicate_and_takes_no_fill_entries(backend):
     inv = _market(backend)
     r = inv.reserve(OrderBatch(sku=[2, 2, 0], qty=[1, 1, 1], order_id=[3, 3, 4], user_id=[1, 1, 2]), threads=1)

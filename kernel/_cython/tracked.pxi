@@ -222,16 +222,14 @@ cdef inline int64_t _limit_slot_from(int64_t *limit_table, int64_t mask, int64_t
         slot = (slot + 1) & mask
 
 
-cdef inline int64_t _limit_room_at(const int64_t *limit, int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
-                                  int64_t user, int64_t s, int64_t *at) noexcept nogil:
-    """limit_room; ``*at`` gets the slot where its probe stopped (the pair's,
-    or the empty one it would take; untouched for a SKU without a cap), for
+cdef inline int64_t _limit_room_at(int64_t cap, int64_t key, int64_t *limit_table, int64_t limit_mask,
+                                  int64_t *at) noexcept nogil:
+    """limit_room of the pair ``key`` under ``cap`` (not NO_LIMIT: the caller
+    read it and skips uncapped SKUs); ``*at`` gets the slot where its probe
+    stopped (the pair's, or the empty one it would take), for
     _take_limit_from to start there: the take does not hash and walk the chain
-    again (uniform, callgrind: fewer instructions per order)."""
-    cdef int64_t cap = limit[s]
-    if cap == K_NO_LIMIT:
-        return K_NO_LIMIT
-    cdef int64_t key = user * n_skus + s + 1
+    again, nor load the cap and make the key again (uniform, callgrind: fewer
+    instructions per order)."""
     cdef int64_t slot = hash_slot(key, limit_mask)
     cdef int64_t seen
     while True:
@@ -245,17 +243,12 @@ cdef inline int64_t _limit_room_at(const int64_t *limit, int64_t n_skus, int64_t
         slot = (slot + 1) & limit_mask
 
 
-cdef inline int64_t _take_limit_from(const int64_t *limit, int64_t n_skus, int64_t *limit_table, int64_t limit_mask,
-                                    int64_t user, int64_t s, int64_t units, int64_t from_slot, int64_t *pair_slot,
+cdef inline int64_t _take_limit_from(int64_t cap, int64_t key, int64_t *limit_table, int64_t limit_mask,
+                                    int64_t units, int64_t from_slot, int64_t *pair_slot,
                                     int64_t line) noexcept nogil:
-    """take_limit_at, its probe starting at ``from_slot`` (where _limit_room_at
-    stopped for this key; -1: at the key's home slot)."""
-    cdef int64_t cap = limit[s]
-    if cap == K_NO_LIMIT:
-        return K_TOOK
-    cdef int64_t key = user * n_skus + s + 1
-    cdef int64_t slot = _limit_slot_from(limit_table, limit_mask, key,
-                                        from_slot if from_slot >= 0 else hash_slot(key, limit_mask), True)
+    """take_limit_at of the pair ``key`` under ``cap`` (not NO_LIMIT), its
+    probe starting at ``from_slot`` (where _limit_room_at stopped for it)."""
+    cdef int64_t slot = _limit_slot_from(limit_table, limit_mask, key, from_slot, True)
     cdef int64_t new = 0
     if slot < -1:
         new = K_NEW_PAIR
@@ -413,14 +406,16 @@ cdef inline always_inline_int8 _take_tracked_line(int64_t *stock, const int64_t 
     cdef int64_t at = -1, took, got
     if atomic_load_i64(&stock[s]) < q:  # relaxed, as in offers_available
         return K_OUT_OF_STOCK
-    if _limit_room_at(limit, n_skus, limit_table, limit_mask, user, s, &at) < q:
+    # The cap and the pair's key once, for the pre-check and the take.
+    cdef int64_t cap = limit[s], key = user * n_skus + s + 1
+    if cap != K_NO_LIMIT and _limit_room_at(cap, key, limit_table, limit_mask, &at) < q:
         return K_LIMIT_EXCEEDED
     f = fill_slot[line]
     cdef int64_t *record = &order_table[K_ORDER_STRIDE * slot]
     record[K_ORDER_USER_AT] = user
     record[K_ORDER_DEADLINE_AT] = deadline[order]
     record[K_ORDER_FILLS_AT] = (f << K_FILL_COUNT_BITS) | 1
-    took = _take_limit_from(limit, n_skus, limit_table, limit_mask, user, s, q, at, pair_slot, line)
+    took = K_TOOK if cap == K_NO_LIMIT else _take_limit_from(cap, key, limit_table, limit_mask, q, at, pair_slot, line)
     new_pairs[0] += took >> 1
     if not (took & K_TOOK):
         # Nothing taken, nothing to give back; counted as take_tracked counts it.
@@ -597,10 +592,13 @@ cdef struct FusedBatch:
 
 
 cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const FusedBatch *b, Py_ssize_t c,
-                                                   Py_ssize_t n, bint direct) noexcept nogil:
+                                                   Py_ssize_t n, bint direct, bint single) noexcept nogil:
     """claim_and_reserve's chunk ``c``: claim its ids, take the fill-log block
     of the claimed lines, reserve them (their records are in cache now).
-    Inlined into the two chunk functions below with ``direct`` a constant."""
+    Inlined into the three chunk functions below with ``direct`` and
+    ``single`` constants.  ``single`` (with ``direct``): every order of the
+    batch has one line, so order i's line is i (line_start is 0, 1, .., n:
+    orders have at least one line) and line_start is never loaded."""
     # Every pointer in a local: the stores below may alias the structs (the
     # extension builds with -fno-strict-aliasing), which would reload them.
     cdef int64_t *stock = st.stock
@@ -654,7 +652,11 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
     # it is taken).  A loop of its own: its offer_start loads are independent
     # and overlap here, whereas in the claim loop each would stall the next
     # claim's CAS (a locked instruction waits for every earlier load).
-    if direct:  # one entry per line
+    if single:  # line i, one entry
+        for i in range(start, stop):
+            fill_slot[i] = used
+            used += order_slot[i] >= 0
+    elif direct:  # one entry per line
         for i in range(start, stop):
             for line in range(line_start[i], line_start[i + 1]):
                 fill_slot[line] = used
@@ -668,8 +670,12 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
                     used += offer_start[sku[line] + 1] - offer_start[sku[line]]
     # The block: one fetch-add (the facade's budget promised these entries).
     base = atomic_add_i64(&counters[K_FILL_CURSOR], used)
-    for line in range(line_start[start], line_start[stop]):
-        fill_slot[line] += base
+    if single:
+        for line in range(start, stop):
+            fill_slot[line] += base
+    else:
+        for line in range(line_start[start], line_start[stop]):
+            fill_slot[line] += base
     # Reserve: records, pairs and stock words are in cache from the claim
     # (L2 for a chunk this size); fetching them into L1 a few orders ahead
     # keeps each order's chain of dependent loads and CASes short.
@@ -678,7 +684,12 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
             ahead = i + TRACKED_PREFETCH_AHEAD
             prefetch_rw(&order_table[K_ORDER_STRIDE * order_slot[ahead]])
             # Every line's (a cart's lines are as cold as its first).
-            if direct:  # direct never loads the offer arrays: 3 fewer lines to fetch per line
+            if single:  # line ``ahead``, no loop
+                s = sku[ahead]
+                prefetch_rw(&limit_table[K_PAIR_STRIDE * hash_slot(user_id[ahead] * n_skus + s + 1, limit_mask)])
+                prefetch_rw(&stock[s])
+                prefetch_rw(&limit[s])
+            elif direct:  # direct never loads the offer arrays: 3 fewer lines to fetch per line
                 for line in range(line_start[ahead], line_start[ahead + 1]):
                     s = sku[line]
                     prefetch_rw(&limit_table[K_PAIR_STRIDE * hash_slot(user_id[ahead] * n_skus + s + 1, limit_mask)])
@@ -699,7 +710,11 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
         # straight-line copy.  Only here: the re-run (_tracked_chunk) is rare,
         # and the copy inlined there too, or on the general path, cost
         # marketplace/tracked +2.6-3.1% in the gate.
-        if direct and line_start[i + 1] == line_start[i] + 1:
+        if single:
+            got = _take_tracked_line(stock, offer_sku, limit, n_skus, limit_table, limit_mask, order_table,
+                                     fill_offer, fill_qty, sku, qty, fill_slot, pair_slot, deadline, i,
+                                     order_slot[i], i, user_id[i], counters, &pairs)
+        elif direct and line_start[i + 1] == line_start[i] + 1:
             got = _take_tracked_line(stock, offer_sku, limit, n_skus, limit_table, limit_mask, order_table,
                                      fill_offer, fill_qty, sku, qty, fill_slot, pair_slot, deadline, i,
                                      order_slot[i], line_start[i], user_id[i], counters, &pairs)
@@ -724,12 +739,17 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
 # callgrind gate, +3% still with the tests hoisted to once per order.)
 cdef noinline_void _claim_reserve_chunk(const TrackedState *st, const FusedBatch *b, Py_ssize_t c,
                                         Py_ssize_t n) noexcept nogil:
-    _claim_reserve_body(st, b, c, n, False)
+    _claim_reserve_body(st, b, c, n, False, False)
 
 
 cdef noinline_void _claim_reserve_chunk_direct(const TrackedState *st, const FusedBatch *b, Py_ssize_t c,
                                                Py_ssize_t n) noexcept nogil:
-    _claim_reserve_body(st, b, c, n, True)
+    _claim_reserve_body(st, b, c, n, True, False)
+
+
+cdef noinline_void _claim_reserve_chunk_single(const TrackedState *st, const FusedBatch *b, Py_ssize_t c,
+                                               Py_ssize_t n) noexcept nogil:
+    _claim_reserve_body(st, b, c, n, True, True)
 
 
 def claim_and_reserve(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
@@ -751,6 +771,8 @@ def claim_and_reserve(int64_t[::1] stock, const int64_t[::1] price, const int64_
     cdef TrackedState st
     _state_from_views(&st, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                       order_table, fill_offer, fill_qty, counters)
+    # One line per order (orders have at least one): the single-line chunks.
+    cdef bint single = direct and sku.shape[0] == n
     cdef FusedBatch batch
     batch.line_start = _const_ptr(line_start)
     batch.sku = _const_ptr(sku)
@@ -769,14 +791,18 @@ def claim_and_reserve(int64_t[::1] stock, const int64_t[::1] price, const int64_
     if n_threads <= 1:
         with nogil:
             for c in range(n_chunks):
-                if direct:
+                if single:
+                    _claim_reserve_chunk_single(&st, &batch, c, n)
+                elif direct:
                     _claim_reserve_chunk_direct(&st, &batch, c, n)
                 else:
                     _claim_reserve_chunk(&st, &batch, c, n)
     else:
         # dynamic: per-chunk cost varies (duplicates, lines, rollbacks).
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
-            if direct:
+            if single:
+                _claim_reserve_chunk_single(&st, &batch, c, n)
+            elif direct:
                 _claim_reserve_chunk_direct(&st, &batch, c, n)
             else:
                 _claim_reserve_chunk(&st, &batch, c, n)

@@ -206,15 +206,12 @@ def _limit_slot_from(limit_table, key, slot, insert):
 
 
 @njit(**_inline)
-def _limit_room_at(limit, limit_table, user, s):
-    """``(limit_room, slot where its probe stopped)``: the pair's, or the
-    empty one it would take (-1 for a SKU without a cap), so that
-    :func:`_take_limit_from` need not hash and walk the chain again."""
-    cap = load(limit, s)  # unchecked: only take_tracked calls it, on a checked batch
-    if cap == NO_LIMIT:
-        return NO_LIMIT, -1
+def _limit_room_at(cap, key, limit_table):
+    """``(limit_room, slot where its probe stopped)`` of the pair ``key`` under
+    ``cap`` (not NO_LIMIT: the caller skips uncapped SKUs): the pair's slot,
+    or the empty one it would take, so that :func:`_take_limit_from` need not
+    hash and walk the chain again, nor load the cap and make the key again."""
     mask = limit_table.size // PAIR_STRIDE - 1
-    key = user * limit.size + s + 1
     slot = hash_slot(key, mask)
     while True:
         seen = atomic_load(limit_table, PAIR_STRIDE * slot + PAIR_KEY_AT)
@@ -226,15 +223,10 @@ def _limit_room_at(limit, limit_table, user, s):
 
 
 @njit(**_inline)
-def _take_limit_from(limit, limit_table, user, s, units, from_slot, pair_slot, line):
-    """:func:`take_limit_at`, its probe starting at ``from_slot`` (where
-    :func:`_limit_room_at` stopped for this key; -1: the key's home slot)."""
-    cap = limit[s]
-    if cap == NO_LIMIT:
-        return TOOK
-    key = user * limit.size + s + 1
-    if from_slot < 0:
-        from_slot = hash_slot(key, limit_table.size // PAIR_STRIDE - 1)
+def _take_limit_from(cap, key, limit_table, units, from_slot, pair_slot, line):
+    """:func:`take_limit_at` of the pair ``key`` under ``cap`` (not
+    NO_LIMIT), its probe starting at ``from_slot`` (where
+    :func:`_limit_room_at` stopped for it)."""
     slot = _limit_slot_from(limit_table, key, from_slot, True)
     new = 0
     if slot < -1:
@@ -415,15 +407,21 @@ def _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_o
     q = load(qty, line)
     if atomic_load(stock, s) < q:  # relaxed, as offers_available's load
         return OUT_OF_STOCK, 0
-    room, at = _limit_room_at(limit, limit_table, user, s)
-    if room < q:
-        return LIMIT_EXCEEDED, 0
+    # The cap (unchecked: the facade checked the batch's SKUs) and the pair's
+    # key once, for the pre-check and the take.
+    cap = load(limit, s)
+    key = user * limit.size + s + 1
+    at = -1
+    if cap != NO_LIMIT:
+        room, at = _limit_room_at(cap, key, limit_table)
+        if room < q:
+            return LIMIT_EXCEEDED, 0
     f = load(fill_slot, line)
     record = ORDER_STRIDE * slot
     store(order_table, record + ORDER_USER_AT, user)
     store(order_table, record + ORDER_DEADLINE_AT, load(deadline, order))
     store(order_table, record + ORDER_FILLS_AT, f << FILL_COUNT_BITS | 1)
-    took = _take_limit_from(limit, limit_table, user, s, q, at, pair_slot, line)
+    took = TOOK if cap == NO_LIMIT else _take_limit_from(cap, key, limit_table, q, at, pair_slot, line)
     new_pairs = took >> 1
     if not took & TOOK:
         # Nothing taken, nothing to give back; counted as take_tracked counts it.
@@ -597,10 +595,12 @@ def claim_orders(order_table, order_id, order_slot, status, n_threads):
 def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                          order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
                          deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle, direct,
-                         c):
+                         single, c):
     """:func:`claim_and_reserve`'s chunk ``c``: claim its ids, take the
     fill-log block of the claimed lines, reserve them (their records are in
-    cache now).  kernels.pyx's _claim_reserve_chunk is the same loop."""
+    cache now).  kernels.pyx's _claim_reserve_body is the same loop.
+    ``single`` (a constant, with ``direct``): every order has one line, order
+    i's line is i, and ``line_start`` is never loaded (kernels.pyx says why)."""
     n = order_id.size
     n_skus = limit.size
     order_mask = order_table.size // ORDER_STRIDE - 1
@@ -625,6 +625,11 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
             early = (atomic_load(order_table, ORDER_STRIDE * (-1 - slot) + ORDER_WORD_AT) >> STATE_SHIFT
                      == CANCELLED_EARLY)
             store(status, i, CANCELLED if early else DUPLICATE)
+        if single:
+            store(fill_slot, i, used)  # relative to the chunk's block until it is taken
+            if slot >= 0:
+                used += 1
+            continue
         for line in range(load(line_start, i), load(line_start, i + 1)):
             store(fill_slot, line, used)  # relative to the chunk's block until it is taken
             if slot >= 0:
@@ -635,7 +640,8 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
                     used += load(offer_start, s + 1) - load(offer_start, s)
     # The block: one fetch-add (the facade's budget promised these entries).
     base = atomic_add(counters, FILL_CURSOR, used)
-    for line in range(load(line_start, start), load(line_start, stop)):
+    first_line, stop_line = (start, stop) if single else (load(line_start, start), load(line_start, stop))
+    for line in range(first_line, stop_line):
         store(fill_slot, line, load(fill_slot, line) + base)
     pairs = 0
     for i in range(start, stop):
@@ -646,7 +652,12 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
             prefetch_write(order_table, ORDER_STRIDE * load(order_slot, ahead))
             user = load(user_id, ahead)
             # The flag tested per order, not per line (kernels.pyx says why).
-            if direct:  # direct never loads the offer arrays
+            if single:  # line ``ahead``, no loop
+                s = load(sku, ahead)
+                prefetch_write(limit_table, PAIR_STRIDE * hash_slot(user * n_skus + s + 1, limit_mask))
+                prefetch_write(stock, s)
+                prefetch_write(limit, s)
+            elif direct:  # direct never loads the offer arrays
                 for line in range(load(line_start, ahead), load(line_start, ahead + 1)):  # every line's
                     s = load(sku, line)
                     prefetch_write(limit_table, PAIR_STRIDE * hash_slot(user * n_skus + s + 1, limit_mask))
@@ -665,7 +676,11 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
             continue
         # Two inlined copies, ``direct`` a constant LLVM folds in each: the
         # general path stays as it was without the flag (kernels.pyx says why).
-        if direct:
+        if single:
+            got, got_pairs = _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_offer,
+                                                fill_qty, sku, qty, fill_slot, pair_slot, deadline, i,
+                                                load(order_slot, i), i, load(user_id, i), counters)
+        elif direct:
             if load(line_start, i + 1) == load(line_start, i) + 1:
                 # One line: the straight-line copy (kernels.pyx, _claim_reserve_body, says why only here).
                 got, got_pairs = _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_offer,
@@ -700,10 +715,26 @@ def _claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, 
         _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                              order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
                              deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle,
-                             direct, c)
+                             direct, False, c)
 
 
 _claim_and_reserve_par, _claim_and_reserve_ser = _dispatchers(_claim_and_reserve)
+
+
+def _claim_and_reserve_single(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                              order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
+                              deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle,
+                              n_threads):
+    # Direct, one line per order: _claim_reserve_chunk with both flags
+    # constant, a dispatcher of its own (kernels.pyx's third chunk function).
+    for c in prange(chunks.shape[0]):
+        _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
+                             order_table, fill_offer, fill_qty, line_start, sku, qty, max_price, order_id, user_id,
+                             deadline, order_slot, fill_slot, pair_slot, status, chunks, counters, chunk, settle,
+                             True, True, c)
+
+
+_claim_and_reserve_single_par, _claim_and_reserve_single_ser = _dispatchers(_claim_and_reserve_single)
 
 
 def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
@@ -718,10 +749,13 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
     if chunks.ndim != 2 or chunks.shape[1] != 4 or chunks.shape[0] != (n + chunk - 1) // chunk:
         raise ValueError("chunks: needs one row of 4 per chunk of the batch")
     nt = _threads(n_threads)
-    _run(_claim_and_reserve_par, _claim_and_reserve_ser, nt,
-         (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table, fill_offer,
-          fill_qty, line_start, sku, qty, max_price, order_id, user_id, deadline, order_slot, fill_slot, pair_slot,
-          status, chunks, counters, np.int64(chunk), bool(settle), bool(direct), nt), dynamic=True)
+    args = (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table, fill_offer,
+            fill_qty, line_start, sku, qty, max_price, order_id, user_id, deadline, order_slot, fill_slot, pair_slot,
+            status, chunks, counters, np.int64(chunk), bool(settle))
+    if direct and sku.size == n:  # one line per order (orders have at least one)
+        _run(_claim_and_reserve_single_par, _claim_and_reserve_single_ser, nt, args + (nt,), dynamic=True)
+    else:
+        _run(_claim_and_reserve_par, _claim_and_reserve_ser, nt, args + (bool(direct), nt), dynamic=True)
 
 
 def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
