@@ -824,15 +824,20 @@ def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, lim
 def _settle_refused(order_table, order_slot, status, n_threads):
     # A pass over the statuses, not over an index of the refused: that index
     # was 7 MB of fresh pages per 1M flash-sale orders (see kernels.pyx).
+    # Unchecked loads (atomics.py load): i < status.size, and a refused
+    # order's slot is its claim's.
     n = status.size
     for c in prange(_n_chunks(n, _ID_CHUNK)):
         stop = min(n, (c + 1) * _ID_CHUNK)
         for i in range(c * _ID_CHUNK, stop):
             ahead = i + _SETTLE_PREFETCH_AHEAD
-            if ahead < stop and (status[ahead] == OUT_OF_STOCK or status[ahead] == LIMIT_EXCEEDED):
-                prefetch_write(order_table, ORDER_STRIDE * order_slot[ahead])  # as in _claim_chunk
-            if status[i] == OUT_OF_STOCK or status[i] == LIMIT_EXCEEDED:
-                settle_refused_slot(order_table, order_slot[i])
+            if ahead < stop:
+                refused = load(status, ahead)
+                if refused == OUT_OF_STOCK or refused == LIMIT_EXCEEDED:
+                    prefetch_write(order_table, ORDER_STRIDE * load(order_slot, ahead))  # as in _claim_chunk
+            got = load(status, i)
+            if got == OUT_OF_STOCK or got == LIMIT_EXCEEDED:
+                settle_refused_slot(order_table, load(order_slot, i))
 
 
 _settle_refused_par, _settle_refused_ser = _dispatchers(_settle_refused)
