@@ -249,7 +249,7 @@ def _take_limit_from(cap, key, limit_table, units, from_slot, pair_slot, line):
 def take_limit_at(limit, limit_table, user, s, units, pair_slot, line):
     """:func:`take_limit`, and for a SKU with a cap ``pair_slot[line]`` gets
     the pair's slot (see the reference)."""
-    cap = limit[s]
+    cap = load(limit, s)  # unchecked: only take_tracked calls it, on a checked batch
     if cap == NO_LIMIT:
         return TOOK
     slot = limit_slot(limit_table, user * limit.size + s + 1, True)
@@ -464,58 +464,59 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
     # word is hot in cache, while the cap count is a cold lookup.
     for line in range(first_line, last_line):
         if direct:
-            have = atomic_load(stock, sku[line])  # relaxed, as offers_available's load
+            have = atomic_load(stock, load(sku, line))  # relaxed, as offers_available's load
         else:
-            have = offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
-                                    qty[line])
-        if have < qty[line]:
+            have = offers_available(stock, price, offer_start, offer_by_priority, load(sku, line), load(max_price, line),
+                                    load(qty, line))
+        if have < load(qty, line):
             return OUT_OF_STOCK, 0
     for line in range(first_line, last_line):
-        if limit_room(limit, limit_table, user, sku[line]) < qty[line]:
+        if limit_room(limit, limit_table, user, load(sku, line)) < load(qty, line):
             return LIMIT_EXCEEDED, 0
     # Plain stores: while the word is PENDING this reserve owns the record;
     # the CAS to HELD publishes it (cancel / expiry read it after that).  An
     # order refused above takes nothing and needs no record.
     # direct: one entry per line, so no offer_start loads for the range.
-    last_fill = fill_slot[last_line - 1] + 1 if direct else line_end(offer_start, sku, fill_slot, last_line - 1)
+    last_fill = load(fill_slot, last_line - 1) + 1 if direct else line_end(offer_start, sku, fill_slot, last_line - 1)
     record = ORDER_STRIDE * slot
-    order_table[record + ORDER_USER_AT] = user
-    order_table[record + ORDER_DEADLINE_AT] = deadline[order]
-    order_table[record + ORDER_FILLS_AT] = fill_slot[first_line] << FILL_COUNT_BITS | last_fill - fill_slot[first_line]
+    store(order_table, record + ORDER_USER_AT, user)
+    store(order_table, record + ORDER_DEADLINE_AT, load(deadline, order))
+    first_fill = load(fill_slot, first_line)
+    store(order_table, record + ORDER_FILLS_AT, first_fill << FILL_COUNT_BITS | last_fill - first_fill)
     new_pairs = 0
     status = ACCEPTED
     undo_to = 0
     for line in range(first_line, last_line):
         # pair_slot[line]: this line's pair slot, for the durable journal
         # (the reference's take_limit_at says why).
-        took = take_limit_at(limit, limit_table, user, sku[line], qty[line], pair_slot, line)
+        took = take_limit_at(limit, limit_table, user, load(sku, line), load(qty, line), pair_slot, line)
         new_pairs += took >> 1
         if not took & TOOK:
             status = LIMIT_EXCEEDED
-            undo_to = fill_slot[line]
+            undo_to = load(fill_slot, line)
             break
         if direct:
             # take_line's one step: offer s, rank 0, logged after the CAS.
-            s = sku[line]
-            got = take_up_to(stock, s, qty[line])
+            s = load(sku, line)
+            got = take_up_to(stock, s, load(qty, line))
             if got:
-                fill_offer[fill_slot[line]] = s
-                fill_qty[fill_slot[line]] = got
-            missing = qty[line] - got
+                store(fill_offer, load(fill_slot, line), s)
+                store(fill_qty, load(fill_slot, line), got)
+            missing = load(qty, line) - got
         else:
-            missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, sku[line],
-                                qty[line], max_price[line], fill_slot[line])
+            missing = take_line(stock, price, offer_start, offer_by_priority, fill_offer, fill_qty, load(sku, line),
+                                load(qty, line), load(max_price, line), load(fill_slot, line))
         if missing:
             status = OUT_OF_STOCK
             # give_back_fills below returns the cap count of what was filled.
-            give_back_limit(limit, limit_table, user, sku[line], missing)
-            undo_to = fill_slot[line] + 1 if direct else line_end(offer_start, sku, fill_slot, line)
+            give_back_limit(limit, limit_table, user, load(sku, line), missing)
+            undo_to = load(fill_slot, line) + 1 if direct else line_end(offer_start, sku, fill_slot, line)
             break
     if status == ACCEPTED:
         return publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty,
-                               counters, slot, user, fill_slot[first_line], last_fill), new_pairs
+                               counters, slot, user, first_fill, last_fill), new_pairs
     give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user,
-                    fill_slot[first_line], undo_to)
+                    first_fill, undo_to)
     atomic_add(counters, ROLLBACKS, 1)
     clear_record(order_table, slot)
     return status, new_pairs
@@ -762,6 +763,8 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
                      order_table, fill_offer, fill_qty,
                      line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
                      order_index, status, counters, direct, per_chunk, n_threads):
+    # Unchecked loads and stores (atomics.py load): the facade's checked
+    # batch and its own order indices.
     n = order_index.size
     n_skus = limit.size
     limit_mask = limit_table.size // PAIR_STRIDE - 1
@@ -772,10 +775,10 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
             if k + _TRACKED_PREFETCH_AHEAD < stop:
                 # The cache lines of an order a few ahead (kernels.pyx,
                 # _tracked_chunk, says which and why).
-                ahead = order_index[k + _TRACKED_PREFETCH_AHEAD]
-                slot = order_slot[ahead]
-                s = sku[line_start[ahead]]
-                pair = hash_slot(user_id[ahead] * n_skus + s + 1, limit_mask)
+                ahead = load(order_index, k + _TRACKED_PREFETCH_AHEAD)
+                slot = load(order_slot, ahead)
+                s = load(sku, load(line_start, ahead))
+                pair = hash_slot(load(user_id, ahead) * n_skus + s + 1, limit_mask)
                 prefetch_write(order_table, ORDER_STRIDE * slot)
                 prefetch_write(limit_table, PAIR_STRIDE * pair)
                 prefetch_write(stock, s)
@@ -784,7 +787,7 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
                     prefetch_write(offer_start, s)
                     prefetch_write(offer_by_priority, s)
                     prefetch_write(price, s)
-            order = order_index[k]
+            order = load(order_index, k)
             if direct:  # two copies, as in _claim_reserve_chunk
                 order_status, order_pairs = take_tracked(
                     stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
@@ -797,7 +800,7 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
                     order_table, fill_offer, fill_qty,
                     line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
                     order, False)
-            status[order] = order_status
+            store(status, order, order_status)
             pairs += order_pairs
         per_chunk[c] = pairs
     return _total(per_chunk)
