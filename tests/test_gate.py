@@ -1,7 +1,8 @@
 """The regression gate's logic: threshold maths, baseline refresh, missing
 baseline, judging against a base commit, toolchain mismatches, dump parsing,
 the reports and the history chart (the callgrind runs themselves are
-exercised by .ci/run and bench/gate_selftest.sh)."""
+exercised by .ci/run and bench/gate_selftest.sh), and bench/kernel_counts.py,
+which counts each kernel call under callgrind."""
 
 import json
 import subprocess
@@ -232,3 +233,21 @@ def test_outside_a_source_checkout_the_gate_says_so_before_measuring(monkeypatch
     monkeypatch.setattr(gate, "measure", no_valgrind)
     assert gate.main(["--out", str(tmp_path / "out")]) == 2
     assert "needs a source checkout" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(gate.source_checkout() is None, reason="needs the git checkout (bench/ is not installed)")
+@pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v valgrind"], capture_output=True).returncode != 0,
+                    reason="needs valgrind")
+def test_kernel_counts_counts_each_kernel_call_of_a_reserve(tmp_path):
+    # bench/kernel_counts.py end to end under callgrind, on 10k tracked orders:
+    # one row per kernel call the facade made, then their sum.
+    script = gate.source_checkout() / "bench" / "kernel_counts.py"
+    out = subprocess.run([sys.executable, str(script), "--workload", "flash-sale", "--scale", "0.001",
+                          "--backends", "cython"], capture_output=True, text=True, timeout=600, check=True).stdout
+    rows = {line.split()[0]: [float(x) for x in line.split()[-3:]] for line in out.splitlines()[1:]}
+    assert "10,000 lines" in out.splitlines()[0]
+    calls = {k: v for k, v in rows.items() if k.startswith("cython:") and k != "cython:"}
+    assert {"cython:claim_and_reserve", "cython:settle_refused"} <= set(calls)
+    instructions, loads, stores = rows["cython:"]  # "cython: every kernel call"
+    assert instructions == pytest.approx(sum(v[0] for v in calls.values()), abs=0.2)
+    assert instructions > loads > 0 and stores > 0

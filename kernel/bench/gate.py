@@ -180,7 +180,7 @@ def _run_cases(lib):
                 check_tracked(inv, initial)
 
 
-def _build_probe(workdir):
+def build_probe(workdir):
     src = Path(workdir) / "probe.c"
     out = Path(workdir) / "probe.so"
     src.write_text(PROBE_C)
@@ -188,7 +188,7 @@ def _build_probe(workdir):
     return out
 
 
-def _gate_env():
+def gate_env():
     env = dict(os.environ)
     env.update(PYTHONHASHSEED="0", NUMBA_CPU_NAME="generic", OMP_NUM_THREADS="1")
     return env
@@ -206,10 +206,10 @@ def measure(workdir=None):
     workdir = Path(workdir or tempfile.mkdtemp(prefix="kernel-gate-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        probe = _build_probe(workdir)
+        probe = build_probe(workdir)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise RuntimeError(f"cannot build the callgrind probe (needs cc and valgrind's headers): {exc}") from exc
-    env = _gate_env()
+    env = gate_env()
     # Warm the Numba cache outside valgrind: compiling under it takes minutes
     # and would be counted as nothing useful anyway.
     subprocess.run([sys.executable, "-m", "kernel.bench.gate", "--_run-cases"], env=env, check=True)
