@@ -733,10 +733,12 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
     out[3] = pairs
 
 
-# Two chunk functions, ``direct`` a constant in each, so GCC folds every test
-# of it away: the general path's code is what it was without the flag.  (The
-# flag tested at run time cost marketplace/tracked +7% instructions in the
-# callgrind gate, +3% still with the tests hoisted to once per order.)
+# Three chunk functions, ``direct`` and ``single`` constants in each, so GCC
+# folds every test of them away: the general path's code is what it was
+# without the flags.  (The direct flag tested at run time cost
+# marketplace/tracked +7% instructions in the callgrind gate, +3% still with
+# the tests hoisted to once per order.)  The single-line one: uniform tracked
+# 252 -> 214 instructions per order in claim_and_reserve (bench/kernel_counts.py).
 cdef noinline_void _claim_reserve_chunk(const TrackedState *st, const FusedBatch *b, Py_ssize_t c,
                                         Py_ssize_t n) noexcept nogil:
     _claim_reserve_body(st, b, c, n, False, False)
