@@ -60,6 +60,19 @@ def test_cart_is_all_or_nothing_and_rolls_back():
     assert inv.state.counters[kernel.codes.ROLLBACKS] == 0  # the read-only pre-check refused it: no rollback needed
 
 
+@pytest.mark.parametrize("ordered", [False, True])
+def test_a_cart_refused_on_its_first_line_rolls_nothing_back(backend, ordered):
+    # The first line is not pre-checked (the take loop checks it before it
+    # takes anything): refusing there is not a rollback, so it must not count
+    # as one (a rollback makes the concurrent mode re-run every refusal).
+    inv = kernel.Inventory([1, 5], backend=backend)
+    orders = OrderBatch(sku=[0, 0, 1, 1, 0], qty=[2, 2, 1, 1, 1], offsets=[0, 1, 3, 5])
+    result = inv.reserve(orders, ordered=ordered)
+    assert result.status.tolist() == [O, O, A]
+    assert inv.stock.tolist() == [0, 4]
+    assert inv.state.counters[kernel.codes.ROLLBACKS] == 0
+
+
 def test_rollback_when_lines_of_one_order_compete():
     inv = kernel.Inventory([3], backend="reference")
     orders = OrderBatch(sku=[0, 0], qty=[2, 2], offsets=[0, 2])

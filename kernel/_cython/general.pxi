@@ -28,12 +28,16 @@ cdef inline int8_t take_cart(int64_t *stock, const int64_t *line_start, const in
     cdef int64_t first_line = line_start[order], end_line = line_start[order + 1]
     cdef int64_t line, earlier
     # Pre-check with reads only, as in take_order: a cart that cannot fit
-    # costs loads, and never makes a rollback others could trip over.
-    for line in range(first_line, end_line):
+    # costs loads, and never makes a rollback others could trip over.  Not
+    # of the first line: the take loop checks it before it takes anything,
+    # so its pre-check is a second look (on one-line carts the whole loop).
+    for line in range(first_line + 1, end_line):
         if atomic_load_i64(&stock[sku[line]]) < qty[line]:
             return K_OUT_OF_STOCK
     for line in range(first_line, end_line):
         if not take_exactly(stock, sku[line], qty[line]):
+            if line == first_line:
+                return K_OUT_OF_STOCK  # nothing taken yet: no rollback
             # Lost a race after the pre-check: hand back the earlier lines
             # (fetch-add: other threads may be CAS-ing the same words).
             for earlier in range(first_line, line):

@@ -15,11 +15,15 @@ def take_cart(stock, line_start, sku, qty, counters, order):
     """One-offer-per-SKU twin of :func:`take_order`: every line takes exactly
     its ``qty`` from offer ``sku[line]``, all or nothing."""
     lines = range(line_start[order], line_start[order + 1])
-    for line in lines:  # read-only pre-check, as in take_order
+    # Read-only pre-check, as in take_order, of every line but the first:
+    # the take loop checks the first before it takes anything.
+    for line in lines[1:]:
         if stock[sku[line]] < qty[line]:
             return OUT_OF_STOCK
     for line in lines:
         if not take_exactly(stock, sku[line], qty[line]):
+            if line == lines.start:
+                return OUT_OF_STOCK  # nothing taken yet: no rollback
             for earlier in range(line_start[order], line):
                 stock[sku[earlier]] += qty[earlier]
             counters[ROLLBACKS] += 1
