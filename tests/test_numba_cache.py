@@ -132,3 +132,54 @@ def test_the_cache_key_covers_every_backend_source():
     expected = {path.relative_to(ROOT / "kernel").as_posix() for path in (ROOT / "kernel" / "_numba").glob("*.py")}
     assert sources == expected | {"codes.py"}
 
+
+# A cart whose only line names SKU 7 of a two-word stock: a kernel bug the
+# facade can never pass on (it validates SKUs), made here by calling the
+# kernel directly.
+CHECKED_CHILD = r"""
+import json
+import sys
+
+import numpy as np
+
+import kernel
+from kernel._numba import atomics, general, kernels
+
+assert kernel.__file__.startswith(sys.argv[1]), kernel.__file__
+stock = np.array([2, 5], np.int64)
+args = (stock, np.array([0, 1], np.int64), np.array([7], np.int64), np.array([1], np.int64),
+        np.arange(1, dtype=np.int64), np.full(1, -1, np.int8), np.zeros(8, np.int64), 1)
+try:
+    kernels.reserve_carts_ordered(*args)
+    raised = None
+except IndexError as exc:
+    raised = str(exc)
+stats = general._carts_chunk.stats
+print(json.dumps({"checked": atomics.CHECK_BOUNDS, "raised": raised, "stock": stock.tolist(),
+                  "cache_hits": sum(stats.cache_hits.values()), "cache_misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def test_the_bounds_check_switch_raises_index_error_and_has_its_own_cache_entries(package_copy):
+    # Unchecked code first, then checked code in the same cache: the switch
+    # must compile its own (a hit here would run unchecked code and write
+    # past the stock), and each kind must then load its own from the cache.
+    unchecked = compute(package_copy)
+    assert unchecked["cache_misses"] == 1
+
+    def checked_run():
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(package_copy / "numba-cache"), KERNEL_NUMBA_BOUNDSCHECK="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(package_copy), os.environ.get("PYTHONPATH")])))
+        env.pop("NUMBA_DISABLE_JIT", None)
+        child = subprocess.run([sys.executable, "-c", CHECKED_CHILD, str(package_copy)], cwd=package_copy, env=env,
+                               capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+        assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
+        return json.loads(child.stdout.strip().splitlines()[-1])
+
+    first = checked_run()
+    assert first["checked"] is True
+    assert first["raised"] and "out of bounds" in first["raised"]
+    assert first["stock"] == [2, 5]  # nothing was touched before the check
+    assert first["cache_misses"] == 1 and first["cache_hits"] == 0
+    assert checked_run()["cache_hits"] == 1
+    assert compute(package_copy) == {**unchecked, "cache_hits": 1, "cache_misses": 0}

@@ -31,14 +31,16 @@ Fork safety
     ``n_threads=1``, so only the serial dispatchers run there.
 
 Errors
-    The atomics check bounds before touching memory and raise
-    ``IndexError``.  Numba propagates an exception raised in a ``prange``
-    body only when it happens on the calling thread (as a ``SystemError``
-    caused by it, which :func:`_run` turns back into the ``IndexError``); one
-    raised on a pool worker is lost (numba#9673, numba#6976), though memory is
-    still never touched out of bounds.  Kernels do not validate: the facade
-    passes only checked indices (batches are validated once, at
-    construction), so an out-of-bounds index is a bug, not an input error.
+    Kernels do not validate, and (as in kernels.pyx) do not check bounds:
+    the facade passes only checked indices (batches are validated once, at
+    construction), so an out-of-bounds index is a bug, not an input error
+    (``atomics.py``, "Indices are not checked").  Under
+    ``KERNEL_NUMBA_BOUNDSCHECK=1`` every access checks its index first and
+    raises ``IndexError``.  Numba propagates an exception raised in a
+    ``prange`` body only when it happens on the calling thread (as a
+    ``SystemError`` caused by it, which :func:`_run` turns back into the
+    ``IndexError``); one raised on a pool worker is lost (numba#9673,
+    numba#6976), though memory is still never touched out of bounds.
 
 The on-disk cache
     Numba's ``cache=True`` keys a function by its own file only, so a kernel
@@ -57,6 +59,8 @@ import numba
 import numba.core.cpu
 import numpy as np
 from numba.core.caching import FunctionCache
+
+from .atomics import CHECK_BOUNDS
 
 __all__ = ["threading_layer", "njit", "BackendSourcesCache", "SOURCES_DIGEST", "backend_sources"]
 
@@ -78,8 +82,8 @@ _PART_BLOCK = 2048
 
 # error_model="numpy": no ZeroDivisionError checks around ``%`` / ``//`` in
 # the hot loops (no divisor here can be zero).  boundscheck=False explicitly, so
-# NUMBA_BOUNDSCHECK cannot slow the kernels down; the atomics check their own
-# index regardless (atomics.py).
+# NUMBA_BOUNDSCHECK cannot slow the kernels down (the kernels index through
+# atomics.py's accessors, which check only under KERNEL_NUMBA_BOUNDSCHECK).
 #
 # _nrt=False: no Numba runtime, so no reference counting at all.  With it,
 # every array a helper takes is increfed/decrefed around the helper's body
@@ -121,8 +125,10 @@ def _digest(paths):
 
 
 # Read once, when the backend is imported: the dispatchers compile the code
-# that was imported then, whatever happens to the files afterwards.
-SOURCES_DIGEST = _digest(backend_sources())
+# that was imported then, whatever happens to the files afterwards.  The
+# bounds-check switch changes the machine code as an edit would, so it is in
+# the key too.
+SOURCES_DIGEST = _digest(backend_sources()) + ("+boundscheck" if CHECK_BOUNDS else "")
 
 
 class BackendSourcesCache(FunctionCache):

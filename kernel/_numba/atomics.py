@@ -1,10 +1,8 @@
 """CPU atomics for Numba kernels: the Numba counterpart of the C11 atomics the
 Cython backend (``kernel/_cython``) uses.
 
-Each atomic takes a 1-D C-contiguous array and an index, checks
-``0 <= i < a.size`` *before* any memory is touched (raising ``IndexError``,
-which Numba propagates out of serial and ``prange`` code alike), then runs a
-single LLVM atomic instruction built with llvmlite in a
+Each atomic takes a 1-D C-contiguous array and an index and runs a single
+LLVM atomic instruction built with llvmlite in a
 ``numba.extending.intrinsic``:
 
 ``atomic_load(a, i)``                     relaxed (LLVM ``monotonic``) load
@@ -19,7 +17,7 @@ single LLVM atomic instruction built with llvmlite in a
                                           locality=3, data cache); no-op when
                                           ``i`` is out of range, never raises
 
-Plus two plain (non-atomic) accessors for the hot loops, *unchecked*:
+Plus two plain (non-atomic) accessors for the hot loops:
 
 ``load(a, i)``                            ``a[i]``
 ``store(a, i, v)``                        ``a[i] = v``
@@ -31,18 +29,32 @@ and one raw-memory constructor, *unchecked*:
                                           no refcount: the caller keeps the
                                           memory alive)
 
-Why unchecked accessors
------------------------
-``a[i]`` with a signed index makes Numba emit the negative-index wraparound
-(``i < 0 ? i + size : i``: sar/and/add, plus the array's shape kept live in a
-register or reloaded from the stack) on every access, even with
-``boundscheck=False``; in the cart loop that is several extra instructions
-and spills per line.  Cython indexes raw pointers.  ``load``/``store`` form
-``data + i`` directly, as kernels.pyx does.  They are only safe for indices
-already known to be in ``[0, a.size)``: the kernels use them only on
-indices the facade validated once at construction (SKUs, line offsets,
-order indices) or on loop counters bounded by the array sizes.  Stock
-words keep going through the bounds-checked atomics above.
+Indices are not checked (as in kernels.pyx)
+-------------------------------------------
+The kernels index with what the facade validated once, at construction
+(SKUs, offers, line offsets, order indices), with slots masked into their
+table, and with loop counters bounded by the array sizes: an index out of
+``[0, a.size)`` is a kernel bug, not an input error.  So the atomics and
+``load``/``store`` form ``data + i`` directly, as Cython indexes raw
+pointers, with neither a bounds check nor ``a[i]``'s negative-index
+wraparound (``i < 0 ? i + size : i``, which Numba emits on every ``a[i]``
+with a signed index even with ``boundscheck=False``).
+
+Why not check: the check is one compare and a branch, but it keeps every
+array's size live in a register (or reloads it from the stack) and a cold
+exit per access, and in the cart loop that pressure spilled and shuffled
+registers on every line.  Measured with callgrind (the gate's cases, one
+thread): with checks on the stock atomics, carts/concurrent 2,329,606
+instructions, 28% over the 1,666,543 without, Cython 1,656,673; tracked
+flash sale 6% over, the single-line paths 6% over.
+
+``KERNEL_NUMBA_BOUNDSCHECK=1`` in the environment (read at import) turns the
+checks on, for hunting a kernel bug: every atomic, ``load`` and ``store``
+then checks ``0 <= i < a.size`` *before* any memory is touched and raises
+``IndexError`` (Numba propagates it out of serial code and from a
+``prange`` body on the calling thread; see ``_jit.py``, "Errors").  The
+flag is part of the on-disk cache key (``_jit.SOURCES_DIGEST``), so checked
+and unchecked machine code never load in place of each other.
 
 Why these memory orders
 -----------------------
@@ -74,6 +86,8 @@ Why these memory orders
   pool barrier at the end of ``prange``) is a full synchronisation point.
 """
 
+import os
+
 import numba
 from llvmlite import ir
 from numba import types
@@ -81,7 +95,11 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["atomic_load", "atomic_load_acquire", "atomic_store_release", "atomic_cas", "atomic_add",
-           "atomic_exchange", "prefetch_write", "load", "store", "array_at"]
+           "atomic_exchange", "prefetch_write", "load", "store", "array_at", "CHECK_BOUNDS"]
+
+# Bounds-checked accessors (module doc, "Indices are not checked"): off
+# unless KERNEL_NUMBA_BOUNDSCHECK is set to something other than 0.
+CHECK_BOUNDS = os.environ.get("KERNEL_NUMBA_BOUNDSCHECK", "0").strip() not in ("", "0")
 
 # Why intrinsics and not small njit functions wrapping them
 # ---------------------------------------------------------
@@ -91,9 +109,10 @@ __all__ = ["atomic_load", "atomic_load_acquire", "atomic_store_release", "atomic
 # and Numba's refcount pruning gives up once the helper contains a loop and a
 # raise path -- so a bounds-checked njit wrapper cost two NRT calls (two more
 # locked instructions, on a refcount word every thread shares) per atomic.
-# Code generated by an intrinsic has no prologue: the bounds check below is an
-# unsigned compare and a branch to a cold block that raises ``IndexError``
-# through the calling convention, exactly as a ``raise`` in njit code would.
+# Code generated by an intrinsic has no prologue: the bounds check below (only
+# under KERNEL_NUMBA_BOUNDSCHECK) is an unsigned compare and a branch to a cold
+# block that raises ``IndexError`` through the calling convention, exactly as
+# a ``raise`` in njit code would.
 
 
 def _check_array(a):
@@ -115,13 +134,15 @@ def _in_bounds(builder, arr, idx):
     return builder.icmp_unsigned("<", idx, arr.nitems)
 
 
-def _checked_pointer(context, builder, aryty, ary, idxty, idx, what):
-    """Pointer to ``ary[idx]``; raises ``IndexError`` (cold path) when out of bounds."""
+def _pointer(context, builder, aryty, ary, idxty, idx, what):
+    """Pointer to ``ary[idx]``: C-contiguous 1-D, so ``data + idx`` (no
+    wraparound).  Under :data:`CHECK_BOUNDS`, first raises ``IndexError``
+    (cold path) when ``idx`` is out of bounds."""
     arr = context.make_array(aryty)(context, builder, ary)
     idx = _index(context, builder, idxty, idx)
-    with cgutils.if_unlikely(builder, builder.not_(_in_bounds(builder, arr, idx))):
-        context.call_conv.return_user_exc(builder, IndexError, ("%s: index out of bounds" % what,))
-    # C-contiguous 1-D: data + idx (no wraparound, already checked).
+    if CHECK_BOUNDS:
+        with cgutils.if_unlikely(builder, builder.not_(_in_bounds(builder, arr, idx))):
+            context.call_conv.return_user_exc(builder, IndexError, ("%s: index out of bounds" % what,))
     return builder.gep(arr.data, [idx], inbounds=True)
 
 
@@ -131,12 +152,12 @@ def _align(context, dtype):
 
 @intrinsic
 def atomic_load(typingctx, a, i):
-    """Relaxed atomic load of ``a[i]``; ``IndexError`` when out of bounds."""
+    """Relaxed atomic load of ``a[i]``."""
     _check_array(a)
     _check_index(i)
 
     def codegen(context, builder, sig, args):
-        ptr = _checked_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], "atomic_load")
+        ptr = _pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], "atomic_load")
         return builder.load_atomic(ptr, "monotonic", _align(context, sig.args[0].dtype))
 
     return a.dtype(a, i), codegen
@@ -146,12 +167,12 @@ def atomic_load(typingctx, a, i):
 def atomic_load_acquire(typingctx, a, i):
     """Acquire atomic load of ``a[i]`` (LLVM ``load atomic ... acquire``):
     memory written before the release that stored the value seen is visible
-    after it; ``IndexError`` when out of bounds."""
+    after it."""
     _check_array(a)
     _check_index(i)
 
     def codegen(context, builder, sig, args):
-        ptr = _checked_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], "atomic_load_acquire")
+        ptr = _pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], "atomic_load_acquire")
         return builder.load_atomic(ptr, "acquire", _align(context, sig.args[0].dtype))
 
     return a.dtype(a, i), codegen
@@ -160,8 +181,7 @@ def atomic_load_acquire(typingctx, a, i):
 @intrinsic
 def atomic_store_release(typingctx, a, i, v):
     """Release atomic store ``a[i] = v`` (LLVM ``store atomic ... release``):
-    memory written before it is visible to an acquire that sees ``v``;
-    ``IndexError`` when out of bounds."""
+    memory written before it is visible to an acquire that sees ``v``."""
     _check_array(a)
     _check_index(i)
     if not a.mutable:
@@ -169,7 +189,7 @@ def atomic_store_release(typingctx, a, i, v):
 
     def codegen(context, builder, sig, args):
         aryty, idxty, vty = sig.args
-        ptr = _checked_pointer(context, builder, aryty, args[0], idxty, args[1], "atomic_store_release")
+        ptr = _pointer(context, builder, aryty, args[0], idxty, args[1], "atomic_store_release")
         builder.store_atomic(context.cast(builder, args[2], vty, aryty.dtype), ptr, "release",
                              _align(context, aryty.dtype))
         return context.get_dummy_value()
@@ -180,15 +200,14 @@ def atomic_store_release(typingctx, a, i, v):
 @intrinsic
 def atomic_cas(typingctx, a, i, expected, desired):
     """Atomically ``if a[i] == expected: a[i] = desired``; return the value
-    observed (success iff it equals ``expected``); ``IndexError`` when out of
-    bounds."""
+    observed (success iff it equals ``expected``)."""
     _check_array(a)
     _check_index(i)
 
     def codegen(context, builder, sig, args):
         aryty, idxty, expty, desty = sig.args
         ary, idx, exp, des = args
-        ptr = _checked_pointer(context, builder, aryty, ary, idxty, idx, "atomic_cas")
+        ptr = _pointer(context, builder, aryty, ary, idxty, idx, "atomic_cas")
         exp = context.cast(builder, exp, expty, aryty.dtype)
         des = context.cast(builder, des, desty, aryty.dtype)
         pair = builder.cmpxchg(ptr, exp, des, "acq_rel", "monotonic")
@@ -199,15 +218,14 @@ def atomic_cas(typingctx, a, i, expected, desired):
 
 @intrinsic
 def atomic_add(typingctx, a, i, v):
-    """Atomically ``a[i] += v``; return the old value; ``IndexError`` when out
-    of bounds."""
+    """Atomically ``a[i] += v``; return the old value."""
     _check_array(a)
     _check_index(i)
 
     def codegen(context, builder, sig, args):
         aryty, idxty, vty = sig.args
         ary, idx, val = args
-        ptr = _checked_pointer(context, builder, aryty, ary, idxty, idx, "atomic_add")
+        ptr = _pointer(context, builder, aryty, ary, idxty, idx, "atomic_add")
         val = context.cast(builder, val, vty, aryty.dtype)
         return builder.atomic_rmw("add", ptr, val, "acq_rel")
 
@@ -216,8 +234,7 @@ def atomic_add(typingctx, a, i, v):
 
 @intrinsic
 def atomic_exchange(typingctx, a, i, v):
-    """Atomically ``old = a[i]; a[i] = v``; return ``old``; ``IndexError`` when
-    out of bounds.  (Gives a fill-log entry back exactly once when a live
+    """Atomically ``old = a[i]; a[i] = v``; return ``old``.  (Gives a fill-log entry back exactly once when a live
     cancel and a recovery race for it.)"""
     _check_array(a)
     _check_index(i)
@@ -225,7 +242,7 @@ def atomic_exchange(typingctx, a, i, v):
     def codegen(context, builder, sig, args):
         aryty, idxty, vty = sig.args
         ary, idx, val = args
-        ptr = _checked_pointer(context, builder, aryty, ary, idxty, idx, "atomic_exchange")
+        ptr = _pointer(context, builder, aryty, ary, idxty, idx, "atomic_exchange")
         val = context.cast(builder, val, vty, aryty.dtype)
         return builder.atomic_rmw("xchg", ptr, val, "acq_rel")
 
@@ -266,27 +283,21 @@ def prefetch_write(typingctx, a, i):
     return types.none(a, i), codegen
 
 
-def _unchecked_pointer(context, builder, aryty, ary, idxty, idx):
-    """Pointer to ``ary[idx]`` with no wraparound and no bounds check."""
-    arr = context.make_array(aryty)(context, builder, ary)
-    return builder.gep(arr.data, [_index(context, builder, idxty, idx)], inbounds=True)
-
-
 @intrinsic
 def load(typingctx, a, i):
-    """Plain ``a[i]``, UNCHECKED: ``i`` must be in ``[0, a.size)`` (see module doc)."""
+    """Plain ``a[i]``: ``i`` must be in ``[0, a.size)`` (see module doc)."""
     _check_array(a)
     _check_index(i)
 
     def codegen(context, builder, sig, args):
-        return builder.load(_unchecked_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1]))
+        return builder.load(_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], "load"))
 
     return a.dtype(a, i), codegen
 
 
 @intrinsic
 def store(typingctx, a, i, v):
-    """Plain ``a[i] = v``, UNCHECKED: ``i`` must be in ``[0, a.size)`` (see module doc)."""
+    """Plain ``a[i] = v``: ``i`` must be in ``[0, a.size)`` (see module doc)."""
     _check_array(a)
     _check_index(i)
     if not a.mutable:
@@ -294,7 +305,7 @@ def store(typingctx, a, i, v):
 
     def codegen(context, builder, sig, args):
         aryty, idxty, vty = sig.args
-        ptr = _unchecked_pointer(context, builder, aryty, args[0], idxty, args[1])
+        ptr = _pointer(context, builder, aryty, args[0], idxty, args[1], "store")
         builder.store(context.cast(builder, args[2], vty, aryty.dtype), ptr)
         return context.get_dummy_value()
 
