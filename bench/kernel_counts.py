@@ -4,6 +4,11 @@ facade ``reserve``, counted by callgrind (one thread), both compiled backends.
     python bench/kernel_counts.py                                  # uniform, tracked, 200k orders
     python bench/kernel_counts.py --workload flash-sale
     python bench/kernel_counts.py --workload carts --mode concurrent
+    python bench/kernel_counts.py --workload carts --mode concurrent --no-c
+
+Beside the kernels it counts the hand-written C loops of the registry
+(:mod:`kernel.bench.cloops`) that fit the workload and mode, one thread
+each, on the same data: what the kernels are compared with in wall time.
 
 The instruction-count gate (``python -m kernel.bench.gate``) counts whole
 ``reserve`` calls on small fixed cases and judges them against a baseline;
@@ -76,6 +81,23 @@ def run_cases(args, lib):
         gc.disable()  # no collector pass inside a counted call
         inv.reserve(orders, ordered=ordered)
         gc.enable()
+    if lib is None or not args.c:
+        return
+    from kernel.bench import cloops
+    clib, note = cloops.load()
+    if clib is None:
+        print(note, file=sys.stderr)
+        return
+    for loop in cloops.loops_for(data, [args.mode]):
+        c = cloops.cell(clib, loop, data, 1)
+        stock = data.stock.copy()
+        c.fresh()
+        lib.cg_zero()
+        lib.cg_toggle()
+        c.call(stock)
+        lib.cg_toggle()
+        lib.cg_dump(f"C:{c.function}".encode())
+        c.check(stock)  # a count of a wrong result is no count
 
 
 def read_dumps(paths):
@@ -97,6 +119,7 @@ def main(argv=None):
     parser.add_argument("--mode", default="tracked", choices=MODES)
     parser.add_argument("--scale", type=float, default=0.02, help="1.0 = 10M orders (default 0.02: 200k)")
     parser.add_argument("--backends", default="cython,numba")
+    parser.add_argument("--no-c", dest="c", action="store_false", help="leave out the C loops")
     args = parser.parse_args(argv)
     if os.environ.get(_INNER):
         run_cases(args, ctypes.CDLL(os.environ[_INNER]))
@@ -120,6 +143,9 @@ def main(argv=None):
             print(f"  {label:40s}" + "".join(f"{v[e] / per:9.1f}" for e in EVENTS))
         whole = sum(calls.values(), collections.Counter())
         print(f"  {backend + ': every kernel call':40s}" + "".join(f"{whole[e] / per:9.1f}" for e in EVENTS))
+    for label, v in sorted(totals.items()):
+        if label.startswith("C:"):
+            print(f"  {label:40s}" + "".join(f"{v[e] / per:9.1f}" for e in EVENTS))
     return 0
 
 

@@ -240,7 +240,8 @@ def test_outside_a_source_checkout_the_gate_says_so_before_measuring(monkeypatch
                     reason="needs valgrind")
 def test_kernel_counts_counts_each_kernel_call_of_a_reserve(tmp_path):
     # bench/kernel_counts.py end to end under callgrind, on 10k tracked orders:
-    # one row per kernel call the facade made, then their sum.
+    # one row per kernel call the facade made, then their sum, then the
+    # tracked C loops on the same orders.
     script = gate.source_checkout() / "bench" / "kernel_counts.py"
     out = subprocess.run([sys.executable, str(script), "--workload", "flash-sale", "--scale", "0.001",
                           "--backends", "cython"], capture_output=True, text=True, timeout=600, check=True).stdout
@@ -251,3 +252,6 @@ def test_kernel_counts_counts_each_kernel_call_of_a_reserve(tmp_path):
     instructions, loads, stores = rows["cython:"]  # "cython: every kernel call"
     assert instructions == pytest.approx(sum(v[0] for v in calls.values()), abs=0.2)
     assert instructions > loads > 0 and stores > 0
+    assert {"C:seq_tracked_single", "C:cas_tracked_single"} <= set(rows)
+    for c_instructions, c_loads, c_stores in (rows["C:seq_tracked_single"], rows["C:cas_tracked_single"]):
+        assert c_instructions > c_loads > 0 and c_stores > 0
