@@ -63,13 +63,16 @@ def package_copy(tmp_path):
     return tmp_path
 
 
-def compute(where):
-    """Run CHILD in a fresh process on the package copy in ``where``."""
+def compute(where, script=None, **environ):
+    """Run ``script`` (CHILD by default) in a fresh process on the package
+    copy in ``where``, with ``environ`` added to the environment."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(where / "numba-cache"),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(where), os.environ.get("PYTHONPATH")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(where), os.environ.get("PYTHONPATH")])), **environ)
     env.pop("NUMBA_DISABLE_JIT", None)
-    child = subprocess.run([sys.executable, "-c", CHILD, str(where)], cwd=where, env=env, capture_output=True,
-                           text=True, timeout=CHILD_TIMEOUT)
+    if "KERNEL_NUMBA_BOUNDSCHECK" not in environ:
+        env.pop("KERNEL_NUMBA_BOUNDSCHECK", None)  # unchecked code unless asked
+    child = subprocess.run([sys.executable, "-c", script or CHILD, str(where)], cwd=where, env=env,
+                           capture_output=True, text=True, timeout=CHILD_TIMEOUT)
     assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
     return json.loads(child.stdout.strip().splitlines()[-1])
 
@@ -168,13 +171,7 @@ def test_the_bounds_check_switch_raises_index_error_and_has_its_own_cache_entrie
     assert unchecked["cache_misses"] == 1
 
     def checked_run():
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(package_copy / "numba-cache"), KERNEL_NUMBA_BOUNDSCHECK="1",
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(package_copy), os.environ.get("PYTHONPATH")])))
-        env.pop("NUMBA_DISABLE_JIT", None)
-        child = subprocess.run([sys.executable, "-c", CHECKED_CHILD, str(package_copy)], cwd=package_copy, env=env,
-                               capture_output=True, text=True, timeout=CHILD_TIMEOUT)
-        assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
-        return json.loads(child.stdout.strip().splitlines()[-1])
+        return compute(package_copy, CHECKED_CHILD, KERNEL_NUMBA_BOUNDSCHECK="1")
 
     first = checked_run()
     assert first["checked"] is True
