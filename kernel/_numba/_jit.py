@@ -81,9 +81,11 @@ _GENERAL_CHUNK = 1024
 _PART_BLOCK = 2048
 
 # error_model="numpy": no ZeroDivisionError checks around ``%`` / ``//`` in
-# the hot loops (no divisor here can be zero).  boundscheck=False explicitly, so
-# NUMBA_BOUNDSCHECK cannot slow the kernels down (the kernels index through
-# atomics.py's accessors, which check only under KERNEL_NUMBA_BOUNDSCHECK).
+# the hot loops (no divisor here can be zero).  boundscheck=False explicitly;
+# NUMBA_BOUNDSCHECK=1 in the environment still overrides it (numba's
+# BaseContext.enable_boundscheck), but only for plain ``a[i]``: the hot loops
+# index through atomics.py's accessors (intrinsics), which check only under
+# KERNEL_NUMBA_BOUNDSCHECK.
 #
 # _nrt=False: no Numba runtime, so no reference counting at all.  With it,
 # every array a helper takes is increfed/decrefed around the helper's body
