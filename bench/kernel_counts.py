@@ -53,14 +53,19 @@ class CallCounter:
         fn = getattr(self.kernels, name)
 
         def counted(*args):
-            self.lib.cg_zero()
-            self.lib.cg_toggle()
-            try:
-                return fn(*args)
-            finally:
-                self.lib.cg_toggle()
-                self.lib.cg_dump(f"{self.backend}:{name}".encode())
+            return count(self.lib, f"{self.backend}:{name}", fn, *args)
         return counted
+
+
+def count(lib, label, fn, *args):
+    """``fn(*args)``, counted on its own and dumped under ``label``."""
+    lib.cg_zero()
+    lib.cg_toggle()
+    try:
+        return fn(*args)
+    finally:
+        lib.cg_toggle()
+        lib.cg_dump(label.encode())
 
 
 def run_cases(args, lib):
@@ -92,11 +97,7 @@ def run_cases(args, lib):
         c = cloops.cell(clib, loop, data, 1)
         stock = data.stock.copy()
         c.fresh()
-        lib.cg_zero()
-        lib.cg_toggle()
-        c.call(stock)
-        lib.cg_toggle()
-        lib.cg_dump(f"C:{c.function}".encode())
+        count(lib, f"C:{c.function}", c.call, stock)
         c.check(stock)  # a count of a wrong result is no count
 
 

@@ -234,8 +234,9 @@ def atomic_add(typingctx, a, i, v):
 
 @intrinsic
 def atomic_exchange(typingctx, a, i, v):
-    """Atomically ``old = a[i]; a[i] = v``; return ``old``.  (Gives a fill-log entry back exactly once when a live
-    cancel and a recovery race for it.)"""
+    """Atomically ``old = a[i]; a[i] = v``; return ``old``.  (Gives a
+    fill-log entry back exactly once when a live cancel and a recovery race
+    for it.)"""
     _check_array(a)
     _check_index(i)
 
