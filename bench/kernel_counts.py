@@ -17,10 +17,11 @@ facade called (``claim_and_reserve``, ``settle_refused``, ...), with loads
 (``Dr``) and stores (``Dw``) from callgrind's cache simulation, per order
 (per line for carts).  It runs itself under valgrind with the gate's probe
 and settings (``NUMBA_CPU_NAME=generic``, one OpenMP thread), after one
-untimed run outside valgrind that fills Numba's cache.  Deterministic: the
-same tree and toolchain give the same counts, so two trees (or two
-commits, e.g. a ``git worktree`` of the old one on ``PYTHONPATH``) compare
-exactly where wall-clock times on a shared machine cannot.
+untimed run outside valgrind, with the same settings, that fills Numba's
+cache.  Deterministic: the same tree and toolchain give the same counts, so
+two trees (or two commits, e.g. a ``git worktree`` of the old one on
+``PYTHONPATH``) compare exactly where wall-clock times on a shared machine
+cannot.
 """
 
 import argparse
@@ -39,6 +40,7 @@ from kernel.bench.runner import MODES
 
 EVENTS = ("Ir", "Dr", "Dw")
 _INNER = "KERNEL_COUNTS_PROBE"  # set in the process valgrind runs: the probe library's path
+_WARM = "KERNEL_COUNTS_WARM"  # set in the warm-up process (the gate's settings, outside valgrind)
 
 
 class CallCounter:
@@ -125,9 +127,18 @@ def main(argv=None):
     if os.environ.get(_INNER):
         run_cases(args, ctypes.CDLL(os.environ[_INNER]))
         return 0
+    if os.environ.get(_WARM):
+        run_cases(args, None)
+        return 0
     work = Path(tempfile.mkdtemp(prefix="kernel-counts-"))
+    # Numba compiles (or loads its cache) in a warm-up process outside
+    # valgrind, with the gate's settings: its cache entries are keyed by the
+    # CPU name, so a warm-up in this process (the host's CPU, not the gate's
+    # NUMBA_CPU_NAME=generic) left the counted run to compile every kernel
+    # under valgrind, which took over 25 minutes.
+    subprocess.run([sys.executable, __file__, *(argv or sys.argv[1:])], env=dict(gate.gate_env(), **{_WARM: "1"}),
+                   check=True)
     env = dict(gate.gate_env(), **{_INNER: str(gate.build_probe(work))})
-    run_cases(args, None)  # Numba compiles (or loads its cache) here, not under valgrind
     cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--cache-sim=yes",
            f"--callgrind-out-file={work}/callgrind.out", sys.executable, __file__, *(argv or sys.argv[1:])]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
