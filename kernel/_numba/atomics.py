@@ -14,8 +14,8 @@ LLVM atomic instruction built with llvmlite in a
 ``atomic_add(a, i, v)``                   fetch-and-add; returns the old value
 ``prefetch_write(a, i)``                  write-intent prefetch hint of ``a[i]``
                                           (LLVM ``llvm.prefetch``, rw=1,
-                                          locality=3, data cache); no-op when
-                                          ``i`` is out of range, never raises
+                                          locality=3, data cache); never
+                                          checks, never raises, never faults
 
 Plus two plain (non-atomic) accessors for the hot loops:
 
@@ -264,8 +264,8 @@ def _prefetch_fn(builder):
 def prefetch_write(typingctx, a, i):
     """Hint that ``a[i]`` will soon be written (``__builtin_prefetch(p, 1, 3)``).
 
-    Only a hint: it never faults and changes no memory.  The address is
-    formed only when ``0 <= i < a.size``; otherwise nothing happens."""
+    Only a hint: it never faults, changes no memory and checks nothing (not
+    even under ``KERNEL_NUMBA_BOUNDSCHECK``), as Cython's ``prefetch_rw``."""
     _check_array(a)
     _check_index(i)
 
@@ -273,12 +273,18 @@ def prefetch_write(typingctx, a, i):
         aryty, idxty = sig.args
         arr = context.make_array(aryty)(context, builder, args[0])
         idx = _index(context, builder, idxty, args[1])
-        with builder.if_then(_in_bounds(builder, arr, idx), likely=True):
-            ptr = builder.gep(arr.data, [idx], inbounds=True)
-            fn, i8p = _prefetch_fn(builder)
-            i32 = ir.IntType(32)
-            # rw=1 (write), locality=3 (keep in all cache levels), cache type=1 (data)
-            builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])
+        # Why no bounds check: it was an unsigned compare against the array's
+        # size and a branch per prefetch, and the size kept live (reloaded
+        # from the stack in the tracked chunk loop, which has more arrays than
+        # registers): 5 prefetches an order there.  Why that is safe: the GEP
+        # is *not* inbounds, so an index past the array is plain wrapping
+        # address arithmetic in LLVM (no poison), and llvm.prefetch of any
+        # address has no effect on the program's behaviour (it cannot fault).
+        ptr = builder.gep(arr.data, [idx], inbounds=False)
+        fn, i8p = _prefetch_fn(builder)
+        i32 = ir.IntType(32)
+        # rw=1 (write), locality=3 (keep in all cache levels), cache type=1 (data)
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])
         return context.get_dummy_value()
 
     return types.none(a, i), codegen
