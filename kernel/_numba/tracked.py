@@ -372,22 +372,19 @@ def publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offe
 
 @njit(**_inline)
 def settle_refused_slot(order_table, slot):
-    """PENDING -> REFUSED by CAS; on failure the word is CANCEL_REQUESTED,
-    which only this reserve leaves: store CANCELLED_HOLD (kernels.pyx's
-    settle_refused_slot, step for step)."""
+    """PENDING -> REFUSED, or -> CANCELLED_HOLD where the word is
+    CANCEL_REQUESTED.  CAS from the word read, re-deciding on failure."""
     at = ORDER_STRIDE * slot + ORDER_WORD_AT
-    ident = atomic_load(order_table, at) & ID_MASK
-    # The expected word is made, not the one loaded: the compare needs no
-    # re-decision in the common case, and the state it would have re-decided
-    # from can only be CANCEL_REQUESTED when the CAS fails.
-    seen = atomic_cas(order_table, at, (PENDING << STATE_SHIFT) | ident, (REFUSED << STATE_SHIFT) | ident)
-    if seen == (PENDING << STATE_SHIFT) | ident:
-        return
-    # A cancel asked meanwhile (REFUSED for any other state only mirrors the
-    # reference when misused: the word was not PENDING).  Release: the word's
-    # last step, read by confirm / cancel / expire.
-    final = CANCELLED_HOLD if seen >> STATE_SHIFT == CANCEL_REQUESTED else REFUSED
-    atomic_store_release(order_table, at, (final << STATE_SHIFT) | ident)
+    word = atomic_load(order_table, at)
+    while True:
+        final = CANCELLED_HOLD if word >> STATE_SHIFT == CANCEL_REQUESTED else REFUSED
+        # First try is PENDING -> REFUSED; it fails only when a cancel made the
+        # word CANCEL_REQUESTED, which only this reserve leaves, so the retry
+        # (-> CANCELLED_HOLD) succeeds.
+        seen = atomic_cas(order_table, at, word, (final << STATE_SHIFT) | (word & ID_MASK))
+        if seen == word:
+            return
+        word = seen
 
 
 @njit(**_inline)
