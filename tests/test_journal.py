@@ -933,6 +933,36 @@ def test_compiled_rows_section_is_byte_for_byte_numpys(monkeypatch, span):
     reference = records.Effects()
     reference.rows("order_table", 4, index, fields, {"order_table": table})
     assert _record_bytes(compiled) == _record_bytes(reference)
+    monkeypatch.undo()
+    # Rows derived word by word (a tracked reserve's: an (n, stride) view of
+    # a (stride, n) array) take the other compiled packer: the same bytes.
+    gathered = np.take(table.reshape(-1, 4), index, axis=0)
+    by_word = np.ascontiguousarray(gathered.T).T
+    assert not by_word.flags.c_contiguous
+    plan, _, columns = records._rows_layout(4, fields)
+    assert bytes(_fast.pack_rows(by_word, index, columns)) == bytes(_fast.pack_rows(gathered, index, columns)) \
+        == b"".join(bytes(memoryview(part).cast("B")) for part in records._rows_parts(gathered, index, plan, columns))
+
+
+@pytest.mark.parametrize("span", [0, 1 << 7, 1 << 15, 1 << 31, 1 << 62])
+def test_compiled_vector_is_byte_for_byte_numpys(monkeypatch, span):
+    """A big vector (``_fast.pack_vector``: a tracked reserve's fill-log
+    range) is the bytes numpy makes, for every width, negative values
+    included, and owns its bytes (the state may change before it is
+    written)."""
+    from kernel.journal import _fast, records
+
+    rng = np.random.default_rng(span % 997)
+    n = 2 * _fast.MIN_SIZE + 3  # a width times n that needs padding
+    values = rng.integers(-span, span + 1, n) if span else np.full(n, -7)
+    original = values.copy()
+    compiled = records._vector(values)
+    assert len(compiled) == 1
+    values[:] = 0  # what was packed is a copy
+    monkeypatch.setattr(_fast, "MIN_SIZE", 1 << 62)
+    reference = records._vector(original)
+    assert b"".join(bytes(memoryview(p).cast("B")) for p in compiled) == \
+        b"".join(bytes(memoryview(p).cast("B")) for p in reference)
 
 
 def test_compiled_reserve_capture_is_byte_for_byte_numpys(tmp_path, monkeypatch):

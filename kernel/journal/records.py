@@ -79,7 +79,7 @@ import numpy as np
 from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, folded with SIMD: see below
 
 from ..state import LAYOUT_VERSION, STATE_NAMES
-from ._fast import field_arrays, pack_rows, value_range
+from ._fast import field_arrays, pack_rows, pack_vector, value_range
 
 # 4: ROWS fields may add (ADD); 3: records say what was synced before them
 # (2: ROWS and SUBTRACT sections; 1: after-images of single words only).  A
@@ -170,6 +170,9 @@ def _vector(values):
     values = np.ascontiguousarray(values, dtype=np.int64)
     if values.size <= 8:  # tiny (reserve_one): packing would cost more than it saves
         return [VECTOR_HEADER.pack(0, 8), values.copy()]  # a copy: the parts are written after the lock
+    packed = pack_vector(values)  # big: the same bytes, compiled (a new buffer: no view of the state)
+    if packed is not None:
+        return [packed]
     low, high = value_range(values)
     span = high - low
     if span == 0:
