@@ -64,10 +64,10 @@ def _run_calls(inv, seed, n_calls=40):
             inv.reserve_one(int(rng.integers(N_SKUS)), int(rng.integers(1, 3)), order_id=int(next_id),
                             user_id=int(rng.integers(6)), hold_until=int(rng.integers(0, 100)))
             next_id += 1
-        elif kind == "confirm":
-            inv.confirm(rng.integers(0, next_id + 3, 4))
+        elif kind == "confirm":  # one id (a service's) takes the scalar capture, several the vector one
+            inv.confirm(rng.integers(0, next_id + 3, int(rng.choice([1, 4]))))
         elif kind == "cancel":
-            inv.cancel(rng.integers(0, next_id + 3, 3))
+            inv.cancel(rng.integers(0, next_id + 3, int(rng.choice([1, 3]))))
         elif kind == "expire":
             inv.expire(int(rng.integers(0, 100)))
         else:
@@ -881,6 +881,35 @@ def test_inspect_and_verify(journal, tmp_path):
     assert result.returncode == 0 and "torn tail" in result.stdout
     result = run("inspect", str(tmp_path))
     assert result.returncode == 1 and "not a durable inventory" in result.stderr
+
+
+def test_scalar_probe_of_a_few_keys_matches_numpy(tmp_path):
+    """Up to _fast.SCALAR_KEYS keys are probed one by one in Python (a
+    service's confirm or cancel of one id): the same slots as the numpy
+    probe, for ids present, absent and colliding, in the order table (ids
+    under a mask) and the (user, SKU) pair table (whole words)."""
+    from kernel.journal import _fast
+    from kernel.tracking import probe as numpy_probe
+
+    rng = np.random.default_rng(5)
+    inv = Inventory.create_durable(str(tmp_path / "inv"), [50] * 20, max_orders=64, limit_per_user=40,
+                                   max_user_skus=64)
+    ids = rng.permutation(1 << 20)[:48]  # 48 of 64 slots: long probe runs
+    orders = OrderBatch(rng.integers(0, 20, ids.size), rng.integers(1, 3, ids.size), order_id=ids,
+                        user_id=rng.integers(0, 9, ids.size))
+    inv.reserve(orders)
+    tables = [(inv.state.order_table[::kernel.codes.ORDER_STRIDE], kernel.tracking.MAX_ORDER_ID, ids),
+              (inv.state.limit_table[::kernel.codes.PAIR_STRIDE], -1,
+               orders.user_id * 20 + orders.sku + 1)]
+    for table, mask, present in tables:
+        assert (table != 0).sum() > 8
+        for size in range(_fast.SCALAR_KEYS + 1):
+            keys = np.concatenate([rng.choice(present, size), rng.integers(1 << 20, 1 << 21, size)])[
+                rng.permutation(2 * size)][:size]
+            expected = numpy_probe(table, keys, mask)
+            assert np.array_equal(_fast.probe(table, keys, mask), expected)
+            assert size < 2 or (expected >= 0).any()  # (the present ones are found)
+    inv.close()
 
 
 def test_compiled_capture_helpers_match_numpy_and_big_calls_replay_exactly(tmp_path):

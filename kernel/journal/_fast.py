@@ -49,6 +49,7 @@ fill-log and counter vectors 4.1-4.6 -> 1.7-2.4 ms (``--scale 0.1``,
 import numpy as np
 
 from .. import codes as spec
+from ..reference.tracked import hash_slot
 
 MIN_SIZE = 2048  # below this numpy is as fast, and a small call never imports numba
 _compiled = None
@@ -292,9 +293,33 @@ def pair_rows(report, status, n_skus):
     return slots, by_word.T
 
 
+# Up to this many keys are probed one by one in Python: the vectorised
+# probe's dozen numpy calls cost ~20 us whatever the size, a scalar probe
+# ~1 us a key (a service's confirm or cancel of one id).
+SCALAR_KEYS = 8
+
+
+def _probe_scalar(table, keys, id_mask):
+    """:func:`kernel.tracking.probe` for a few keys (the same linear
+    probing as :func:`kernel.reference.tracked.find_order`)."""
+    mask = table.size - 1
+    found = np.full(keys.size, -1, dtype=np.int64)
+    for i, key in enumerate(keys.tolist()):
+        slot = hash_slot(key, mask)
+        while (word := int(table[slot])) != 0:
+            if word & id_mask == key:
+                found[i] = slot
+                break
+            slot = (slot + 1) & mask
+    return found
+
+
 def probe(table, keys, id_mask=-1):
-    """:func:`kernel.tracking.probe`, compiled for big ``keys``."""
+    """:func:`kernel.tracking.probe`: scalar for a few ``keys``, compiled
+    for big ones."""
     keys = np.ascontiguousarray(keys, dtype=np.int64)
+    if keys.size <= SCALAR_KEYS:
+        return _probe_scalar(table, keys, id_mask)
     fast = _compile() if keys.size >= MIN_SIZE else False
     if not fast:
         from ..tracking import probe as numpy_probe

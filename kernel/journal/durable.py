@@ -167,7 +167,7 @@ class DurableInventory(Inventory):
 
     def cancel(self, order_ids, *, threads=None):
         def capture(outcome, _):
-            if not np.isin(outcome, (Outcome.DONE, Outcome.REMEMBERED)).any():
+            if not ((outcome == Outcome.DONE) | (outcome == Outcome.REMEMBERED)).any():  # (np.isin: ~40 us)
                 return None
             ids = np.atleast_1d(np.asarray(order_ids, np.int64))
             return lambda: effects.rows_and_fills(self._arrays(), _slots(self, ids))

@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import codes as spec
 from ..codes import Status
+from ..reference.tracked import find_order, limit_slot
 from . import _fast
 from ._fast import probe
 from .records import ADD, Effects
@@ -49,16 +50,25 @@ def order_words(arrays):
 
 def _rows(effects, arrays, slots):
     """The whole records of the order slots ``slots``."""
+    if slots.size == 1:  # one id (a service's confirm or cancel): its row is consecutive words
+        start = int(slots[0]) * spec.ORDER_STRIDE
+        effects.range(("order_table",), start, start + spec.ORDER_STRIDE, arrays)
+        return
     effects.indexed(("order_table",), (slots[:, None] * spec.ORDER_STRIDE + _ROW_WORDS).ravel(), arrays)
 
 # Below this many offers the whole stock array is one RANGE section (cheaper
-# than finding the distinct offers a batch touched).
+# than finding the distinct offers a batch touched), unless the call touched
+# at most _FEW_OFFERS: their words then (a cancel of one order would
+# otherwise carry up to 4,096 stock words).
 _WHOLE_STOCK = 4096
+_FEW_OFFERS = 64
 
 
 def _stock(effects, arrays, offers):
     stock = arrays["stock"]
-    if stock.size <= max(_WHOLE_STOCK, offers.size):
+    if offers.size <= _FEW_OFFERS:
+        effects.indexed(("stock",), offers, arrays)  # repeats are harmless
+    elif stock.size <= max(_WHOLE_STOCK, offers.size):
         effects.range(("stock",), 0, stock.size, arrays)
     elif 16 * offers.size > stock.size:
         touched = np.zeros(stock.size, dtype=bool)  # distinct offers without a sort
@@ -217,14 +227,29 @@ def reserve_tracked(arrays, report, status, cursor_before):
 
 
 def reserve_one(arrays, order_id, user, sku, cursor_before):
+    """One order: its row, its fill-log range, the stock of its SKU's
+    offers, its (user, SKU) pair if the SKU is capped, counters.
+
+    Scalar throughout (the reference's probes, contiguous slices): every
+    section is a few words, where the vectorised helpers the batch calls
+    use (numpy probes, index arithmetic, the whole stock array below
+    ``_WHOLE_STOCK`` offers) cost ~100 us of numpy calls per order and made
+    ``reserve_one`` from several threads CPU-bound before group commit could
+    help."""
     effects = Effects()
-    slot = probe(order_words(arrays), np.array([order_id], dtype=np.int64), spec.ID_MASK)
-    _rows(effects, arrays, slot[slot >= 0])
+    slot = find_order(arrays["order_table"], order_id)
+    if slot >= 0:  # a row is ORDER_STRIDE consecutive words: one RANGE
+        effects.range(("order_table",), slot * spec.ORDER_STRIDE, (slot + 1) * spec.ORDER_STRIDE, arrays)
     cursor_after = int(arrays["counters"][spec.FILL_CURSOR])
     effects.range(FILL, cursor_before, cursor_after, arrays)
     offer_start = arrays["offer_start"]
-    _stock(effects, arrays, arrays["offer_by_priority"][offer_start[sku]:offer_start[sku + 1]])
-    _pairs(effects, arrays, np.array([user], dtype=np.int64), np.array([sku], dtype=np.int64))
+    first, stop = int(offer_start[sku]), int(offer_start[sku + 1])
+    effects.indexed(("stock",), arrays["offer_by_priority"][first:stop], arrays)  # a SKU's few offers
+    limit = arrays["limit"]
+    if limit[sku] != spec.NO_LIMIT:
+        pair = limit_slot(arrays["limit_table"], user * limit.size + sku + 1, False)
+        if pair >= 0:
+            effects.range(("limit_table",), pair * spec.PAIR_STRIDE, (pair + 1) * spec.PAIR_STRIDE, arrays)
     _counters(effects, arrays)
     return effects
 
@@ -251,6 +276,17 @@ def rows_and_fills(arrays, slots):
     effects = Effects()
     slots = slots[slots >= 0]
     _rows(effects, arrays, slots)
+    if slots.size == 1:  # one id (a service's cancel): its fill entries are one range
+        row = arrays["order_table"][int(slots[0]) * spec.ORDER_STRIDE:][:spec.ORDER_STRIDE]
+        fills = int(row[spec.ORDER_FILLS_AT])
+        first = fills >> spec.FILL_COUNT_BITS
+        stop = first + (fills & spec.MAX_ORDER_FILLS)
+        effects.range(FILL, first, stop, arrays)
+        offers = arrays["fill_offer"][first:stop]
+        _stock(effects, arrays, offers)
+        _pairs(effects, arrays, np.full(offers.size, row[spec.ORDER_USER_AT]), arrays["offer_sku"][offers])
+        _counters(effects, arrays)
+        return effects
     records = arrays["order_table"].reshape(-1, spec.ORDER_STRIDE)[slots]
     fills = records[:, spec.ORDER_FILLS_AT]  # first << FILL_COUNT_BITS | count
     starts = fills >> spec.FILL_COUNT_BITS

@@ -163,13 +163,25 @@ def read_segment_header(data, where):
     return first, block_crc
 
 
+# Vectors of up to this many values are stored raw (width 8): packing would
+# cost more than it saves (reserve_one's sections, counters of one order).
+_TINY = 8
+_RAW = VECTOR_HEADER.pack(0, 8)
+
+
+def _tiny_vector(values):
+    """A vector of at most ``_TINY`` int64 values, raw, as one new ``bytes``
+    (no view of the state: it may be written after the call lock)."""
+    return _RAW + np.ascontiguousarray(values, dtype=np.int64).tobytes()
+
+
 def _vector(values):
     """A vector's parts (header, packed values, padding): bytes-like objects,
     written with the record's other parts by one ``writev``, possibly after
     the call lock is released, so never a view of the live state."""
     values = np.ascontiguousarray(values, dtype=np.int64)
-    if values.size <= 8:  # tiny (reserve_one): packing would cost more than it saves
-        return [VECTOR_HEADER.pack(0, 8), values.copy()]  # a copy: the parts are written after the lock
+    if values.size <= _TINY:
+        return [_tiny_vector(values)]
     packed = pack_vector(values)  # big: the same bytes, compiled (a new buffer: no view of the state)
     if packed is not None:
         return [packed]
@@ -284,13 +296,19 @@ class Effects:
             return
         self._section(INDEXED, len(names), [_ARRAY_ID[name] for name in names], index.size, 0)
         values = [arrays[name][index] for name in names]  # fancy indexing: copies
-        self._later(lambda: [part for vector in (index, *values) for part in _vector(vector)])
+        if index.size <= _TINY:
+            self.parts.append(b"".join(_tiny_vector(vector) for vector in (index, *values)))
+        else:
+            self._later(lambda: [part for vector in (index, *values) for part in _vector(vector)])
 
     def range(self, names, start, stop, arrays):
         """The words ``start:stop`` of each array in ``names``."""
         if stop <= start:
             return
         self._section(RANGE, len(names), [_ARRAY_ID[name] for name in names], stop - start, start)
+        if stop - start <= _TINY:
+            self.parts.append(b"".join(_tiny_vector(arrays[name][start:stop]) for name in names))
+            return
         values = [arrays[name][start:stop].copy() for name in names]  # a slice is a view of the live state
         self._later(lambda: [part for vector in values for part in _vector(vector)])
 
@@ -377,6 +395,9 @@ def _rows_parts(rows, index, plan, columns):
     return parts
 
 
+_JOIN_BELOW = 16 << 10  # payload bytes under which encode joins the parts
+
+
 def encode(seq, op, effects, aux=0, synced=None):
     """One record as a list of bytes-like parts (header first), for one
     ``os.writev``: the payload is never joined into one copy.  ``synced``:
@@ -384,8 +405,13 @@ def encode(seq, op, effects, aux=0, synced=None):
     parts = effects.pack().parts
     synced = seq - 1 if synced is None else synced
     length = sum(memoryview(part).nbytes for part in parts)
+    if length <= _JOIN_BELOW:
+        # A small record (reserve_one, a confirm of a few ids): one joined
+        # payload, one checksum call, one buffer for writev, where a part
+        # each cost ~1 us of Python per part and step.
+        parts = [b"".join(parts)]
     crc = crc32(RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, 0, aux, synced))
-    for part in parts:  # no copy of the payload just for its checksum
+    for part in parts:  # no copy of a big payload just for its checksum
         crc = crc32(part, crc)
     return [RECORD_HEADER.pack(RECORD_MAGIC, length, seq, op, effects.n_sections, crc, aux, synced), *parts]
 
