@@ -48,11 +48,16 @@ def order_words(arrays):
     return arrays["order_table"][spec.ORDER_WORD_AT::spec.ORDER_STRIDE]
 
 
+def _row(effects, arrays, slot):
+    """The whole record of one order slot: ORDER_STRIDE consecutive words,
+    one RANGE (a service's reserve_one, confirm or cancel of one id)."""
+    effects.range(("order_table",), slot * spec.ORDER_STRIDE, (slot + 1) * spec.ORDER_STRIDE, arrays)
+
+
 def _rows(effects, arrays, slots):
     """The whole records of the order slots ``slots``."""
-    if slots.size == 1:  # one id (a service's confirm or cancel): its row is consecutive words
-        start = int(slots[0]) * spec.ORDER_STRIDE
-        effects.range(("order_table",), start, start + spec.ORDER_STRIDE, arrays)
+    if slots.size == 1:
+        _row(effects, arrays, int(slots[0]))
         return
     effects.indexed(("order_table",), (slots[:, None] * spec.ORDER_STRIDE + _ROW_WORDS).ravel(), arrays)
 
@@ -238,13 +243,12 @@ def reserve_one(arrays, order_id, user, sku, cursor_before):
     help."""
     effects = Effects()
     slot = find_order(arrays["order_table"], order_id)
-    if slot >= 0:  # a row is ORDER_STRIDE consecutive words: one RANGE
-        effects.range(("order_table",), slot * spec.ORDER_STRIDE, (slot + 1) * spec.ORDER_STRIDE, arrays)
+    if slot >= 0:
+        _row(effects, arrays, slot)
     cursor_after = int(arrays["counters"][spec.FILL_CURSOR])
     effects.range(FILL, cursor_before, cursor_after, arrays)
     offer_start = arrays["offer_start"]
-    first, stop = int(offer_start[sku]), int(offer_start[sku + 1])
-    effects.indexed(("stock",), arrays["offer_by_priority"][first:stop], arrays)  # a SKU's few offers
+    _stock(effects, arrays, arrays["offer_by_priority"][int(offer_start[sku]):int(offer_start[sku + 1])])
     limit = arrays["limit"]
     if limit[sku] != spec.NO_LIMIT:
         pair = limit_slot(arrays["limit_table"], user * limit.size + sku + 1, False)
@@ -276,26 +280,21 @@ def rows_and_fills(arrays, slots):
     effects = Effects()
     slots = slots[slots >= 0]
     _rows(effects, arrays, slots)
-    if slots.size == 1:  # one id (a service's cancel): its fill entries are one range
-        row = arrays["order_table"][int(slots[0]) * spec.ORDER_STRIDE:][:spec.ORDER_STRIDE]
-        fills = int(row[spec.ORDER_FILLS_AT])
-        first = fills >> spec.FILL_COUNT_BITS
-        stop = first + (fills & spec.MAX_ORDER_FILLS)
-        effects.range(FILL, first, stop, arrays)
-        offers = arrays["fill_offer"][first:stop]
-        _stock(effects, arrays, offers)
-        _pairs(effects, arrays, np.full(offers.size, row[spec.ORDER_USER_AT]), arrays["offer_sku"][offers])
-        _counters(effects, arrays)
-        return effects
     records = arrays["order_table"].reshape(-1, spec.ORDER_STRIDE)[slots]
     fills = records[:, spec.ORDER_FILLS_AT]  # first << FILL_COUNT_BITS | count
     starts = fills >> spec.FILL_COUNT_BITS
     lengths = fills & spec.MAX_ORDER_FILLS
-    entry = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
-    effects.indexed(FILL, entry, arrays)
-    offers = arrays["fill_offer"][entry]
+    if slots.size == 1:  # one id (a service's cancel): its fill entries are one RANGE
+        first, stop = int(starts[0]), int(starts[0] + lengths[0])
+        effects.range(FILL, first, stop, arrays)
+        offers = arrays["fill_offer"][first:stop]
+        owner_user = np.full(offers.size, records[0, spec.ORDER_USER_AT])
+    else:
+        entry = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        effects.indexed(FILL, entry, arrays)
+        offers = arrays["fill_offer"][entry]
+        owner_user = np.repeat(records[:, spec.ORDER_USER_AT], lengths)
     _stock(effects, arrays, offers)
-    owner_user = np.repeat(records[:, spec.ORDER_USER_AT], lengths)
     _pairs(effects, arrays, owner_user, arrays["offer_sku"][offers])
     _counters(effects, arrays)
     return effects

@@ -400,7 +400,8 @@ _JOIN_BELOW = 16 << 10  # payload bytes under which encode joins the parts
 
 def encode(seq, op, effects, aux=0, synced=None):
     """One record as a list of bytes-like parts (header first), for one
-    ``os.writev``: the payload is never joined into one copy.  ``synced``:
+    ``os.writev``: a big payload is never joined into one copy (a small one,
+    under ``_JOIN_BELOW`` bytes, is: one part is cheaper).  ``synced``:
     see the module's docstring (default ``seq - 1``, an append's)."""
     parts = effects.pack().parts
     synced = seq - 1 if synced is None else synced
