@@ -1296,6 +1296,39 @@ def test_the_journal_bench_reports_every_path_from_checked_rounds(tmp_path, monk
         assert 10 < float(rows[label][7]) < 60, rows[label]  # journal bytes per order
 
 
+@pytest.mark.parametrize("fsync", ["batch", "none"])
+def test_reserve_one_threads_checks_the_run_and_the_state_rebuilt_from_its_journal(tmp_path, monkeypatch, fsync):
+    """The ``reserve_one`` thread benchmark counts only a checked run: a
+    clean one passes; a live state off by one unit, or a journal that
+    rebuilds a different state, raises and names what is wrong."""
+    from kernel.invariants import InvariantViolation
+    from kernel.journal import bench as journal_bench
+
+    figures = journal_bench.reserve_one_threads(3, 20, backend="cython", fsync=fsync, where=str(tmp_path))
+    assert figures["calls"] == 60 and figures["orders_per_s"] > 0
+    assert (figures["fsyncs"] >= 1) if fsync == "batch" else figures["fsyncs"] == 0
+
+    create, reopen = Inventory.create_durable, Inventory.open_durable
+
+    def with_a_stray_unit(*args, **kwargs):
+        inv = create(*args, **kwargs)
+        inv.restock(5, 1)  # one unit no order accounts for
+        return inv
+    monkeypatch.setattr(Inventory, "create_durable", with_a_stray_unit)
+    with pytest.raises(InvariantViolation, match="offer 5|SKU 5"):
+        journal_bench.reserve_one_threads(2, 10, backend="cython", fsync=fsync, where=str(tmp_path))
+
+    def rebuilt_without_order_0(*args, **kwargs):
+        inv = reopen(*args, **kwargs)
+        inv.cancel([0])  # as if order 0's record had been lost
+        return inv
+    monkeypatch.setattr(Inventory, "create_durable", create)
+    monkeypatch.setattr(Inventory, "open_durable", rebuilt_without_order_0)
+    with pytest.raises(InvariantViolation, match="rebuilt from the journal: order 0 is not HELD"):
+        journal_bench.reserve_one_threads(2, 10, backend="cython", fsync=fsync, where=str(tmp_path))
+    assert not list(tmp_path.iterdir()), "the benchmark's journals are removed, checked or not"
+
+
 @pytest.mark.parametrize("fsync", ["batch", "interval", "none"])
 def test_a_durable_inventory_dropped_without_close_closes_its_journal(tmp_path, fsync):
     """Dropped without close(), a durable inventory closes its journal as a
