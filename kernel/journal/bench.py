@@ -141,8 +141,10 @@ def reserve_one_threads(n_threads=8, calls_per_thread=500, *, backend="auto", fs
     parent = tempfile.mkdtemp(prefix="kernel-durable-", dir=where)
     try:
         n = n_threads * calls_per_thread
-        inv = Inventory.create_durable(os.path.join(parent, "inv"), [n] * 64, backend=backend, max_orders=n,
-                                       fsync=fsync)
+        n_skus = 64
+        initial = np.full(n_skus, n, np.int64)  # nothing sells out
+        directory = os.path.join(parent, "inv")
+        inv = Inventory.create_durable(directory, initial, backend=backend, max_orders=n, fsync=fsync)
         latency = np.zeros(n)
         errors = []
         start = threading.Barrier(n_threads + 1, timeout=60)
@@ -153,7 +155,7 @@ def reserve_one_threads(n_threads=8, calls_per_thread=500, *, backend="auto", fs
                 for i in range(calls_per_thread):
                     k = t * calls_per_thread + i
                     t0 = time.perf_counter()
-                    status = inv.reserve_one(k % 64, 1, order_id=k)
+                    status = inv.reserve_one(k % n_skus, 1, order_id=k)
                     latency[k] = time.perf_counter() - t0
                     assert status == Status.ACCEPTED
             except BaseException as error:
@@ -175,13 +177,12 @@ def reserve_one_threads(n_threads=8, calls_per_thread=500, *, backend="auto", fs
         # that same state (each call returned only once its record was
         # durable, or written, for the other policies, before the close).
         ids = np.arange(n, dtype=np.int64)
-        initial = np.full(64, n, np.int64)
-        expected = initial - np.bincount(ids % 64, minlength=64)
+        expected = initial - np.bincount(ids % n_skus, minlength=n_skus)
         check_tracked(inv, initial)
         _require_state(inv, ids, expected, "after the run")
         stats = inv.journal_stats()
         inv.close()
-        with Inventory.open_durable(os.path.join(parent, "inv"), backend=backend, fsync=fsync) as reopened:
+        with Inventory.open_durable(directory, backend=backend, fsync=fsync) as reopened:
             _require_state(reopened, ids, expected, "rebuilt from the journal")
     finally:
         shutil.rmtree(parent, ignore_errors=True)
