@@ -235,6 +235,71 @@ def test_outside_a_source_checkout_the_gate_says_so_before_measuring(monkeypatch
     assert "needs a source checkout" in capsys.readouterr().err
 
 
+def _fake_counting(monkeypatch, tmp_path, base_counts, measure_commit=None):
+    """The gate's main with its counting replaced: this checkout counts
+    COUNTS, the base ``base_counts`` (both on this runner's toolchain, so the
+    base judges).  Returns the list of calls, in the order they began."""
+    calls = []
+    env = gate.toolchain()
+    base_started = __import__("threading").Event()
+
+    def measure_here(*args, **kwargs):
+        calls.append("this checkout")
+        # The base must be under way while this checkout is counted: wait
+        # for it (bounded), as a sequential gate would never let it start.
+        assert base_started.wait(timeout=30), "the base was not counted while this checkout was"
+        return dict(COUNTS)
+
+    def measure_base(repo, sha, gate_venv, workdir):
+        calls.append("base")
+        base_started.set()
+        return {"sha": sha, "counts": base_counts, "toolchain": env}
+
+    monkeypatch.setattr(gate, "measure", measure_here)
+    monkeypatch.setattr(gate, "measure_commit", measure_commit or measure_base)
+    monkeypatch.setattr(gate.GateVenv, "key", lambda self: env)
+    monkeypatch.setattr(gate, "toolchain", lambda: env)
+    return calls
+
+
+@pytest.mark.skipif(gate.source_checkout() is None, reason="needs the git checkout")
+@pytest.mark.parametrize("base_by, status", [(0, 0), (-0.5, 1)])  # this checkout at +0% / +100% vs its base
+def test_the_base_is_counted_while_this_checkout_is_counted_and_then_cached(monkeypatch, tmp_path, base_by, status):
+    calls = _fake_counting(monkeypatch, tmp_path, base_counts=worse(COUNTS, base_by))
+    args = ["--base", "HEAD", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
+            "--baseline", str(tmp_path / "no-committed-baseline.json")]  # only the base judges
+    assert gate.main(args) == status
+    assert sorted(calls) == ["base", "this checkout"]
+    rows = json.loads((tmp_path / "out" / "gate.json").read_text())["verdict"]["rows"]
+    assert {r["case"]: r["base"] for r in rows} == worse(COUNTS, base_by)
+    assert {r["base_verdict"] for r in rows} == {"ok" if status == 0 else "REGRESSION"}
+    # Cached: a second run counts only this checkout (the base never starts,
+    # so this fake must not wait for it) and reaches the same verdict.
+    monkeypatch.setattr(gate, "measure", lambda *a, **k: calls.append("this checkout") or dict(COUNTS))
+    calls.clear()
+    assert gate.main(args) == status and calls == ["this checkout"]
+
+
+@pytest.mark.skipif(gate.source_checkout() is None, reason="needs the git checkout")
+def test_a_base_that_fails_to_count_fails_the_gate(monkeypatch, tmp_path):
+    def broken(repo, sha, gate_venv, workdir):
+        raise RuntimeError("measuring the base failed (pip)")
+    calls = _fake_counting(monkeypatch, tmp_path, base_counts=None, measure_commit=broken)
+    monkeypatch.setattr(gate, "measure", lambda *a, **k: calls.append("this checkout") or dict(COUNTS))
+    with pytest.raises(RuntimeError, match="measuring the base failed"):
+        gate.main(["--base", "HEAD", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
+    assert calls == ["this checkout"] and not (tmp_path / "out").exists()  # no verdict written
+
+
+@pytest.mark.skipif(gate.source_checkout() is None, reason="needs the git checkout")
+def test_a_base_that_is_not_a_commit_fails_before_anything_is_counted(monkeypatch, tmp_path):
+    calls = _fake_counting(monkeypatch, tmp_path, base_counts=COUNTS)
+    with pytest.raises(ValueError, match="no-such-rev-anywhere"):
+        gate.main(["--base", "no-such-rev-anywhere", "--cache", str(tmp_path / "cache"),
+                   "--out", str(tmp_path / "out")])
+    assert calls == []
+
+
 @pytest.mark.skipif(gate.source_checkout() is None, reason="needs the git checkout (bench/ is not installed)")
 @pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v valgrind"], capture_output=True).returncode != 0,
                     reason="needs valgrind")
