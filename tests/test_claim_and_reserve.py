@@ -32,6 +32,15 @@ def _batch():
                       user_id=[1, 2, 1, 3, 1, 2, 4, 1, 3])
 
 
+def _read_only(a):
+    """``a`` made read-only, as the facade passes every input column: Numba
+    compiles one specialization per read-only flag, and a tracked kernel
+    takes 35-48 s to compile, so a writable deadline here would compile a
+    second one that only these tests use."""
+    a.flags.writeable = False
+    return a
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 3, 1024])
 @pytest.mark.parametrize("settle", [False, True])
 def test_one_thread_is_word_for_word_the_reference_at_any_chunk_size(chunk, settle):
@@ -47,7 +56,7 @@ def test_one_thread_is_word_for_word_the_reference_at_any_chunk_size(chunk, sett
         fill_slot = np.empty(o.n_lines + 1, np.int64)
         pair_slot = np.full(o.n_lines, -7, np.int64)  # lines no cap count reaches keep it
         chunks = np.empty((-(-o.n_orders // chunk), 4), np.int64)
-        deadline = np.full(o.n_orders, 77, np.int64)
+        deadline = _read_only(np.full(o.n_orders, 77, np.int64))
         inv.state.counters[codes.FILL_CURSOR] = 5  # the log's next free entry is not always 0
         k.claim_and_reserve(*inv.state[:-1], o.line_start, o.sku, o.qty, o.price_limits(), o.order_id, o.user_id,
                             deadline, order_slot, fill_slot, pair_slot, status, chunks, inv.state.counters, chunk,
@@ -81,7 +90,7 @@ def _run_claim_and_reserve(backend, inv, o, chunk, settle, direct):
     fill_slot = np.empty(o.n_lines + 1, np.int64)
     pair_slot = np.full(o.n_lines, -7, np.int64)
     chunks = np.empty((-(-o.n_orders // chunk), 4), np.int64)
-    deadline = np.arange(o.n_orders, dtype=np.int64) + 100
+    deadline = _read_only(np.arange(o.n_orders, dtype=np.int64) + 100)
     k.claim_and_reserve(*inv.state[:-1], o.line_start, o.sku, o.qty, o.price_limits(), o.order_id, o.user_id,
                         deadline, order_slot, fill_slot, pair_slot, status, chunks, inv.state.counters, chunk,
                         settle, direct, 1)

@@ -104,6 +104,17 @@ _NO_RUNTIME = {"_nrt": False} if hasattr(numba.core.cpu.CPUTargetOptions, "_nrt"
 _jit = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False, **_NO_RUNTIME)
 # Helpers called once per order are also inlined at the Numba IR level,
 # so the per-order loop is one function, as in kernels.pyx.
+#
+# It is also what makes the first call slow: compiling the gate's cases
+# (one thread, every family) took 105 s with it and 18.5 s with ``_inline``
+# set to plain ``_jit`` (LLVM then decides), most of it the tracked chunk
+# (``_claim_reserve_chunk`` and the chain it inlines: 35-48 s per
+# serial dispatcher).  Without it the tracked kernels counted 22-83% more
+# instructions (LLVM left the big helpers as calls, each passing a dozen
+# arrays), so the IR inlining stays; the on-disk cache pays the compile once
+# per install.  (Only ``general.take_cart`` counted 14% fewer instructions
+# as a plain call; 3 interleaved wall-clock rounds could not tell the two
+# apart on this noisy 2-core VM, so it stays inlined too.)
 _inline = dict(_jit, inline="always")
 
 
