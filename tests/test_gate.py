@@ -7,6 +7,7 @@ which counts each kernel call under callgrind."""
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -235,13 +236,13 @@ def test_outside_a_source_checkout_the_gate_says_so_before_measuring(monkeypatch
     assert "needs a source checkout" in capsys.readouterr().err
 
 
-def _fake_counting(monkeypatch, tmp_path, base_counts, measure_commit=None):
+def _fake_counting(monkeypatch, base_counts, measure_commit=None):
     """The gate's main with its counting replaced: this checkout counts
     COUNTS, the base ``base_counts`` (both on this runner's toolchain, so the
     base judges).  Returns the list of calls, in the order they began."""
     calls = []
     env = gate.toolchain()
-    base_started = __import__("threading").Event()
+    base_started = threading.Event()
 
     def measure_here(*args, **kwargs):
         calls.append("this checkout")
@@ -265,7 +266,7 @@ def _fake_counting(monkeypatch, tmp_path, base_counts, measure_commit=None):
 @pytest.mark.skipif(gate.source_checkout() is None, reason="needs the git checkout")
 @pytest.mark.parametrize("base_by, status", [(0, 0), (-0.5, 1)])  # this checkout at +0% / +100% vs its base
 def test_the_base_is_counted_while_this_checkout_is_counted_and_then_cached(monkeypatch, tmp_path, base_by, status):
-    calls = _fake_counting(monkeypatch, tmp_path, base_counts=worse(COUNTS, base_by))
+    calls = _fake_counting(monkeypatch, base_counts=worse(COUNTS, base_by))
     args = ["--base", "HEAD", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
             "--baseline", str(tmp_path / "no-committed-baseline.json")]  # only the base judges
     assert gate.main(args) == status
@@ -284,7 +285,7 @@ def test_the_base_is_counted_while_this_checkout_is_counted_and_then_cached(monk
 def test_a_base_that_fails_to_count_fails_the_gate(monkeypatch, tmp_path):
     def broken(repo, sha, gate_venv, workdir):
         raise RuntimeError("measuring the base failed (pip)")
-    calls = _fake_counting(monkeypatch, tmp_path, base_counts=None, measure_commit=broken)
+    calls = _fake_counting(monkeypatch, base_counts=None, measure_commit=broken)
     monkeypatch.setattr(gate, "measure", lambda *a, **k: calls.append("this checkout") or dict(COUNTS))
     with pytest.raises(RuntimeError, match="measuring the base failed"):
         gate.main(["--base", "HEAD", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
@@ -293,11 +294,33 @@ def test_a_base_that_fails_to_count_fails_the_gate(monkeypatch, tmp_path):
 
 @pytest.mark.skipif(gate.source_checkout() is None, reason="needs the git checkout")
 def test_a_base_that_is_not_a_commit_fails_before_anything_is_counted(monkeypatch, tmp_path):
-    calls = _fake_counting(monkeypatch, tmp_path, base_counts=COUNTS)
+    calls = _fake_counting(monkeypatch, base_counts=COUNTS)
     with pytest.raises(ValueError, match="no-such-rev-anywhere"):
         gate.main(["--base", "no-such-rev-anywhere", "--cache", str(tmp_path / "cache"),
                    "--out", str(tmp_path / "out")])
     assert calls == []
+
+
+@pytest.mark.skipif(gate.source_checkout() is None, reason="needs the git checkout")
+def test_history_counts_each_commit_once_and_retries_one_that_failed(monkeypatch, tmp_path):
+    env = gate.toolchain()
+    counted, broken = [], {gate.resolve(gate.ROOT, "HEAD~1")}
+
+    def measure(repo, sha, gate_venv, workdir):
+        counted.append(sha)
+        if sha in broken:
+            raise RuntimeError("build failed")
+        return {"sha": sha, "counts": COUNTS, "toolchain": env}
+    monkeypatch.setattr(gate, "measure_commit", measure)
+    monkeypatch.setattr(gate.GateVenv, "key", lambda self: env)
+    cache, venv = gate.CountCache(tmp_path / "cache"), gate.GateVenv(tmp_path / "venv")
+    first = gate.history(gate.ROOT, "HEAD~3..HEAD", cache, venv, tmp_path)
+    assert len(counted) == 3 and [c.get("error") for c in first["commits"]] == [None, "build failed", None]
+    counted.clear()
+    broken.clear()
+    second = gate.history(gate.ROOT, "HEAD~3..HEAD", cache, venv, tmp_path)
+    assert counted == [gate.resolve(gate.ROOT, "HEAD~1")]  # only the one that failed is counted again
+    assert all(c["counts"] == COUNTS for c in second["commits"])
 
 
 @pytest.mark.skipif(gate.source_checkout() is None, reason="needs the git checkout (bench/ is not installed)")

@@ -54,7 +54,7 @@ from pathlib import Path
 
 __all__ = ["GATE_CASES", "DEFAULT_THRESHOLD", "CONSTRAINTS", "measure", "toolchain", "compare", "judge",
            "markdown_report", "html_report", "load_baseline", "save_baseline", "source_checkout", "GateVenv",
-           "history", "history_html", "history_markdown", "base_counts", "main"]
+           "history", "history_html", "history_markdown", "commit_counts", "main"]
 
 DEFAULT_THRESHOLD = 0.01  # 1%: repeated runs of an unchanged tree agree far closer than this
 GATE_BACKENDS = ("cython", "numba")
@@ -653,14 +653,15 @@ class CountCache:
         f.write_text(json.dumps(entry, indent=1, sort_keys=True) + "\n")
 
 
-def base_counts(repo, sha, cache, gate_venv):
+def commit_counts(repo, sha, cache, gate_venv, workdir=None):
     """Counts of commit ``sha``: from ``cache`` when it was counted on this
-    toolchain before, else built and counted in ``gate_venv`` (and cached)."""
+    toolchain before, else built and counted in ``gate_venv`` (its scratch
+    tree under ``workdir``, default the system's temporary folder) and
+    cached."""
     key = gate_venv.key()
     cached = cache.get(key, sha)
     if cached is None:
-        with tempfile.TemporaryDirectory(prefix="kernel-gate-") as work:
-            cached = measure_commit(repo, sha, gate_venv, work)
+        cached = measure_commit(repo, sha, gate_venv, workdir)
         cache.put(key, cached)
     return cached
 
@@ -679,19 +680,17 @@ def history(repo, rev_range, cache, gate_venv, workdir, limit=50):
     for sha in revs:
         info = _git(repo, "show", "-s", "--format=%h%x00%cI%x00%s", sha).split("\x00")
         entry = {"sha": sha, "short": info[0], "date": info[1], "subject": info[2]}
-        cached = cache.get(key, sha)
-        if cached is None:
+        if cache.get(key, sha) is None:
             try:
                 _git(repo, "cat-file", "-e", f"{sha}:kernel/bench/gate.py")
             except subprocess.CalledProcessError:
                 commits.append({**entry, "counts": None, "error": "no gate in this commit"})
                 continue
-            try:
-                cached = measure_commit(repo, sha, gate_venv, workdir)
-            except RuntimeError as exc:
-                commits.append({**entry, "counts": None, "error": str(exc)[-500:]})
-                continue
-            cache.put(key, cached)
+        try:
+            cached = commit_counts(repo, sha, cache, gate_venv, workdir)
+        except RuntimeError as exc:
+            commits.append({**entry, "counts": None, "error": str(exc)[-500:]})
+            continue
         commits.append({**entry, "counts": cached["counts"], "toolchain": cached.get("toolchain")})
     return {"range": rev_range, "toolchain": key, "commits": commits}
 
@@ -852,7 +851,7 @@ def main(argv=None):
         # while this checkout is counted, so on a 2-core runner the two
         # overlap instead of taking turns.  Counts do not depend on what else
         # runs: callgrind counts instructions, not time.
-        pending = pool.submit(base_counts, ROOT, base_sha, cache, gate_venv) if base_sha else None
+        pending = pool.submit(commit_counts, ROOT, base_sha, cache, gate_venv) if base_sha else None
         counts = measure()
         if pending is not None:
             base = pending.result()  # the base's failure, if any, is raised here
