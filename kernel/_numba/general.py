@@ -36,7 +36,17 @@ def _cart_ahead(stock):
 # ---------------------------------------------------------------- carts
 
 
-@njit(**_inline)
+# Not inlined at the IR level, unlike the other per-order helpers (_jit's
+# _inline says why they are): as a plain call LLVM is left to decide, and
+# the carts kernels ran 14% fewer instructions (the gate's carts/concurrent
+# and carts/ordered cases) and faster.  Measured in one process, this
+# take_cart and an IR-inlined twin alternating round by round, every round
+# checked (``python bench/ab_take_cart.py --scale 0.1 --rounds 31``, 1M
+# carts): the twin's time over this one's, median (quartiles), rounds this
+# one won: concurrent 1 thread 1.05 (1.01-1.09) 24/31, 2 threads 1.09
+# (1.01-1.17) 23/31, ordered 1.08 (0.95-1.12) 21/31 (an earlier run of the
+# same comparison: 1.10, 1.11, 1.04).
+@njit(**_jit)
 def take_cart(stock, line_start, sku, qty, counters, order):
     """One-offer-per-SKU twin of :func:`take_order`: every line takes exactly
     its ``qty`` from offer ``sku[line]``, all or nothing."""
