@@ -39,7 +39,7 @@ Measured alone (medians of 400, the VM busy), deriving and packing a
 (:func:`order_rows`, :func:`pair_rows`: (stride, n) arrays, handed on as
 their (n, stride) transposes), :func:`pack_rows` packs those with
 ``rows_vectors_by_word``, and every big vector is packed by one compiled
-``pack_columns`` (:func:`pack_vector`: the fill-log range, where numpy's
+``pack_column`` (:func:`pack_vector`: the fill-log range, where numpy's
 min, max, subtract and cast took ~11 us a vector).  In the lone caller's
 profile above, per 1M orders: ``pack_rows`` 11-12 -> 7.5-9.5 ms, the
 fill-log and counter vectors 4.1-4.6 -> 1.7-2.4 ms (``--scale 0.1``,
@@ -144,44 +144,14 @@ def _compile():
             return at + size
 
         @njit(cache=True, nogil=True)
-        def pack_columns(columns):
-            # One vector per row of ``columns`` (a C-contiguous (k, n)
-            # array) as one buffer.  Each column's range is its own two
-            # passes over contiguous values with nothing else in the loop:
-            # LLVM vectorizes them (vpminsq / vpmaxsq), ~0.1 ns a value,
-            # where a range kept while the column was being extracted took
-            # ~1 ns (a loop-carried select per value; see the module's
-            # docstring for the numbers).
-            k, n = columns.shape
-            low = np.empty(k, dtype=np.int64)
-            high = np.empty(k, dtype=np.int64)
-            for j in range(k):
-                column = columns[j]
-                lo = np.iinfo(np.int64).max
-                for i in range(n):
-                    lo = min(lo, column[i])
-                hi = np.iinfo(np.int64).min
-                for i in range(n):
-                    hi = max(hi, column[i])
-                low[j] = lo
-                high[j] = hi
-            widths = np.empty(k, dtype=np.int64)
-            size = 0
-            for j in range(k):
-                widths[j] = vector_width(n, low[j], high[j])
-                size += 16 + ((widths[j] * n + 7) // 8) * 8
-            out = np.empty(size, dtype=np.uint8)
-            at = 0
-            for j in range(k):
-                at = put_vector(out, at, columns[j], low[j], widths[j])
-            return out
-
-        @njit(cache=True, nogil=True)
         def put_column(out, at, column):
             # One vector of ``column`` at out[at:] (its range, its width,
-            # its bytes: what pack_columns does per row); returns where the
-            # next one starts.  The min and max loops run alone over the
-            # contiguous column, so LLVM vectorizes them.
+            # its bytes); returns where the next one starts.  The range is
+            # two passes over the contiguous values with nothing else in the
+            # loop: LLVM vectorizes them (vpminsq / vpmaxsq), ~0.1 ns a
+            # value, where a range kept while the column was being extracted
+            # took ~1 ns (a loop-carried select per value; see the module's
+            # docstring for the numbers).
             n = column.size
             lo = np.iinfo(np.int64).max
             for i in range(n):
@@ -190,6 +160,13 @@ def _compile():
             for i in range(n):
                 hi = max(hi, column[i])
             return put_vector(out, at, column, lo, vector_width(n, lo, hi))
+
+        @njit(cache=True, nogil=True)
+        def pack_column(values):
+            # One vector of a contiguous int64 array as one buffer (a view
+            # of room sized for the widest width).
+            out = np.empty(16 + 8 * values.size, dtype=np.uint8)
+            return out[:put_column(out, 0, values)]
 
         @njit(cache=True, nogil=True)
         def fields_out(n, k):
@@ -309,7 +286,7 @@ def _compile():
                 k += 1
             return slots, rows
 
-        _compiled = (probe, rows_vectors, order_rows, pair_rows, rows_vectors_by_word, pack_columns)
+        _compiled = (probe, rows_vectors, order_rows, pair_rows, rows_vectors_by_word, pack_column)
     return _compiled
 
 
@@ -383,7 +360,7 @@ def pack_vector(values):
     fast = _compile() if values.size >= MIN_SIZE else False
     if not fast:
         return None
-    return fast[5](values.reshape(1, -1))
+    return fast[5](values)
 
 
 def value_range(values):
