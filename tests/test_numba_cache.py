@@ -180,3 +180,49 @@ def test_the_bounds_check_switch_raises_index_error_and_has_its_own_cache_entrie
     assert first["cache_misses"] == 1 and first["cache_hits"] == 0
     assert checked_run()["cache_hits"] == 1
     assert compute(package_copy) == {**unchecked, "cache_hits": 1, "cache_misses": 0}
+
+
+def test_saves_wait_for_the_cache_lock(tmp_path, monkeypatch):
+    """Two processes saving two signatures of one kernel at once could leave
+    an index naming the other's machine code (numba#10128): the backend's
+    cache saves under an exclusive ``flock`` in the cache directory.  Held
+    here (another open file description: it conflicts even in-process), a
+    compile's save waits for it, and completes once it is released."""
+    import fcntl
+    import importlib.util
+    import threading
+
+    from numba.core.caching import FunctionCache
+
+    from kernel._numba._jit import CACHE_LOCK
+
+    module_path = tmp_path / "lock_probe.py"
+    module_path.write_text("from kernel._numba._jit import njit\n\n\n"
+                           "@njit(cache=True)\ndef add_one(x):\n    return x + 1\n")
+    spec = importlib.util.spec_from_file_location("lock_probe", module_path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    cache = probe.add_one._cache
+    assert isinstance(cache, BackendSourcesCache)
+    cache_path = Path(cache._cache_path)
+    cache_path.mkdir(parents=True, exist_ok=True)
+
+    arrived, saved = threading.Event(), threading.Event()
+    ensure = cache._impl.locator.ensure_cache_path
+    monkeypatch.setattr(cache._impl.locator, "ensure_cache_path", lambda: (ensure(), arrived.set()))
+    numba_save = FunctionCache.save_overload
+    monkeypatch.setattr(FunctionCache, "save_overload",
+                        lambda self, sig, data: (numba_save(self, sig, data), saved.set()))
+
+    results = []
+    with open(cache_path / CACHE_LOCK, "ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: results.append(probe.add_one(41)), daemon=True)
+        worker.start()
+        assert arrived.wait(timeout=CHILD_TIMEOUT), "the compile never reached its save"
+        assert not saved.wait(timeout=0.5), "the save went ahead while another holder had the lock"
+        assert not list(cache_path.glob("*.nbi")), "an index was written under another holder's lock"
+    # Closing the file released the lock.
+    worker.join(timeout=CHILD_TIMEOUT)
+    assert not worker.is_alive() and results == [42]
+    assert saved.is_set() and list(cache_path.glob("lock_probe.add_one-*.nbi"))

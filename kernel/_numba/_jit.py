@@ -50,6 +50,7 @@ The on-disk cache
     backend (the class says how).
 """
 
+import fcntl
 import hashlib
 import os
 import types as _pytypes
@@ -62,7 +63,7 @@ from numba.core.caching import FunctionCache
 
 from .atomics import CHECK_BOUNDS
 
-__all__ = ["threading_layer", "njit", "BackendSourcesCache", "SOURCES_DIGEST", "backend_sources"]
+__all__ = ["threading_layer", "njit", "BackendSourcesCache", "CACHE_LOCK", "SOURCES_DIGEST", "backend_sources"]
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "threadsafe"
@@ -144,6 +145,10 @@ def _digest(paths):
 SOURCES_DIGEST = _digest(backend_sources()) + ("+boundscheck" if CHECK_BOUNDS else "")
 
 
+# The file, in each cache directory, whose lock serializes saves (BackendSourcesCache.save_overload).
+CACHE_LOCK = "kernel-numba-cache.lock"
+
+
 class BackendSourcesCache(FunctionCache):
     """Numba's on-disk function cache, with :data:`SOURCES_DIGEST` (a hash
     of the contents of every ``kernel/_numba/*.py`` and ``kernel/codes.py``)
@@ -174,6 +179,33 @@ class BackendSourcesCache(FunctionCache):
 
     def _index_key(self, sig, codegen):
         return super()._index_key(sig, codegen) + (SOURCES_DIGEST,)
+
+    def save_overload(self, sig, data):
+        """Numba's save, holding an exclusive ``flock`` on
+        :data:`CACHE_LOCK` in the cache directory.
+
+        Why: numba saves an entry by reading the function's index, picking
+        the first data-file name the index does not use, then writing the
+        index and the data.  Two processes saving two different signatures
+        of one function at once (service workers starting cold, a test run
+        and its warm-up, :mod:`kernel.bench.warm`) both pick the same name:
+        the index can end up naming, for one signature, the machine code of
+        the other, which the next process loads and calls with the wrong
+        argument types (numba#10128 reports the segfaults).  Saves are rare
+        (once per kernel and signature) and short next to a compile, so they
+        queue on the lock; loads take none (a load that finds an entry whose
+        data is not written yet misses and compiles).  Where the lock file
+        cannot be opened (a read-only cache numba still chose), the save
+        goes on unlocked, as numba's own would.
+        """
+        try:
+            self._impl.locator.ensure_cache_path()
+            lock = open(os.path.join(self._cache_path, CACHE_LOCK), "ab")
+        except OSError:
+            return super().save_overload(sig, data)
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+            return super().save_overload(sig, data)
 
 
 def njit(**options):
