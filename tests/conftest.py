@@ -58,6 +58,91 @@ def pytest_collection(session):
                 + "\n" + cause, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+# ---------------------------------------------------------------- warm-up
+# Compiling the Numba kernels is about 300 of the 460 s a cold run of the
+# whole suite takes on the 2-core VM, one kernel after another on one core,
+# wherever a test first reaches each.  So a session of many numba tests
+# first compiles them ahead on every core: `python -m kernel.bench.warm` in
+# two processes, one per kernel family (single-line orders; carts and
+# offers), which fill Numba's on-disk cache (their saves queue on its lock:
+# kernel._numba._jit.BackendSourcesCache.save_overload); the tests then load
+# the machine code.  Measured cold (empty NUMBA_CACHE_DIR): the two took 124
+# and 154 s side by side, and the whole run 345 s, against 459-471 s when
+# the tests compiled for themselves.  With a warm cache they finish in a few
+# seconds.  A small session (a file, -k) does not wait for
+# them.  Whether they finish changes no result, only who compiles.
+# KERNEL_TEST_WARM=0 turns it off.
+# (workloads, options): the lifecycle kernels (and the journal's) are the same
+# for every workload, so one part compiles them: the one that is done sooner.
+WARM_PARTS = ((("carts", "hot-carts", "marketplace"), ("--no-lifecycle",)), (("uniform", "zipf", "flash-sale"), ()))
+WARM_MIN_NUMBA_TESTS = 100  # numba-parametrized tests a session needs to warm first
+WARM_TIMEOUT = 900  # seconds: past this, stop the warm-up; the tests compile what they need themselves
+_warm = {}
+
+
+def pytest_collection_finish(session):
+    if os.environ.get("KERNEL_TEST_WARM", "1") == "0" or "numba" not in kernel.available_backends():
+        return
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: its controller decides
+        return
+    if sum("numba" in item.nodeid for item in session.items) < WARM_MIN_NUMBA_TESTS:
+        return
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    t0 = time.monotonic()
+    parts = []
+    for workloads, options in WARM_PARTS:
+        log = tempfile.TemporaryFile(mode="w+")
+        process = subprocess.Popen([sys.executable, "-m", "kernel.bench.warm", "--workloads", ",".join(workloads),
+                                    *options],
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        parts.append((process, log))
+    _warm["parts"] = parts
+    for process, _ in parts:
+        try:
+            process.wait(timeout=max(1.0, WARM_TIMEOUT - (time.monotonic() - t0)))
+        except subprocess.TimeoutExpired:
+            _stop(process)
+    _warm["seconds"] = time.monotonic() - t0
+
+
+def _stop(process):
+    """End a warm-up process and its group (by pid)."""
+    import signal
+    import subprocess
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def pytest_sessionfinish(session):
+    for process, _ in _warm.get("parts", ()):  # (an interrupted wait leaves them running)
+        _stop(process)
+
+
+def pytest_terminal_summary(terminalreporter):
+    outcomes = []
+    for (process, log), (workloads, _) in zip(_warm.get("parts", ()), WARM_PARTS):
+        log.seek(0)
+        lines = log.read().splitlines()
+        log.close()
+        if process.returncode == 0:
+            outcomes.append(f"{','.join(workloads)}: {lines[-1] if lines else 'done'}")
+        else:  # the tests compiled what they needed themselves; say why it did not finish
+            outcomes.append(f"{','.join(workloads)}: exit {process.returncode}: " + " | ".join(lines[-5:]))
+    if outcomes:
+        terminalreporter.write_line(f"numba warm-up before the tests ({_warm.get('seconds', 0):.0f} s, "
+                                    f"python -m kernel.bench.warm): " + "; ".join(outcomes))
+
+
 @pytest.fixture(autouse=True)
 def parallel_even_for_tiny_batches(monkeypatch):
     """Tests use small batches on few SKUs: let them run on every thread
