@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import kernel
 from kernel.backends import BACKENDS
+from kernel.bench.warm import every_dispatcher
 
 # Compiled backends must be built: a missing one is a test failure (see
 # test_build.py), never a silent skip, so the registry lists them all.
@@ -69,11 +70,12 @@ def pytest_collection(session):
 # the machine code.  Measured cold (empty NUMBA_CACHE_DIR): the two took 124
 # and 154 s side by side, and the whole run 345 s, against 459-471 s when
 # the tests compiled for themselves.  With a warm cache they finish in a few
-# seconds.  A small session (a file, -k) does not wait for
-# them.  Whether they finish changes no result, only who compiles.
-# KERNEL_TEST_WARM=0 turns it off.
-# (workloads, options): the lifecycle kernels (and the journal's) are the same
-# for every workload, so one part compiles them: the one that is done sooner.
+# seconds.  A small session (a file, -k) does not start them.  Whether they
+# finish changes no result, only who compiles.  KERNEL_TEST_WARM=0 turns it
+# off.
+# WARM_PARTS: (workloads, options) per process.  The lifecycle kernels (and
+# the journal's) are the same for every workload, so one part compiles them:
+# the one that is otherwise done sooner.
 WARM_PARTS = ((("carts", "hot-carts", "marketplace"), ("--no-lifecycle",)), (("uniform", "zipf", "flash-sale"), ()))
 WARM_MIN_NUMBA_TESTS = 100  # numba-parametrized tests a session needs to warm first
 WARM_TIMEOUT = 900  # seconds: past this, stop the warm-up; the tests compile what they need themselves
@@ -144,11 +146,12 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(autouse=True)
-def parallel_even_for_tiny_batches(monkeypatch):
+def parallel_even_for_tiny_batches():
     """Tests use small batches on few SKUs: let them run on every thread
-    they ask for (the production policy would run them serially)."""
-    monkeypatch.setattr(kernel.backends, "PARALLEL_GRAIN", 1)
-    monkeypatch.setattr(kernel.inventory, "CONTENDED_SKUS", 0)
+    they ask for (the production policy would run them serially), as the
+    warm-up does."""
+    with every_dispatcher():
+        yield
 
 
 @pytest.fixture(params=ALL_BACKENDS)

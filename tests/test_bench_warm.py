@@ -1,6 +1,6 @@
 """``python -m kernel.bench.warm``: one checked numba call per registry
 workload, mode and thread count, so later processes load the kernels from
-Numba's cache (``tests/conftest.py`` runs it beside the tests)."""
+Numba's cache (``tests/conftest.py`` runs it before a whole-suite session)."""
 
 import pytest
 
@@ -9,13 +9,17 @@ from kernel.bench import warm
 pytest.importorskip("numba")
 
 
-def test_warm_runs_each_cell_once_tracked_first():
+def test_warm_runs_each_cell_once_tracked_first(monkeypatch):
+    ran = []
+    real = warm.timed_round
+    monkeypatch.setattr(warm, "timed_round", lambda case, backend, mode, threads: (
+        ran.append((case.name, backend, mode, threads)), real(case, backend, mode, threads)))
     rows = warm.warm(["uniform", "carts"], ["concurrent", "ordered"], [1, 2], scale=0.0001)
-    assert [(w, m, t) for w, m, t, _ in rows] == [
-        ("uniform", "concurrent", 1), ("uniform", "concurrent", 2), ("carts", "concurrent", 1),
-        ("carts", "concurrent", 2), ("uniform", "ordered", 1), ("uniform", "ordered", 2),
-        ("carts", "ordered", 1), ("carts", "ordered", 2)]
-    assert all(seconds > 0 for *_, seconds in rows)
+    cells = [("uniform", "concurrent", 1), ("uniform", "concurrent", 2), ("carts", "concurrent", 1),
+             ("carts", "concurrent", 2), ("uniform", "ordered", 1), ("uniform", "ordered", 2),
+             ("carts", "ordered", 1), ("carts", "ordered", 2)]
+    assert [(w, m, t) for w, m, t, _ in rows] == cells
+    assert ran == [(w, "numba", m, t) for w, m, t in cells]  # each row is one checked numba call, made once
     assert warm.WARM_MODES[0] == "tracked" and sorted(warm.WARM_MODES) == sorted(warm.MODES)
 
 

@@ -28,6 +28,8 @@ import time
 import numpy as np
 
 from .. import backends, inventory
+from ..codes import Status
+from ..invariants import check_tracked
 from .runner import MODES, timed_round
 from .workloads import WORKLOADS, make_case
 
@@ -41,7 +43,8 @@ WARM_MODES = ("tracked",) + tuple(mode for mode in MODES if mode != "tracked")
 def every_dispatcher():
     """Within it, a call on more than one thread runs the parallel
     dispatchers however small or contended its batch (the facade's
-    ``PARALLEL_GRAIN`` and ``CONTENDED_SKUS`` set as the tests set them),
+    ``PARALLEL_GRAIN`` and ``CONTENDED_SKUS`` lifted; the tests run inside
+    it too, ``tests/conftest.py``),
     and the machine code is the same: those are Python-level choices of
     which dispatcher to call, not constants of the kernels.  Process-wide:
     warm a process before it serves, not while it does."""
@@ -95,9 +98,7 @@ def lifecycle_round(case, threads):
     expired, a recover, a restock, a ``reserve_one``; then the same batch on
     a durable inventory (``fsync="none"``, in a temporary directory: the
     journal's compiled capture)."""
-    from ..codes import Status
-    from ..invariants import check_tracked
-    from ..journal.bench import durable_round
+    from ..journal.bench import durable_round  # (imported when used, as runner.timed_round does)
     inv = case.inventory("numba", threads, tracked=True)
     orders = case.tracked_orders()
     initial = inv.stock.copy()
