@@ -21,6 +21,10 @@ OUT_OF_STOCK = 1
 DUPLICATE = 2
 LIMIT_EXCEEDED = 3
 CANCELLED = 4
+# The bits every refusal status (OUT_OF_STOCK, LIMIT_EXCEEDED) has set: a run
+# of statuses whose OR lacks one of them holds no refusal, so settle_refused
+# skips it after one vectorized OR (tests/test_claim_and_reserve.py checks it is not 0).
+REFUSAL_BITS = OUT_OF_STOCK & LIMIT_EXCEEDED
 
 # reserve_one's answers when a table budget is spent (nothing changed then).
 ORDER_TABLE_FULL = -1

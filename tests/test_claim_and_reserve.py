@@ -528,3 +528,49 @@ def test_last_pair_slot_on_two_threads_names_only_the_lines_pairs(compiled_backe
     table = inv.state.limit_table.reshape(-1, codes.PAIR_STRIDE)
     np.testing.assert_array_equal(table[pair_slot[reported], codes.PAIR_KEY_AT], keys[reported])
     check_tracked(inv, stock)
+
+
+def test_every_refusal_status_has_the_refusal_bits():
+    # The compiled settle_refused skips a block of statuses whose OR lacks a
+    # bit of REFUSAL_BITS: right only if every refusal has all of them (and
+    # there is at least one, or every block would be skipped).
+    assert codes.REFUSAL_BITS != 0
+    for refusal in (Status.OUT_OF_STOCK, Status.LIMIT_EXCEEDED):
+        assert refusal & codes.REFUSAL_BITS == codes.REFUSAL_BITS
+
+
+def _refusals_at(n, where, rng):
+    """Statuses of ``n`` orders: the others drawn from the non-refusals,
+    refusals (both kinds) at ``where``."""
+    status = rng.choice(np.array([Status.ACCEPTED, Status.DUPLICATE, Status.CANCELLED], np.int8), n)
+    status[where] = rng.choice(np.array([Status.OUT_OF_STOCK, Status.LIMIT_EXCEEDED], np.int8), len(where))
+    return status
+
+
+@pytest.mark.parametrize("case", ["none", "edges", "sparse", "dense", "last-only", "dense-clean-sparse"])
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 1025, 9000])
+def test_settle_refused_is_the_reference_wherever_the_refusals_are(compiled_backend, threads, case, n):
+    """The compiled settle_refused checks statuses a block at a time and
+    skips blocks without a refusal (looking only after a block without
+    one): a refusal on either side of a block's or a chunk's edge, alone in
+    the batch, among many, or after a run of blocks with some is settled exactly
+    as the reference settles it (PENDING -> REFUSED, CANCEL_REQUESTED ->
+    CANCELLED_HOLD), and no other order's word moves."""
+    rng = np.random.default_rng(n)
+    edges = [i for b in (64, 1024, 4096) for i in (b - 1, b) if i < n] + [0, n - 1]
+    where = {"none": [], "edges": edges, "sparse": rng.choice(n, max(1, n // 200), replace=False),
+             "dense": rng.choice(n, 9 * n // 10, replace=False), "last-only": [n - 1],
+             "dense-clean-sparse": np.concatenate((np.arange(0, n // 3), np.arange(2 * n // 3, n, 97)))}[case]
+    status = _read_only(_refusals_at(n, np.asarray(where, dtype=np.int64), rng))
+    order_slot = _read_only(rng.permutation(2 * n)[:n].astype(np.int64))  # slots in no particular order
+    words = np.zeros((2 * n, codes.ORDER_STRIDE), np.int64)
+    states = rng.choice([OrderState.PENDING, codes.CANCEL_REQUESTED], n, p=[0.8, 0.2])
+    words[order_slot, codes.ORDER_WORD_AT] = (states.astype(np.int64) << codes.STATE_SHIFT) | np.arange(n)
+    want = words.reshape(-1).copy()
+    load("reference").settle_refused(want, order_slot, status, 1)
+    got = words.reshape(-1).copy()
+    load(compiled_backend).settle_refused(got, order_slot, status, threads)
+    np.testing.assert_array_equal(got, want)
+    refused = (status == Status.OUT_OF_STOCK) | (status == Status.LIMIT_EXCEEDED)
+    moved = got[codes.ORDER_STRIDE * order_slot] != words[order_slot, codes.ORDER_WORD_AT]
+    np.testing.assert_array_equal(moved, refused)  # the test itself: exactly the refused moved

@@ -13,6 +13,7 @@ cdef enum:
     K_DUPLICATE = 2
     K_LIMIT_EXCEEDED = 3
     K_CANCELLED = 4
+    K_REFUSAL_BITS = 1  # K_OUT_OF_STOCK & K_LIMIT_EXCEEDED: bits every refusal status has
     # reserve_one's answers when a table budget is spent (nothing changed then).
     K_ORDER_TABLE_FULL = -1
     K_LIMIT_TABLE_FULL = -2

@@ -20,7 +20,7 @@ from numba import prange
 from ..codes import (ACCEPTED, ALREADY_CANCELLED, ALREADY_CONFIRMED, ALREADY_EXPIRED, CANCEL_REQUESTED, CANCELLED,
                      CANCELLED_EARLY, CANCELLED_HOLD, CONFIRMED, DONE, DUPLICATE, EXPIRED, FILL_CURSOR,
                      HASH_MULTIPLIER, HELD, ID_MASK, IN_FLIGHT, LIMIT_EXCEEDED, NEW_PAIR, NO_LIMIT, OUT_OF_STOCK,
-                     PENDING, REFUSED, FILL_COUNT_BITS, MAX_ORDER_FILLS, ORDER_DEADLINE_AT, ORDER_FILLS_AT, ORDER_STRIDE, ORDER_USER_AT,
+                     PENDING, REFUSAL_BITS, REFUSED, FILL_COUNT_BITS, MAX_ORDER_FILLS, ORDER_DEADLINE_AT, ORDER_FILLS_AT, ORDER_STRIDE, ORDER_USER_AT,
                      ORDER_WORD_AT, PAIR_COUNT_AT, PAIR_KEY_AT, PAIR_STRIDE, REMEMBERED, ROLLBACKS, STATE_SHIFT, TOOK,
                      UNKNOWN, WAS_REFUSED)
 from ._jit import _GENERAL_CHUNK, _dispatchers, _inline, _jit, _run, _threads, njit
@@ -42,6 +42,8 @@ _TRACKED_PREFETCH_AHEAD = 8
 # CLAIM_PREFETCH_AHEAD, SETTLE_PREFETCH_AHEAD; the figures are there).
 _CLAIM_PREFETCH_AHEAD = 16
 _SETTLE_PREFETCH_AHEAD = 64
+# Statuses settle_refused checks at once for a refusal (kernels.pyx: SETTLE_BLOCK).
+_SETTLE_BLOCK = 64
 # Ids (claims, confirms, cancels, settles) per prange work item: each is a
 # probe or two and a CAS, so chunks are bigger than the general path's.
 _ID_CHUNK = 4096
@@ -832,15 +834,30 @@ def _settle_refused(order_table, order_slot, status, n_threads):
     n = status.size
     for c in prange(_n_chunks(n, _ID_CHUNK)):
         stop = min(n, (c + 1) * _ID_CHUNK)
-        for i in range(c * _ID_CHUNK, stop):
-            ahead = i + _SETTLE_PREFETCH_AHEAD
-            if ahead < stop:
-                refused = load(status, ahead)
-                if refused == OUT_OF_STOCK or refused == LIMIT_EXCEEDED:
-                    prefetch_write(order_table, ORDER_STRIDE * load(order_slot, ahead))  # as in _claim_chunk
-            got = load(status, i)
-            if got == OUT_OF_STOCK or got == LIMIT_EXCEEDED:
-                settle_refused_slot(order_table, load(order_slot, i))
+        check = True
+        for block in range(c * _ID_CHUNK, stop, _SETTLE_BLOCK):
+            end = min(block + _SETTLE_BLOCK, stop)
+            # A block whose statuses' OR lacks a bit of REFUSAL_BITS holds no
+            # refusal: skipped after one vectorized pass, looked for only
+            # after a block whose last order was not refused (kernels.pyx,
+            # _settle_chunk, says why both, and what they saved).
+            if check:
+                seen = np.int8(0)
+                for i in range(block, end):
+                    seen |= load(status, i)
+                if seen & REFUSAL_BITS != REFUSAL_BITS:
+                    continue
+            for i in range(block, end):
+                ahead = i + _SETTLE_PREFETCH_AHEAD
+                if ahead < stop:
+                    refused = load(status, ahead)
+                    if refused == OUT_OF_STOCK or refused == LIMIT_EXCEEDED:
+                        prefetch_write(order_table, ORDER_STRIDE * load(order_slot, ahead))  # as in _claim_chunk
+                got = load(status, i)
+                if got == OUT_OF_STOCK or got == LIMIT_EXCEEDED:
+                    settle_refused_slot(order_table, load(order_slot, i))
+            last = load(status, end - 1)
+            check = not (last == OUT_OF_STOCK or last == LIMIT_EXCEEDED)
 
 
 _settle_refused_par, _settle_refused_ser = _dispatchers(_settle_refused)
