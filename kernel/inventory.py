@@ -532,8 +532,8 @@ class Inventory:
             kernels.reserve_general(*general, everyone, taken, status, state.counters, n_threads)
             backends.rerun_refused_after_rollback(
                 state.counters, rollbacks_before, status, _OUT_OF_STOCK,
-                lambda refused: kernels.reserve_general_ordered(*general, backends.arrival_order(refused), taken, status,
-                                                                   state.counters, 1))
+                lambda refused: kernels.reserve_general_ordered(*general, backends.arrival_order(refused), taken,
+                                                                   status, state.counters, 1))
         return Result(self, orders, status, n_threads, taken=taken, slot_start=slot_start, **offer_map)
 
     def _contended(self, orders):

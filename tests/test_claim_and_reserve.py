@@ -551,10 +551,10 @@ def _refusals_at(n, where, rng):
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 1025, 9000])
 def test_settle_refused_is_the_reference_wherever_the_refusals_are(compiled_backend, threads, case, n):
     """The compiled settle_refused checks statuses a block at a time and
-    skips blocks without a refusal (looking only after a block without
-    one): a refusal on either side of a block's or a chunk's edge, alone in
-    the batch, among many, or after a run of blocks with some is settled exactly
-    as the reference settles it (PENDING -> REFUSED, CANCEL_REQUESTED ->
+    skips blocks without a refusal (looking only after a block whose last
+    order was not refused): a refusal on either side of a block's or a
+    chunk's edge, alone in the batch, among many, or after a run of blocks
+    with some is settled exactly as the reference settles it (PENDING -> REFUSED, CANCEL_REQUESTED ->
     CANCELLED_HOLD), and no other order's word moves."""
     rng = np.random.default_rng(n)
     edges = [i for b in (64, 1024, 4096) for i in (b - 1, b) if i < n] + [0, n - 1]
