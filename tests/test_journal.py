@@ -1179,6 +1179,28 @@ def test_zeroed_room_is_kept_ahead_only_while_flushes_are_small(tmp_path, monkey
     assert _reopened_equals(path, {seq: live}) == seq
 
 
+def test_the_room_ab_tool_runs_every_variant_checked_and_restores_the_writer(capsys):
+    """bench/ab_journal_room.py (how BIG_FLUSH was chosen) runs each variant
+    on real journals, checked by durable_round, and leaves the writer's
+    settings as it found them."""
+    import importlib.util
+
+    from kernel.journal import writer
+    from kernel.bench import gate
+
+    path = gate.source_checkout() / "bench" / "ab_journal_room.py"
+    spec = importlib.util.spec_from_file_location("ab_journal_room", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    before = writer.BIG_FLUSH, writer.PREALLOCATE
+    assert tool.main(["--scale", "0.002", "--batch-sizes", "5000", "--callers", "1,2", "--rounds", "2",
+                      "--big-flush", "512,0"]) == 0
+    assert (writer.BIG_FLUSH, writer.PREALLOCATE) == before
+    out = capsys.readouterr().out
+    assert out.count("batch 5000,") == 2
+    assert out.count("BIG_FLUSH  512 KiB") == 2 and out.count("BIG_FLUSH    0 KiB (no room)") == 2
+
+
 def test_one_private_owner_at_a_time(tmp_path):
     path = str(tmp_path / "inv")
     inv = _create(path)

@@ -31,9 +31,10 @@ for 270 KB, 471 for 400 KB: about 200 us fixed and 0.65 us per KB.  A record
 15% smaller saves ~1.5% of a durable reserve of 10,000 orders; the fixed
 part is why big batches pay.)  Recovery reads an all-zero tail after the last
 record as free room, not as damage (:mod:`kernel.journal.recovery`);
-``close`` cuts it off.  While flushes are big (``BIG_FLUSH``) it keeps no
-room: the zeros would cost as much as the records, and records then extend
-the file.  The price: overwritten pages reach the disk in any
+``close`` cuts it off.  While flushes are big (over 128 KiB on average,
+``BIG_FLUSH``) it keeps no room: the zeros, written beside the callers,
+would cost them more than the faster ``fdatasync`` saves, and records then
+extend the file.  The price: overwritten pages reach the disk in any
 order, so a power loss during a group's ``fdatasync`` can keep a later
 record of the group and lose an earlier one.  Each record says what was
 synced when it was made (``synced``, :mod:`kernel.journal.records`), and
@@ -89,12 +90,18 @@ PREALLOCATE_PIECE = 256 << 10
 # get no new room: the records then extend the file, as appends.  Room pays
 # where a flush writes little (its fdatasync then skips a filesystem journal
 # commit: reserve_one from 1 thread 160 against ~400 us), and costs where it
-# writes a lot, since the zeros are as many bytes again, written beside the
-# next call's kernel.  Measured, 1M tracked orders in batches of 10,000,
-# interleaved rounds, room against appends: uniform (270 KB a record) 222
-# against 219 ms; carts (580 KB a record) 363 against 287 ms, the kernel
-# 202 against 151 ms of it.
-BIG_FLUSH = 512 << 10
+# writes a lot: the zeros are as many bytes again, each piece with its own
+# fdatasync, written by a third thread beside the callers' kernels (on two
+# cores, beside two callers, it takes CPU from them).  Measured with
+# bench/ab_journal_room.py (1M uniform tracked orders in batches, 9
+# interleaved rounds; speed with no room at all over speed with it, 1
+# caller / 2 callers): batches of 1,000 (27 KB records) 0.87x / 0.88x;
+# 2,500 (67 KB) 0.88x / 1.08x; 5,000 (135 KB) 1.01x / 1.11x; 10,000 (270
+# KB) 1.04x / 1.30x.  So the line is at 128 KiB (512 KiB before, chosen
+# from 580 KB and 2.7 MB records): against 512 KiB, batches of 10,000 1.08x
+# with 1 caller, 1.18x with 2; 5,000 1.02x / 1.22x; 2,500 (room kept: the
+# same code) 0.99x / 0.92x, inside this VM's run-to-run swing.
+BIG_FLUSH = 128 << 10
 
 
 class JournalFailed(JournalError):
