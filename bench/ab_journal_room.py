@@ -10,10 +10,11 @@ append.  Each variant here is one ``BIG_FLUSH`` in KiB (``0``: no room at
 all, ``PREALLOCATE = 0``), run on the same workload in one process:
 :func:`kernel.journal.bench.durable_round` (1M tracked orders at ``--scale
 0.1``, in batches, every round checked with ``check_tracked``) per batch
-size and caller count, with the plain tracked path in the same rounds, the
-order of the variants alternating round by round.  It prints each
-variant's median time and ratio to plain, and the paired speed of each
-variant against the first (above 1: that variant is faster).
+size and caller count, with the plain tracked path at the same number of
+callers in the same rounds, the order of the variants alternating round by
+round.  It prints each variant's median time and ratio to plain, and the
+paired speed of each variant against the first (above 1: that variant is
+faster), with its quartiles (so at least 2 rounds).
 """
 
 import argparse
@@ -46,6 +47,8 @@ def main(argv=None):
     parser.add_argument("--big-flush", default="512,0", help="BIG_FLUSH values in KiB (0: no room at all)")
     parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args(argv)
+    if args.rounds < 2:
+        parser.error("--rounds must be >= 2 (the paired speeds' quartiles)")
     case = make_case(args.workload, args.scale)
     variants = [int(v) for v in args.big_flush.split(",")]
     for batch in (int(b) for b in args.batch_sizes.split(",")):
@@ -58,7 +61,8 @@ def main(argv=None):
                 for v in (cells if r % 2 else cells[::-1]):
                     times[v].append(run(case, batch, callers, v))
             plain = times[None]
-            print(f"batch {batch}, {callers} caller(s), {args.rounds} rounds: plain {statistics.median(plain) * 1e3:.1f} ms")
+            print(f"batch {batch}, {callers} caller(s), {args.rounds} rounds: "
+                  f"plain {statistics.median(plain) * 1e3:.1f} ms")
             for v in variants:
                 vs_plain = [p / t for p, t in zip(plain, times[v])]
                 paired = [a / b for a, b in zip(times[variants[0]], times[v])]

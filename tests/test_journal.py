@@ -1199,6 +1199,9 @@ def test_the_room_ab_tool_runs_every_variant_checked_and_restores_the_writer(cap
     out = capsys.readouterr().out
     assert out.count("batch 5000,") == 2
     assert out.count("BIG_FLUSH  512 KiB") == 2 and out.count("BIG_FLUSH    0 KiB (no room)") == 2
+    with pytest.raises(SystemExit):  # one round has no quartiles: refused before any run
+        tool.main(["--rounds", "1"])
+    assert "--rounds must be >= 2" in capsys.readouterr().err
 
 
 def test_one_private_owner_at_a_time(tmp_path):
