@@ -14,7 +14,12 @@ size and caller count, with the plain tracked path at the same number of
 callers in the same rounds, the order of the variants alternating round by
 round.  It prints each variant's median time and ratio to plain, and the
 paired speed of each variant against the first (above 1: that variant is
-faster), with its quartiles (so at least 2 rounds).
+faster), with its quartiles (so at least 2 rounds).  ``--big-flush``
+may also name ``ahead``: the shipped ``BIG_FLUSH`` with room made before
+the timed calls (:meth:`kernel.journal.DurableInventory.make_room`, 40
+bytes per order and 1 MiB more: a burst into a journal prepared for it).
+
+    python bench/ab_journal_room.py --big-flush 128,ahead --batch-sizes 10000,100000 --callers 1 --rounds 11
 """
 
 import argparse
@@ -25,8 +30,16 @@ from kernel.journal import writer
 from kernel.journal.bench import durable_round
 
 
+AHEAD = "ahead"
+ROOM_PER_ORDER = 40  # bytes of room made ahead per order (a tracked single-line order's record takes ~27-31)
+
+
 def run(case, batch, callers, big_flush_kib):
-    """One checked round's seconds; ``big_flush_kib`` None: the plain path."""
+    """One checked round's seconds; ``big_flush_kib`` None: the plain path;
+    ``AHEAD``: the shipped settings, room made ahead."""
+    if big_flush_kib == AHEAD:
+        return durable_round(case, "auto", 1, batch_size=batch, callers=callers,
+                             room=ROOM_PER_ORDER * case.n_orders + (1 << 20))[0]
     saved = writer.BIG_FLUSH, writer.PREALLOCATE
     try:
         if big_flush_kib is not None:
@@ -44,13 +57,14 @@ def main(argv=None):
     parser.add_argument("--workload", default="uniform")
     parser.add_argument("--batch-sizes", default="10000")
     parser.add_argument("--callers", default="1,2")
-    parser.add_argument("--big-flush", default="512,0", help="BIG_FLUSH values in KiB (0: no room at all)")
+    parser.add_argument("--big-flush", default="512,0",
+                        help="BIG_FLUSH values in KiB (0: no room at all), or 'ahead' (room made before the run)")
     parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args(argv)
     if args.rounds < 2:
         parser.error("--rounds must be >= 2 (the paired speeds' quartiles)")
     case = make_case(args.workload, args.scale)
-    variants = [int(v) for v in args.big_flush.split(",")]
+    variants = [v if v == AHEAD else int(v) for v in args.big_flush.split(",")]
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         for callers in (int(c) for c in args.callers.split(",")):
             cells = [None] + variants
@@ -67,9 +81,10 @@ def main(argv=None):
                 vs_plain = [p / t for p, t in zip(plain, times[v])]
                 paired = [a / b for a, b in zip(times[variants[0]], times[v])]
                 q1, _, q3 = statistics.quantiles(paired, n=4)
-                print(f"  BIG_FLUSH {v:>4} KiB{' (no room)' if v == 0 else '':<10} "
+                label = "room made ahead   " if v == AHEAD else f"BIG_FLUSH {v:>4} KiB"
+                print(f"  {label}{' (no room)' if v == 0 else '':<10} "
                       f"{statistics.median(times[v]) * 1e3:7.1f} ms  {statistics.median(vs_plain):.2f}x of plain "
-                      f"({min(vs_plain):.2f}-{max(vs_plain):.2f})  speed vs {variants[0]} KiB "
+                      f"({min(vs_plain):.2f}-{max(vs_plain):.2f})  speed vs {variants[0]}{'' if variants[0] == AHEAD else ' KiB'} "
                       f"{statistics.median(paired):.3f} ({q1:.3f}-{q3:.3f})")
     return 0
 

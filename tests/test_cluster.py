@@ -131,6 +131,9 @@ def check(inv, orders, initial):
 # -------------------------------------------------------------------- tests
 def test_random_batches_with_carts(cluster):
     inv = cluster(shards=3)
+    with pytest.raises(ValueError, match="nbytes = -1 is out of range"):
+        inv.make_room(-1)
+    assert all(ready >= 1 << 20 for ready in inv.make_room(1 << 20))  # every shard's journal, before the load
     orders = Orders(np.random.default_rng(11))
     initial = np.array([30] * N_SKUS)
     for round_ in range(6):

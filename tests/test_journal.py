@@ -1179,10 +1179,137 @@ def test_zeroed_room_is_kept_ahead_only_while_flushes_are_small(tmp_path, monkey
     assert _reopened_equals(path, {seq: live}) == seq
 
 
+def _burst(inv, first_call, n_calls, n=1000, seed=5):
+    rng = np.random.default_rng(seed + first_call)
+    for call in range(first_call, first_call + n_calls):
+        inv.reserve(OrderBatch(rng.integers(0, 50, n), rng.integers(1, 3, n),
+                               order_id=np.arange(call * n, (call + 1) * n), user_id=rng.integers(0, 300, n)))
+
+
+def _big_flush_inventory(path, monkeypatch):
+    """A private "batch" journal whose flushes count as big from the first
+    (BIG_FLUSH 1 KiB): it keeps no room of its own once they have begun."""
+    from kernel.journal import writer
+
+    monkeypatch.setattr(writer, "BIG_FLUSH", 1024)
+    return Inventory.create_durable(path, [1000] * 50, max_orders=60_000, limit_per_user=50, max_user_skus=60_000)
+
+
+def test_room_made_ahead_takes_a_burst_of_big_flushes(tmp_path, monkeypatch):
+    """make_room zeroes and syncs the room before it returns; a burst of big
+    flushes then lands in it (the file does not grow) although such flushes
+    get no room of their own; a copy taken mid-burst (records, then zeros:
+    a power loss) and the closed journal both replay to the live state, and
+    close cuts the unused room off."""
+    from kernel.journal import writer
+
+    path = str(tmp_path / "inv")
+    inv = _big_flush_inventory(path, monkeypatch)
+    _burst(inv, 0, 3)  # the flushes are big from here on: no new room of the journal's own
+    segment = _newest_segment(path)
+    records_end = SEGMENT_HEADER.size + inv.journal_stats()["bytes"]
+    assert os.path.getsize(segment) - records_end <= writer.PREALLOCATE_PIECE, "only the first piece, made at once"
+    ask = 4 << 20
+    ready = inv.make_room(ask, timeout=60)
+    assert ready >= ask
+    made = os.path.getsize(segment)
+    assert made >= records_end + ask and not any(open(segment, "rb").read()[records_end:])
+    _burst(inv, 3, 20)
+    used = inv.journal_stats()["bytes"] + SEGMENT_HEADER.size - records_end
+    assert writer.PREALLOCATE_PIECE < used < ask, "a burst bigger than the first piece of room, smaller than the room"
+    assert os.path.getsize(segment) == made, "the burst's records landed in the room made ahead"
+    live, seq = inv._block.words.copy(), inv.last_seq
+    copy = _copy(path, tmp_path)
+    assert _reopened_equals(copy, {seq: live}) == seq
+    inv.close()
+    assert os.path.getsize(segment) == _record_ends(segment)[-1], "close cut the unused room off"
+    assert _reopened_equals(path, {seq: live}) == seq
+
+
+def test_room_asked_for_carries_over_a_checkpoint(tmp_path, monkeypatch):
+    """What make_room asked for and records have not used is made again in
+    the segment a checkpoint starts."""
+    path = str(tmp_path / "inv")
+    inv = _big_flush_inventory(path, monkeypatch)
+    _burst(inv, 0, 3)
+    ask = 2 << 20
+    inv.make_room(ask, timeout=60)
+    written = inv.journal_stats()["bytes"]
+    _burst(inv, 3, 5)
+    used = inv.journal_stats()["bytes"] - written
+    inv.checkpoint()
+    assert inv.make_room(0, timeout=60) >= ask - used  # waits for the carried-over room
+    segment = _newest_segment(path)
+    ends = _record_ends(segment)
+    assert os.path.getsize(segment) >= (ends[-1] if ends else SEGMENT_HEADER.size) + ask - used
+    assert not any(open(segment, "rb").read()[ends[-1] if ends else SEGMENT_HEADER.size:])
+    live, seq = inv._block.words.copy(), inv.last_seq
+    inv.close()
+    assert _reopened_equals(path, {seq: live}) == seq
+
+
+def test_make_room_refuses_bad_arguments_and_journals_that_keep_no_room(tmp_path):
+    """A clear ValueError (TypeError: not an integer) naming the argument,
+    or saying which journals keep room; a closed inventory says it is
+    closed; a timeout says how much was ready."""
+    inv = _create(str(tmp_path / "inv"))
+    with pytest.raises(ValueError, match=r"nbytes = -1 is out of range \[0, "):
+        inv.make_room(-1)
+    for bad in (1.5, "4096", None):
+        with pytest.raises(TypeError, match="nbytes = .* is not an integer"):
+            inv.make_room(bad)
+    for bad in (-1.0, "1", True):
+        with pytest.raises(ValueError, match="timeout"):
+            inv.make_room(4096, timeout=bad)
+    with pytest.raises(TimeoutError, match="ready after 0 s"):
+        inv.make_room(64 << 20, timeout=0)  # checked before the preparer can run: it needs the writer's lock
+    live, seq = inv._block.words.copy(), inv.last_seq
+    inv.close()
+    with pytest.raises(ValueError, match="closed"):
+        inv.make_room(4096)
+    assert _reopened_equals(str(tmp_path / "inv"), {seq: live}) == seq
+    for fsync in ("interval", "none"):
+        other = _create(str(tmp_path / fsync), fsync=fsync)
+        with pytest.raises(ValueError, match=f"fsync='batch'.*fsync='{fsync}'"):
+            other.make_room(4096)
+        other.close()
+    name = f"kernel-test-room-{os.getpid()}-{time.monotonic_ns()}"
+    Inventory.create_durable(str(tmp_path / "shared"), [10] * 5, max_orders=100, shared=name).close()
+    try:
+        shared = Inventory.open_durable(str(tmp_path / "shared"), shared=name)
+        with pytest.raises(ValueError, match="shared"):
+            shared.make_room(4096)
+        shared.close()
+    finally:
+        Inventory.attach(name).unlink()
+
+
+def test_make_room_on_a_full_disk_raises_and_the_journal_goes_on(tmp_path, monkeypatch):
+    """Zeros that cannot be written (ENOSPC, injected) stop the preparer:
+    make_room raises JournalError naming the segment, nothing fails, and
+    records go on extending the file (each acknowledged call replays)."""
+    from kernel.journal import writer
+
+    real = writer._write_all
+
+    def no_room_for_zeros(fd, data, offset=None):
+        if type(data) is bytes and len(data) == writer.PREALLOCATE_PIECE:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        return real(fd, data, offset)
+    monkeypatch.setattr(writer, "_write_all", no_room_for_zeros)
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    with pytest.raises(JournalError, match=r"make_room: could not write zeros into .*wal-.*No space left"):
+        inv.make_room(1 << 20, timeout=60)
+    states = _run_calls(inv, seed=8, n_calls=10)
+    inv.close()
+    assert _reopened_equals(path, states) == max(states)
+
+
 def test_the_room_ab_tool_runs_every_variant_checked_and_restores_the_writer(capsys):
     """bench/ab_journal_room.py (how BIG_FLUSH was chosen) runs each variant
-    on real journals, checked by durable_round, and leaves the writer's
-    settings as it found them."""
+    (room made ahead too) on real journals, checked by durable_round, and
+    leaves the writer's settings as it found them."""
     import importlib.util
 
     from kernel.journal import writer
@@ -1194,11 +1321,12 @@ def test_the_room_ab_tool_runs_every_variant_checked_and_restores_the_writer(cap
     spec.loader.exec_module(tool)
     before = writer.BIG_FLUSH, writer.PREALLOCATE
     assert tool.main(["--scale", "0.002", "--batch-sizes", "5000", "--callers", "1,2", "--rounds", "2",
-                      "--big-flush", "512,0"]) == 0
+                      "--big-flush", "512,0,ahead"]) == 0
     assert (writer.BIG_FLUSH, writer.PREALLOCATE) == before
     out = capsys.readouterr().out
     assert out.count("batch 5000,") == 2
     assert out.count("BIG_FLUSH  512 KiB") == 2 and out.count("BIG_FLUSH    0 KiB (no room)") == 2
+    assert out.count("room made ahead    ") == 2
     with pytest.raises(SystemExit):  # one round has no quartiles: refused before any run
         tool.main(["--rounds", "1"])
     assert "--rounds must be >= 2" in capsys.readouterr().err
@@ -1289,15 +1417,17 @@ def test_the_journal_bench_reports_every_path_from_checked_rounds(tmp_path, monk
     policy and caller count, each from rounds whose invariants were checked
     (durable_round checks every round), with the fsyncs each path should
     make (a lone "batch" caller one per batch; "none" one, at the end) and
-    the journal's bytes per order; the untimed warm-up round runs first, on
-    a tenth of the workload."""
+    the journal's bytes per order; the "room ahead" row's journal gets room
+    made ahead, more than the same round's "batch" run wrote; the untimed
+    warm-up round runs first, on a tenth of the workload."""
     from kernel.journal import bench as journal_bench
 
     rounds_run = []
     real_round = journal_bench.durable_round
 
     def counted(case, *args, **kwargs):
-        rounds_run.append((case.n_orders, kwargs.get("durable", True), kwargs.get("fsync"), kwargs.get("callers")))
+        rounds_run.append((case.n_orders, kwargs.get("durable", True), kwargs.get("fsync"), kwargs.get("callers"),
+                           kwargs.get("room", 0) > 0))
         return real_round(case, *args, **kwargs)
     monkeypatch.setattr(journal_bench, "durable_round", counted)
     monkeypatch.setattr(journal_bench, "reserve_one_threads",
@@ -1308,14 +1438,16 @@ def test_the_journal_bench_reports_every_path_from_checked_rounds(tmp_path, monk
                        where=str(tmp_path), out=lines.append)
     n_orders = 100_000
     # Warm-up on a tenth first (plain, then every path), then the timed round.
-    assert [r[0] for r in rounds_run] == [n_orders // 10] * 5 + [n_orders] * 5
-    assert [r[1:] for r in rounds_run[:5]] == [r[1:] for r in rounds_run[5:]]
-    rows = {line[:26].strip(): line[26:].split() for line in lines[2:7]}
+    assert [r[0] for r in rounds_run] == [n_orders // 10] * 6 + [n_orders] * 6
+    assert [r[1:] for r in rounds_run[:6]] == [r[1:] for r in rounds_run[6:]]
+    assert [r[-1] for r in rounds_run[6:]] == [False] * 5 + [True]
+    rows = {line[:26].strip(): line[26:].split() for line in lines[2:8]}
     assert list(rows) == ["tracked (not durable)", "durable batch", "durable batch, 2 callers", "durable interval",
-                          "durable none"]
+                          "durable none", "durable batch, room ahead"]
     for label, cells in rows.items():
         assert cells[0] == "10000" and float(cells[1].replace(",", "")) > 0, (label, cells)
-    assert int(rows["durable batch"][4]) == n_orders // 10_000  # one record, one fsync per call
+    for label in ("durable batch", "durable batch, room ahead"):
+        assert int(rows[label][4]) == n_orders // 10_000  # one record, one fsync per call
     assert int(rows["durable none"][4]) == 1  # the sync at the end of the round
     for label in ("durable batch", "durable none"):
         assert 10 < float(rows[label][7]) < 60, rows[label]  # journal bytes per order

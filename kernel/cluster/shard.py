@@ -138,6 +138,9 @@ class Shard:
     def checkpoint(self):
         return self.inv.checkpoint()
 
+    def make_room(self, nbytes, timeout):
+        return self.inv.make_room(nbytes, timeout=timeout)
+
     # ------------------------------------------------------- introspection
     def info(self):
         """``pid``, the Ray node it runs on, whether this incarnation reopened

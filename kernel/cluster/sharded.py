@@ -578,6 +578,20 @@ class ShardedInventory:
         """Snapshot every shard's durable inventory (drops its older journal)."""
         return self._all("checkpoint")
 
+    def make_room(self, nbytes):
+        """Zero and sync ``nbytes`` of journal ahead of the records on every
+        shard, in parallel, before a peak
+        (:meth:`kernel.journal.DurableInventory.make_room`).
+
+        Returns the room ready per shard, in bytes.  A bad ``nbytes`` raises
+        before anything is sent; shards with ``fsync`` other than
+        ``"batch"`` keep no room and raise ``ValueError`` from the shard.  A
+        shard waits for its room at most ``call_timeout_s`` (then
+        ``TimeoutError``, and its room goes on being made).
+        """
+        nbytes = checked_int("nbytes", nbytes, 0, INT64_MAX)
+        return self._all("make_room", nbytes, self.call_timeout_s)
+
     def shard_info(self):
         """Per shard: its actor's ``pid``, whether it reopened its journal,
         busy seconds, calls and journal statistics."""

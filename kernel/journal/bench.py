@@ -57,7 +57,7 @@ def _make(case, backend, threads, directory, fsync, interval_ms):
 
 
 def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATCH, fsync="batch", interval_ms=10,
-                  durable=True, where=None, callers=1):
+                  durable=True, where=None, callers=1, room=0):
     """One checked round: ``(seconds, accepted, threads ran on, journal stats)``.
 
     ``durable=False`` runs the same batches on a plain tracked inventory (the
@@ -65,12 +65,17 @@ def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATC
     system's temporary directory; it must be a real disk for fsync to mean
     anything).  ``callers``: Python threads taking the batches in turn (a
     service's request threads): with more than one, one batch's fsync
-    overlaps the next batch's kernel (group commit).
+    overlaps the next batch's kernel (group commit).  ``room``: bytes of
+    journal zeroed ahead (:meth:`~kernel.journal.DurableInventory.make_room`)
+    before the timed calls, as a service would before a peak; 0: none (the
+    steady state).
     """
     batches = _batches(case.tracked_orders(), batch_size)
     parent = tempfile.mkdtemp(prefix="kernel-durable-", dir=where)
     try:
         inv = _make(case, backend, threads, os.path.join(parent, "inv") if durable else None, fsync, interval_ms)
+        if room:
+            inv.make_room(room, timeout=600)
         initial = inv.stock.copy()
         accepted, ran_on = [], set()
         queue = iter(batches)
@@ -198,7 +203,12 @@ def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_size
     Rounds are interleaved (each round runs plain, then every durable path,
     one after the other), so a change in the machine's load hits them alike;
     ``vs plain`` is the median over rounds of that round's plain time over
-    the path's time, with the lowest and highest in brackets.
+    the path's time, with the lowest and highest in brackets.  With
+    ``"batch"``, a "room ahead" row times one caller into room made before
+    the timed calls (:meth:`~kernel.journal.DurableInventory.make_room`, a
+    quarter more than the same round's one-caller ``"batch"`` run wrote): a
+    burst into a journal prepared for it, where the other rows are the
+    steady state.
     """
     from ..bench.workloads import make_case
 
@@ -208,6 +218,7 @@ def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_size
     out(f"{'path':<26} {'batch':>7} {'orders/s':>12} {'vs plain (min-max)':>20} {'fsyncs':>7} {'fsync ms':>9} "
         f"{'MB':>7} {'B/order':>7}")
     paths = [(policy, n) for policy in policies for n in (callers if policy == "batch" else (1,))]
+    ahead = ("batch", 1) in paths
     # One untimed round of every path first, on a tenth of the workload:
     # a process's first durable round loads the capture's compiled passes
     # (Numba's cache) and first runs every code path, which a running
@@ -218,20 +229,29 @@ def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_size
     durable_round(warm, backend, threads, batch_size=warm_size, where=where, durable=False)
     for policy, n in paths:
         durable_round(warm, backend, threads, batch_size=warm_size, where=where, fsync=policy, callers=n)
+    if ahead:
+        durable_round(warm, backend, threads, batch_size=warm_size, where=where, room=1 << 20)
     for size in batch_sizes:
-        runs = {path: [] for path in [None] + paths}
+        runs = {path: [] for path in [None] + paths + (["ahead"] if ahead else [])}
         for _ in range(rounds):
             runs[None].append(durable_round(case, backend, threads, batch_size=size, where=where, durable=False))
             for policy, n in paths:
                 runs[(policy, n)].append(durable_round(case, backend, threads, batch_size=size, where=where,
                                                        fsync=policy, callers=n))
+            if ahead:
+                room = int(1.25 * runs[("batch", 1)][-1][3]["bytes"]) + (1 << 20)
+                runs["ahead"].append(durable_round(case, backend, threads, batch_size=size, where=where, room=room))
         plain = [r[0] for r in runs[None]]
         out(f"{'tracked (not durable)':<26} {size:>7} {case.n_orders / np.median(plain):>12,.0f} {'1.00x':>20}")
-        for policy, n in paths:
-            seconds = [r[0] for r in runs[(policy, n)]]
+        for path in paths + (["ahead"] if ahead else []):
+            seconds = [r[0] for r in runs[path]]
             ratios = [p / d for p, d in zip(plain, seconds)]
-            stats = runs[(policy, n)][int(np.argsort(seconds)[len(seconds) // 2])][3]  # the median round's
-            label = f"durable {policy}" + (f", {n} callers" if n > 1 else "")
+            stats = runs[path][int(np.argsort(seconds)[len(seconds) // 2])][3]  # the median round's
+            if path == "ahead":
+                label = "durable batch, room ahead"
+            else:
+                policy, n = path
+                label = f"durable {policy}" + (f", {n} callers" if n > 1 else "")
             spread = f"{np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
             out(f"{label:<26} {size:>7} {case.n_orders / np.median(seconds):>12,.0f} {spread:>20} "
                 f"{stats['fsyncs']:>7} {1e3 * stats['fsync_seconds']:>9.1f} {stats['bytes'] / 1e6:>7.1f} "

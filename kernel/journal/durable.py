@@ -21,7 +21,9 @@ import numpy as np
 
 from .. import codes as spec
 from ..codes import JOURNAL_BUSY
+from ..inputs import INT64_MAX
 from ..inventory import Inventory
+from ..lifecycle import checked_int
 from ..state import Block, shm_path
 from ..codes import Status
 from ..codes import Outcome
@@ -233,6 +235,51 @@ class DurableInventory(Inventory):
         j = self._journal
         return {"records": j.last_seq, "durable": j.durable_seq, "fsyncs": j.fsyncs,
                 "fsync_seconds": j.fsync_seconds, "bytes": j.bytes_written}
+
+    def make_room(self, nbytes, *, timeout=None):
+        """Zero and sync ``nbytes`` of journal ahead of the records now,
+        before a burst, and return once they are on disk.
+
+        Parameters
+        ----------
+        nbytes : int
+            Bytes of room: about what the burst's records will take
+            (:meth:`journal_stats` ``"bytes"`` over a trial run; a uniform
+            tracked reserve of 10,000 single-line orders writes ~270 KB).
+        timeout : float, optional
+            Seconds to wait at most (:class:`TimeoutError` after them; the
+            room goes on being made in the background).
+
+        Returns
+        -------
+        int
+            Bytes of room ready ahead of the records (at least ``nbytes``).
+
+        Notes
+        -----
+        A record written into zeroed, synced room syncs without a
+        filesystem journal commit (its blocks and the file's size are on
+        disk already): on the 2-core VM, 1M uniform tracked orders in
+        batches of 10,000 ran at ~0.48x of the plain tracked path into room
+        made ahead, against ~0.44x appended.  A private ``"batch"`` journal
+        keeps such room by itself only while its flushes are small
+        (``kernel.journal.writer.BIG_FLUSH``): refilled beside the callers,
+        the zeros cost big flushes more than they save.  Made before a peak
+        (a sale that starts at midnight), they cost the peak nothing.  The
+        room stays asked for across :meth:`checkpoint` (the new segment gets
+        what was left); :meth:`close` cuts off what was not used.  Only a
+        private journal with ``fsync="batch"`` keeps room: for the others
+        this raises ``ValueError``, as for a negative ``nbytes``
+        (``TypeError``: not an integer); zeros that
+        cannot be written (a full disk) raise
+        :class:`kernel.journal.JournalError` and change nothing else.
+        """
+        nbytes = checked_int("nbytes", nbytes, 0, INT64_MAX)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.number))
+                                    or not timeout >= 0):
+            raise ValueError(f"make_room: timeout must be None or >= 0 seconds, got {timeout!r}")
+        self._check_open()
+        return self._journal.make_room(nbytes, timeout)
 
     def sync(self):
         """Make every record appended so far durable (for ``"interval"`` and

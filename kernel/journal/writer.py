@@ -39,6 +39,10 @@ order, so a power loss during a group's ``fdatasync`` can keep a later
 record of the group and lose an earlier one.  Each record says what was
 synced when it was made (``synced``, :mod:`kernel.journal.records`), and
 recovery cuts such a torn group off instead of calling it damage.
+:meth:`SegmentWriter.make_room` (``DurableInventory.make_room``) asks for
+room whatever the flushes' size, made at once, before a burst: records of a
+burst into room made ahead sync without a journal commit and without zeros
+being written beside them, until they have used it.
 
 A shared durable inventory (state in POSIX shared memory, several
 processes) appends to one segment file: every process holds an ``O_APPEND``
@@ -259,6 +263,8 @@ class SegmentWriter:
         self._file_end = 0           # private: bytes the file holds (records, then zeros)
         self._preparing = False      # private: the preparer is writing zeros from _file_end on
         self._flush_bytes = 0.0      # private: moving average of the bytes a flush writes (BIG_FLUSH)
+        self._ready_until = 0        # private: room asked for by make_room, up to this offset of the segment
+        self._prepare_error = None   # private: why the preparer stopped (a full disk), if it did
         self._preparer = None
         self.fsyncs = 0
         self.fsync_seconds = 0.0
@@ -312,6 +318,11 @@ class SegmentWriter:
             old, self._fd = self._fd, fd
             old_end = self._offset
             self._offset = self._durable_offset = self._file_end = os.lseek(fd, 0, os.SEEK_END)
+            # Room asked for and not used yet is asked for in the new segment
+            # too (a checkpoint does not cancel a make_room): the preparer
+            # zeroes it there, in the background.
+            left = self._ready_until - old_end if old is not None else 0
+            self._ready_until = self._offset + left if left > 0 else 0
             self._room.notify()
         self.segment = path
         self.segment_first_seq = first_seq
@@ -610,10 +621,49 @@ class SegmentWriter:
 
     def _room_target(self):
         """Zeroed room to keep ahead (``_cond`` held): none while flushes
-        are big (``BIG_FLUSH``)."""
+        are big (``BIG_FLUSH``), and at least what :meth:`make_room` asked
+        for and records have not used yet."""
+        asked = self._ready_until - self._offset
         if self._flush_bytes > BIG_FLUSH:
-            return 0
-        return min(PREALLOCATE, max(PREALLOCATE_PIECE, 2 * (self._offset - SEGMENT_HEADER.size)))
+            return max(0, asked)
+        return max(asked, min(PREALLOCATE, max(PREALLOCATE_PIECE, 2 * (self._offset - SEGMENT_HEADER.size))))
+
+    def make_room(self, nbytes, timeout=None):
+        """Private ``"batch"``: have ``nbytes`` of zeroed, synced room
+        ahead of the records, whatever the flushes' size, and return once it
+        is there (the room ready, in bytes).
+
+        The room for a burst, made before it: records landing in it sync
+        without a filesystem journal commit (:data:`BIG_FLUSH` says why room
+        is not kept for big flushes: its zeros, written beside the callers,
+        cost them more than that saves; made ahead, they cost nothing
+        then).  Once records have used it, the usual rule applies again.
+        Raises :class:`TimeoutError` after ``timeout`` seconds, and
+        :class:`JournalError` if the zeros cannot be written (a full disk:
+        the preparer stops; records then extend the file as appends).
+        """
+        if not self._preallocate:
+            raise ValueError("make_room: only a private journal with fsync='batch' keeps room ahead of its "
+                             f"records (this one: {'shared' if self.shared else 'fsync=' + repr(self.policy)}"
+                             f"{', PREALLOCATE = 0' if self.policy == 'batch' and not self.shared else ''})")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self.check()
+            self._ready_until = max(self._ready_until, self._offset + nbytes)
+            self._room.notify()
+            while self._file_end < self._ready_until:
+                self.check()
+                if self._prepare_error is not None:
+                    raise JournalError(f"make_room: could not write zeros into {self.segment!r}: "
+                                       f"{self._prepare_error}") from self._prepare_error
+                if self._fd is None or self._stop.is_set():
+                    raise JournalError("make_room: the journal is closed")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"make_room: {self._file_end - self._offset} of {nbytes} bytes ready "
+                                       f"after {timeout} s")
+                self._cond.wait(_WAIT_SLICE if deadline is None else
+                                max(0.0, min(_WAIT_SLICE, deadline - time.monotonic())))
+            return self._file_end - self._offset
 
     def _prepare_ahead(self):
         """The preparer thread: keep :meth:`_room_target` bytes of synced
@@ -646,8 +696,8 @@ class SegmentWriter:
                         # record fdatasync 750 -> 465 us, the round 279 -> 246 ms.
                         os.fdatasync(fd)
                     ok = True
-                except OSError:
-                    pass
+                except OSError as error:
+                    self._prepare_error = error
                 finally:
                     self._cond.acquire()
                     self._preparing = False
