@@ -82,9 +82,10 @@ def main(argv=None):
                 paired = [a / b for a, b in zip(times[variants[0]], times[v])]
                 q1, _, q3 = statistics.quantiles(paired, n=4)
                 label = "room made ahead   " if v == AHEAD else f"BIG_FLUSH {v:>4} KiB"
+                first = variants[0] if variants[0] == AHEAD else f"{variants[0]} KiB"
                 print(f"  {label}{' (no room)' if v == 0 else '':<10} "
                       f"{statistics.median(times[v]) * 1e3:7.1f} ms  {statistics.median(vs_plain):.2f}x of plain "
-                      f"({min(vs_plain):.2f}-{max(vs_plain):.2f})  speed vs {variants[0]}{'' if variants[0] == AHEAD else ' KiB'} "
+                      f"({min(vs_plain):.2f}-{max(vs_plain):.2f})  speed vs {first} "
                       f"{statistics.median(paired):.3f} ({q1:.3f}-{q3:.3f})")
     return 0
 

@@ -253,7 +253,8 @@ class DurableInventory(Inventory):
         Returns
         -------
         int
-            Bytes of room ready ahead of the records (at least ``nbytes``).
+            Bytes of room ready ahead of the records (at least ``nbytes``,
+            less only if other calls wrote records meanwhile).
 
         Notes
         -----
