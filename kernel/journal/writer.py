@@ -631,16 +631,9 @@ class SegmentWriter:
     def make_room(self, nbytes, timeout=None):
         """Private ``"batch"``: have ``nbytes`` of zeroed, synced room
         ahead of the records, whatever the flushes' size, and return once it
-        is there (the room ready, in bytes).
-
-        The room for a burst, made before it: records landing in it sync
-        without a filesystem journal commit (:data:`BIG_FLUSH` says why room
-        is not kept for big flushes: its zeros, written beside the callers,
-        cost them more than that saves; made ahead, they cost nothing
-        then).  Once records have used it, the usual rule applies again.
-        Raises :class:`TimeoutError` after ``timeout`` seconds, and
-        :class:`JournalError` if the zeros cannot be written (a full disk:
-        the preparer stops; records then extend the file as appends).
+        is there (the room ready, in bytes).  Once records have used it, the
+        usual rule (:meth:`_room_target`) applies again.  The why, and the
+        errors: :meth:`kernel.journal.DurableInventory.make_room`.
         """
         if not self._preallocate:
             raise ValueError("make_room: only a private journal with fsync='batch' keeps room ahead of its "
