@@ -22,6 +22,9 @@ __all__ = ["reserve_single", "reserve_single_ordered"]
 _PREFETCH_AHEAD = 64
 # Orders sampled to tell whether one part would get (nearly) everything.
 _SAMPLE = 1024
+# Orders of a run found one by one before the rest is found four at a time
+# (kernels.pyx: LONG_RUN, where the choice is explained).
+_LONG_RUN = 8
 
 
 @njit(**_inline)
@@ -55,6 +58,20 @@ def _take_run(stock, s, qty, status, lo, hi):
         seen = old
 
 
+@njit(**_inline)
+def _run_end(sku, s, j, stop):
+    """The first index from ``j`` on (``stop`` at most) whose SKU is not
+    ``s``: the end of a long run (kernels.pyx ``_run_end``)."""
+    # Four at a time, one branch for the four (an OR of XORs, no ``and``),
+    # then the tail one by one.  Unchecked loads (atomics.py): j < stop.
+    while j + 4 <= stop and ((load(sku, j) ^ s) | (load(sku, j + 1) ^ s) | (load(sku, j + 2) ^ s)
+                             | (load(sku, j + 3) ^ s)) == 0:
+        j += 4
+    while j < stop and load(sku, j) == s:
+        j += 1
+    return j
+
+
 @njit(**_jit)
 def _single_chunk(stock, sku, qty, status, start, stop):
     """Decide orders ``start:stop`` (kernels.pyx ``_single_chunk``)."""
@@ -73,6 +90,9 @@ def _single_chunk(stock, sku, qty, status, start, stop):
         j = i + 1
         while j < stop and load(sku, j) == s:
             j += 1
+            if j - i == _LONG_RUN:
+                j = _run_end(sku, s, j, stop)
+                break
         if j == i + 1:
             # Lone order: the common case on a wide catalogue, kept cheap.
             store(status, i, ACCEPTED if take_exactly(stock, s, load(qty, i)) else OUT_OF_STOCK)
@@ -152,6 +172,9 @@ def _serve_gathered(stock, qty, status, mine, mine_sku, m):
         j = k + 1
         while j < m and load(mine_sku, j) == s:
             j += 1
+            if j - k == _LONG_RUN:
+                j = _run_end(mine_sku, s, j, m)
+                break
         if j == k + 1:
             # Only rejections are written: neighbouring status bytes belong
             # to the other threads and every write bounces the cache line.

@@ -181,9 +181,20 @@ void cas_carts_pf(I64 *stock, const I64 *start, const I64 *sku, const I64 *qty, 
  * refused without a decision each.  Same outcome as the per-order loops. */
 #include <string.h>
 
+/* The run's end: one by one for its first LONG_RUN orders (most runs are
+ * short), then four at a time, one branch for the four, as the kernels'
+ * _run_end does (kernel/_cython/single.pxi says why and what it measured). */
+#define LONG_RUN 8
 static inline int64_t run_end(const int64_t *sku, int64_t i, int64_t n) {
-    int64_t j = i + 1;
-    while (j < n && sku[j] == sku[i]) j++;
+    int64_t s = sku[i], j = i + 1;
+    while (j < n && sku[j] == s) {
+        j++;
+        if (j - i == LONG_RUN) {
+            while (j + 4 <= n && ((sku[j] ^ s) | (sku[j + 1] ^ s) | (sku[j + 2] ^ s) | (sku[j + 3] ^ s)) == 0) j += 4;
+            while (j < n && sku[j] == s) j++;
+            break;
+        }
+    }
     return j;
 }
 
