@@ -136,7 +136,7 @@ def resolve_threads(module, threads, work, contended=False):
     return n
 
 
-def rerun_refused_after_rollback(counters, rollbacks_before, status, refused, rerun):
+def rerun_refused_after_rollback(counters, rollbacks_before, status, refused, rerun, own_serial=0):
     """The G4 (no under-selling) rule for a concurrent batch.
 
     A rollback hands units back after other orders may have been refused for
@@ -149,9 +149,17 @@ def rerun_refused_after_rollback(counters, rollbacks_before, status, refused, re
     order still refused then was refused against stock that only shrinks
     from there on, so no order is refused for stock that is there at the end.
 
-    Returns what ``rerun`` returned, or ``None`` when no rollback happened.
+    ``own_serial``: rollbacks the batch's kernel made itself, counted by it,
+    where it ran on ONE thread (else pass 0).  Those need no re-run: on one
+    thread an order gives back what it took before the next order is
+    decided, so no order of the batch met units another of its orders held
+    for a moment, and the stock each refused order met only shrank after it.
+    When every rollback since ``rollbacks_before`` was one of those (none came
+    from another call), nothing is re-run.
+
+    Returns what ``rerun`` returned, or ``None`` when no re-run was needed.
     """
-    if counters[ROLLBACKS] == rollbacks_before:
+    if counters[ROLLBACKS] - rollbacks_before == own_serial:
         return None
     # A mask, not an index: in a flash sale ~900k of 1M orders are refused,
     # and an int64 index of them (7 MB of fresh pages) and the tracked

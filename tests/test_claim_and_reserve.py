@@ -55,7 +55,7 @@ def test_one_thread_is_word_for_word_the_reference_at_any_chunk_size(chunk, sett
         order_slot = np.empty(o.n_orders, np.int64)
         fill_slot = np.empty(o.n_lines + 1, np.int64)
         pair_slot = np.full(o.n_lines, -7, np.int64)  # lines no cap count reaches keep it
-        chunks = np.empty((-(-o.n_orders // chunk), 4), np.int64)
+        chunks = np.empty((-(-o.n_orders // chunk), 5), np.int64)
         deadline = _read_only(np.full(o.n_orders, 77, np.int64))
         inv.state.counters[codes.FILL_CURSOR] = 5  # the log's next free entry is not always 0
         k.claim_and_reserve(*inv.state[:-1], o.line_start, o.sku, o.qty, o.price_limits(), o.order_id, o.user_id,
@@ -72,6 +72,10 @@ def test_one_thread_is_word_for_word_the_reference_at_any_chunk_size(chunk, sett
     assert chunks[0, 0] == 5 and (chunks[1:, 0] == chunks[:-1, 0] + chunks[:-1, 1]).all()
     assert state[10][codes.FILL_CURSOR] == 5 + chunks[:, 1].sum()
     assert (order_slot >= 0).sum() == chunks[:, 2].sum() == 6  # ids 5, 7, 9, 11, 13, 15
+    # Each rollback the call made is reported in its chunk's row too (the
+    # facade's G4 rule on one thread: test_one_thread_re_runs_only_for_
+    # rollbacks_of_other_calls has some).
+    assert chunks[:, 4].sum() == state[10][codes.ROLLBACKS]
     assert [int(s) for s in status[[2, 5, 8]]] == [Status.DUPLICATE] * 3
     # Each slot reported holds its line's (user, SKU) pair; a duplicate's lines are not reached.
     limit_table, hit = state[6], pair_slot >= 0
@@ -89,7 +93,7 @@ def _run_claim_and_reserve(backend, inv, o, chunk, settle, direct):
     order_slot = np.empty(o.n_orders, np.int64)
     fill_slot = np.empty(o.n_lines + 1, np.int64)
     pair_slot = np.full(o.n_lines, -7, np.int64)
-    chunks = np.empty((-(-o.n_orders // chunk), 4), np.int64)
+    chunks = np.empty((-(-o.n_orders // chunk), 5), np.int64)
     deadline = _read_only(np.arange(o.n_orders, dtype=np.int64) + 100)
     k.claim_and_reserve(*inv.state[:-1], o.line_start, o.sku, o.qty, o.price_limits(), o.order_id, o.user_id,
                         deadline, order_slot, fill_slot, pair_slot, status, chunks, inv.state.counters, chunk,
@@ -130,6 +134,7 @@ def test_direct_batches_are_word_for_word_the_reference_at_any_chunk_size(chunk,
     counts = {Status(int(s)).name for s in status}
     # The batch reaches every outcome the path decides (else it tests less than it says).
     assert {"ACCEPTED", "DUPLICATE", "OUT_OF_STOCK", "LIMIT_EXCEEDED"} <= counts
+    assert want[3][:, 4].sum() == want[5 + 10][codes.ROLLBACKS]  # rollbacks reported as counted
     if not carts:
         assert Status(int(status[10])) == Status.CANCELLED
 
@@ -203,7 +208,8 @@ def test_results_read_the_log_right_when_chunks_interleave(compiled_backend, mon
 def _with_a_rollback(inv, offers, units, reran=None):
     """``inv``'s kernels, with another caller's rollback simulated right
     after claim_and_reserve (``units`` back to ``offers``, the counter
-    moved); ``reran`` gets the number of orders each re-run re-ran."""
+    moved; none where ``offers`` is None); ``reran`` gets the number of
+    orders each re-run re-ran."""
     real = inv._tracked.kernels
 
     class Kernels:
@@ -213,8 +219,9 @@ def _with_a_rollback(inv, offers, units, reran=None):
         @staticmethod
         def claim_and_reserve(*args):
             real.claim_and_reserve(*args)
-            inv.state.stock[offers] += units
-            inv.state.counters[codes.ROLLBACKS] += 1
+            if offers is not None:
+                inv.state.stock[offers] += units
+                inv.state.counters[codes.ROLLBACKS] += 1
 
         @staticmethod
         def reserve_tracked(*args):
@@ -223,6 +230,33 @@ def _with_a_rollback(inv, offers, units, reran=None):
             return real.reserve_tracked(*args)
 
     return Kernels()
+
+
+@pytest.mark.parametrize("foreign", [False, True], ids=["own rollback", "another call's too"])
+def test_one_thread_re_runs_only_for_rollbacks_of_other_calls(backend, monkeypatch, foreign):
+    """On one thread an order gives back what it took before the next one
+    is decided, so the call's own rollbacks refuse nothing wrongly: its
+    refused orders are not re-run (the kernels report their rollbacks per
+    chunk).  A rollback of another call meanwhile (simulated: the counter
+    moves) still re-runs them (G4).  Two offers on SKU 0: the general path,
+    where every refused order is re-run (no short-order shortcut)."""
+    inv = kernel.Inventory.from_offers(sku=[0, 0, 1], qty=[2, 1, 5], price=[1, 2, 1], backend=backend,
+                                       max_orders=64)
+    reran = []
+    none = np.zeros(0, np.int64)  # no units back: only the counter moves
+    monkeypatch.setattr(inv._tracked, "kernels", _with_a_rollback(inv, none if foreign else None, none, reran))
+    # Order 1's lines pass the read-only pre-check one by one (3 units of
+    # SKU 0 within any price) but not together: it takes 2, misses 1, gives
+    # them back (a rollback).  Order 3 is refused by the pre-check.
+    orders = OrderBatch(sku=[0, 0, 1, 0], qty=[2, 2, 5, 4], offsets=[0, 2, 3, 4], order_id=[1, 2, 3],
+                        user_id=[7, 7, 7])
+    r = inv.reserve(orders, threads=1)
+    assert [Status(int(s)).name for s in r.status] == ["OUT_OF_STOCK", "ACCEPTED", "OUT_OF_STOCK"]
+    # Order 1's rollback, then (foreign) the simulated one and order 1's again in the re-run.
+    assert inv.state.counters[codes.ROLLBACKS] == (3 if foreign else 1)
+    assert reran == ([2] if foreign else [])
+    assert inv.state_of([1, 2, 3]).tolist() == [OrderState.REFUSED, OrderState.HELD, OrderState.REFUSED]
+    assert inv.stock.tolist() == [2, 1, 0]
 
 
 def test_an_order_accepted_on_the_rerun_after_a_rollback_stays_held(backend, monkeypatch):

@@ -394,7 +394,7 @@ cdef inline always_inline_int8 _take_tracked_line(int64_t *stock, const int64_t 
                                                   int64_t *pair_slot, const int64_t *deadline, int64_t order,
                                                   int64_t slot, int64_t line,
                                                   int64_t user, int64_t *counters,
-                                                  int64_t *new_pairs) noexcept nogil:
+                                                  int64_t *new_pairs, int64_t *rollbacks) noexcept nogil:
     """take_tracked(direct=True) of an order of one line, ``line`` (uniform
     and flash sale are all such orders): the same steps in the same order,
     as straight-line code.  The loops over lines keep ~20 values live and
@@ -403,7 +403,8 @@ cdef inline always_inline_int8 _take_tracked_line(int64_t *stock, const int64_t 
     once, and fill_slot / deadline only once the pre-checks pass.  The cap's
     probe is walked once: the take starts where the read-only pre-check
     stopped (_take_limit_from, which also sets pair_slot[line] as
-    take_limit_at does)."""
+    take_limit_at does).  ``*rollbacks`` counts a rollback as take_tracked's
+    does."""
     cdef int64_t s = sku[line], q = qty[line], f
     cdef int64_t at = -1, took, got
     if atomic_load_i64(&stock[s]) < q:  # relaxed, as in offers_available
@@ -422,6 +423,7 @@ cdef inline always_inline_int8 _take_tracked_line(int64_t *stock, const int64_t 
     if not (took & K_TOOK):
         # Nothing taken, nothing to give back; counted as take_tracked counts it.
         atomic_add_i64(&counters[K_ROLLBACKS], 1)
+        rollbacks[0] += 1
         clear_record(order_table, slot)
         return K_LIMIT_EXCEEDED
     got = take_up_to(stock, s, q)
@@ -433,6 +435,7 @@ cdef inline always_inline_int8 _take_tracked_line(int64_t *stock, const int64_t 
         give_back_fills(stock, offer_sku, limit, n_skus, limit_table, limit_mask, fill_offer, fill_qty,
                         user, f, f + 1)
         atomic_add_i64(&counters[K_ROLLBACKS], 1)
+        rollbacks[0] += 1
         clear_record(order_table, slot)
         return K_OUT_OF_STOCK
     return publish_or_undo(stock, offer_sku, limit, n_skus, limit_table, limit_mask, order_table,
@@ -447,9 +450,11 @@ cdef inline always_inline_int8 take_tracked(int64_t *stock, const int64_t *price
                                 const int64_t *qty, const int64_t *max_price, const int64_t *fill_slot,
                                 int64_t *pair_slot, const int64_t *user_id, const int64_t *deadline,
                                 const int64_t *order_slot, int64_t *counters, int64_t order, int64_t *new_pairs,
-                                bint direct) noexcept nogil:
+                                int64_t *rollbacks, bint direct) noexcept nogil:
     """Reserve one claimed (PENDING) order, all or nothing; returns its status
-    and adds the (user, SKU) pairs it added to ``*new_pairs``; pair_slot[line]
+    and adds the (user, SKU) pairs it added to ``*new_pairs``, and 1 to
+    ``*rollbacks`` where it gave back what it took (the reference's ``rolled
+    back``: not for a cancel that came first); pair_slot[line]
     gets the slot of each capped line's pair it counts (or tries to) against
     (see the reference).  ``direct``:
     offer s is SKU s's only offer and nothing is priced out (see the
@@ -516,8 +521,10 @@ cdef inline always_inline_int8 take_tracked(int64_t *stock, const int64_t *price
     give_back_fills(stock, offer_sku, limit, n_skus, limit_table, limit_mask, fill_offer, fill_qty,
                     user, fill_slot[first_line], undo_to)
     # Counted atomically, as in roll_back_order: the facade re-runs refused
-    # orders of a batch during which a rollback happened.
+    # orders of a batch during which a rollback happened (one it did not
+    # make itself on one thread: *rollbacks tells it which were its own).
     atomic_add_i64(&counters[K_ROLLBACKS], 1)
+    rollbacks[0] += 1
     clear_record(order_table, slot)
     return status
 
@@ -628,7 +635,7 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
     cdef int64_t *pair_slot = b.pair_slot
     cdef int8_t *status = b.status
     cdef Py_ssize_t start = c * b.chunk, stop = min((c + 1) * b.chunk, n), i
-    cdef int64_t slot, line, s, used = 0, new = 0, pairs = 0, base, ahead
+    cdef int64_t slot, line, s, used = 0, new = 0, pairs = 0, rollbacks = 0, base, ahead
     cdef int8_t got
     # Claim, prefetching the home slot of an id a few ahead (as _claim_chunk).
     # Only that line: prefetching the reserve's lines here too measured
@@ -715,24 +722,25 @@ cdef inline always_inline_void _claim_reserve_body(const TrackedState *st, const
         if single:
             got = _take_tracked_line(stock, offer_sku, limit, n_skus, limit_table, limit_mask, order_table,
                                      fill_offer, fill_qty, sku, qty, fill_slot, pair_slot, deadline, i,
-                                     order_slot[i], i, user_id[i], counters, &pairs)
+                                     order_slot[i], i, user_id[i], counters, &pairs, &rollbacks)
         elif direct and line_start[i + 1] == line_start[i] + 1:
             got = _take_tracked_line(stock, offer_sku, limit, n_skus, limit_table, limit_mask, order_table,
                                      fill_offer, fill_qty, sku, qty, fill_slot, pair_slot, deadline, i,
-                                     order_slot[i], line_start[i], user_id[i], counters, &pairs)
+                                     order_slot[i], line_start[i], user_id[i], counters, &pairs, &rollbacks)
         else:
             got = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
                                limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku, qty,
                                max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters, i, &pairs,
-                               direct)
+                               &rollbacks, direct)
         status[i] = got
         if settle and (got == K_OUT_OF_STOCK or got == K_LIMIT_EXCEEDED):
             settle_refused_slot(order_table, order_slot[i])
-    cdef int64_t *out = &b.chunks[4 * c]
+    cdef int64_t *out = &b.chunks[5 * c]
     out[0] = base
     out[1] = used
     out[2] = new
     out[3] = pairs
+    out[4] = rollbacks
 
 
 # Three chunk functions, ``direct`` and ``single`` constants in each, so GCC
@@ -765,13 +773,13 @@ def claim_and_reserve(int64_t[::1] stock, const int64_t[::1] price, const int64_
                       int64_t[::1] fill_slot, int64_t[::1] pair_slot, int8_t[::1] status, int64_t[:, ::1] chunks,
                       int64_t[::1] counters, Py_ssize_t chunk, bint settle, bint direct, int n_threads):
     """Claim and reserve the batch, chunk by chunk (see the reference);
-    chunks[c] gets (first fill entry, entries, new ids, new pairs)."""
+    chunks[c] gets (first fill entry, entries, new ids, new pairs, rollbacks)."""
     cdef Py_ssize_t n = order_id.shape[0]
     cdef Py_ssize_t c, n_chunks = chunks.shape[0]
     if n == 0:
         return
-    if chunks.shape[1] != 4 or n_chunks != _n_chunks(n, chunk):
-        raise ValueError("chunks: needs one row of 4 per chunk of the batch")
+    if chunks.shape[1] != 5 or n_chunks != _n_chunks(n, chunk):
+        raise ValueError("chunks: needs one row of 5 per chunk of the batch")
     cdef TrackedState st
     _state_from_views(&st, stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                       order_table, fill_offer, fill_qty, counters)
@@ -842,6 +850,7 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
                                    Py_ssize_t start, Py_ssize_t stop, bint direct) noexcept nogil:
     cdef Py_ssize_t k
     cdef int64_t order, pairs = 0, ahead, slot, s, pair
+    cdef int64_t rollbacks = 0  # take_tracked's count: not needed by a re-run
     for k in range(start, stop):
         if k + TRACKED_PREFETCH_AHEAD < stop:
             # A tracked order touches several random cache lines: its record
@@ -870,12 +879,12 @@ cdef inline int64_t _tracked_chunk(int64_t *stock, const int64_t *price, const i
             status[order] = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
                                          limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku,
                                          qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
-                                         counters, order, &pairs, True)
+                                         counters, order, &pairs, &rollbacks, True)
         else:
             status[order] = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, n_skus,
                                          limit_table, limit_mask, order_table, fill_offer, fill_qty, line_start, sku,
                                          qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
-                                         counters, order, &pairs, False)
+                                         counters, order, &pairs, &rollbacks, False)
     return pairs
 
 

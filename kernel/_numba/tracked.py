@@ -45,6 +45,12 @@ _CLAIM_PREFETCH_AHEAD = 16
 _SETTLE_PREFETCH_AHEAD = 64
 # Statuses settle_refused checks at once for a refusal (kernels.pyx: SETTLE_BLOCK).
 _SETTLE_BLOCK = 64
+# take_tracked's tally: new (user, SKU) pairs in the low bits, its rollback
+# (0 or 1) from _ROLLBACK_SHIFT up.  A chunk adds at most ~2**31 pairs
+# (its lines), so the two never mix.
+_ROLLBACK_SHIFT = 32
+_ROLLED_BACK = 1 << _ROLLBACK_SHIFT
+_PAIRS_MASK = _ROLLED_BACK - 1
 # Ids (claims, confirms, cancels, settles) per prange work item: each is a
 # probe or two and a CAS, so chunks are bigger than the general path's.
 _ID_CHUNK = 4096
@@ -405,7 +411,8 @@ def _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_o
     order, straight-line code (kernels.pyx _take_tracked_line says why), each
     batch word loaded once, unchecked (the facade checked the batch), and
     fill_slot / deadline only once the pre-checks pass; the cap's probe is
-    walked once (the take starts where the read-only pre-check stopped)."""
+    walked once (the take starts where the read-only pre-check stopped).
+    Returns what take_tracked returns."""
     s = load(sku, line)
     q = load(qty, line)
     if atomic_load(stock, s) < q:  # relaxed, as offers_available's load
@@ -430,7 +437,7 @@ def _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_o
         # Nothing taken, nothing to give back; counted as take_tracked counts it.
         atomic_add(counters, ROLLBACKS, 1)
         clear_record(order_table, slot)
-        return LIMIT_EXCEEDED, new_pairs
+        return LIMIT_EXCEEDED, new_pairs + _ROLLED_BACK
     got = take_up_to(stock, s, q)
     if got:
         store(fill_offer, f, s)
@@ -440,7 +447,7 @@ def _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_o
         give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user, f, f + 1)
         atomic_add(counters, ROLLBACKS, 1)
         clear_record(order_table, slot)
-        return OUT_OF_STOCK, new_pairs
+        return OUT_OF_STOCK, new_pairs + _ROLLED_BACK
     return publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty,
                            counters, slot, user, f, f + 1), new_pairs
 
@@ -451,7 +458,11 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                  line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
                  order, direct):
     """Reserve one claimed (PENDING) order, all or nothing; returns
-    ``(status, new (user, SKU) pairs)``.  A refused order stays PENDING.
+    ``(status, tally)``: the reference's ``(status, new (user, SKU) pairs,
+    rolled back)`` with the last two in one word, ``new pairs + rolled back
+    << _ROLLBACK_SHIFT`` (one sum per chunk adds both up; a third value
+    cost the carts and flash-sale tracked cases of the gate 1.3-1.8%
+    instructions).  A refused order stays PENDING.
     ``pair_slot[line]`` gets the slot of each capped line's pair it counts
     (or tries to) against (see the reference).
     ``direct``: offer ``s`` is SKU ``s``'s only one and nothing is priced
@@ -522,7 +533,7 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                     first_fill, undo_to)
     atomic_add(counters, ROLLBACKS, 1)
     clear_record(order_table, slot)
-    return status, new_pairs
+    return status, new_pairs + _ROLLED_BACK
 
 
 # -------------------------------------------------------- batch kernels
@@ -647,7 +658,7 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
     first_line, stop_line = (start, stop) if single else (load(line_start, start), load(line_start, stop))
     for line in range(first_line, stop_line):
         store(fill_slot, line, load(fill_slot, line) + base)
-    pairs = 0
+    tally = 0  # (user, SKU) pairs added + rollbacks << _ROLLBACK_SHIFT (see take_tracked)
     for i in range(start, stop):
         if i + _TRACKED_PREFETCH_AHEAD < stop and load(order_slot, i + _TRACKED_PREFETCH_AHEAD) >= 0:
             # The cache lines of an order a few ahead, into L1 (the chunk's
@@ -681,34 +692,35 @@ def _claim_reserve_chunk(stock, price, offer_start, offer_by_priority, offer_sku
         # Two inlined copies, ``direct`` a constant LLVM folds in each: the
         # general path stays as it was without the flag (kernels.pyx says why).
         if single:
-            got, got_pairs = _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_offer,
+            got, got_tally = _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_offer,
                                                 fill_qty, sku, qty, fill_slot, pair_slot, deadline, i,
                                                 load(order_slot, i), i, load(user_id, i), counters)
         elif direct:
             if load(line_start, i + 1) == load(line_start, i) + 1:
                 # One line: the straight-line copy (kernels.pyx, _claim_reserve_body, says why only here).
-                got, got_pairs = _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_offer,
+                got, got_tally = _take_tracked_line(stock, offer_sku, limit, limit_table, order_table, fill_offer,
                                                     fill_qty, sku, qty, fill_slot, pair_slot, deadline, i,
                                                     load(order_slot, i), load(line_start, i), load(user_id, i),
                                                     counters)
             else:
-                got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
+                got, got_tally = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                                               limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
                                               max_price, fill_slot, pair_slot, user_id, deadline, order_slot,
                                               counters, i, True)
         else:
-            got, got_pairs = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
+            got, got_tally = take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                                           limit_table, order_table, fill_offer, fill_qty, line_start, sku, qty,
                                           max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
                                           i, False)
         store(status, i, got)
-        pairs += got_pairs
+        tally += got_tally
         if settle and (got == OUT_OF_STOCK or got == LIMIT_EXCEEDED):
             settle_refused_slot(order_table, load(order_slot, i))
     chunks[c, 0] = base
     chunks[c, 1] = used
     chunks[c, 2] = new
-    chunks[c, 3] = pairs
+    chunks[c, 3] = tally & _PAIRS_MASK
+    chunks[c, 4] = tally >> _ROLLBACK_SHIFT
 
 
 def _claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
@@ -750,8 +762,8 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
     n = order_id.size
     if n == 0:
         return
-    if chunks.ndim != 2 or chunks.shape[1] != 4 or chunks.shape[0] != (n + chunk - 1) // chunk:
-        raise ValueError("chunks: needs one row of 4 per chunk of the batch")
+    if chunks.ndim != 2 or chunks.shape[1] != 5 or chunks.shape[0] != (n + chunk - 1) // chunk:
+        raise ValueError("chunks: needs one row of 5 per chunk of the batch")
     nt = _threads(n_threads)
     args = (stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table, order_table, fill_offer,
             fill_qty, line_start, sku, qty, max_price, order_id, user_id, deadline, order_slot, fill_slot, pair_slot,
@@ -792,19 +804,19 @@ def _reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, li
                     prefetch_write(price, s)
             order = load(order_index, k)
             if direct:  # two copies, as in _claim_reserve_chunk
-                order_status, order_pairs = take_tracked(
+                order_status, order_tally = take_tracked(
                     stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
                     line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
                     order, True)
             else:
-                order_status, order_pairs = take_tracked(
+                order_status, order_tally = take_tracked(
                     stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
                     line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
                     order, False)
             store(status, order, order_status)
-            pairs += order_pairs
+            pairs += order_tally & _PAIRS_MASK
         per_chunk[c] = pairs
     return _total(per_chunk)
 

@@ -295,7 +295,12 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
                  order_slot, counters, order, direct):
     """Reserve one claimed (PENDING) order, all or nothing: each line counts
     against the user's cap, then takes stock.  Returns ``(status, new
-    (user, SKU) pairs)``.  A refused order stays PENDING for
+    (user, SKU) pairs, rolled back)``: ``rolled back`` is 1 where the order
+    took (or counted) something and gave it back, adding one to
+    ``counters[ROLLBACKS]``, else 0 (a refusal by the read-only pre-checks;
+    and a cancel that came first, CANCELLED, though it gave everything back
+    too: the caller's G4 rule treats such a call as one with a rollback it
+    did not count, and re-runs).  A refused order stays PENDING for
     :func:`settle_refused` (the facade may re-run it first).
 
     ``pair_slot[line]`` gets the limit-table slot of the line's (user, SKU)
@@ -322,10 +327,10 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
             have = offers_available(stock, price, offer_start, offer_by_priority, sku[line], max_price[line],
                                     qty[line])
         if have < qty[line]:
-            return OUT_OF_STOCK, 0
+            return OUT_OF_STOCK, 0, 0
     for line in range(first_line, last_line):
         if limit_room(limit, limit_table, user, sku[line]) < qty[line]:
-            return LIMIT_EXCEEDED, 0
+            return LIMIT_EXCEEDED, 0, 0
     # One past the order's last fill-log entry (direct: one entry per line).
     last_fill = fill_slot[last_line - 1] + 1 if direct else line_end(offer_start, sku, fill_slot, last_line - 1)
     # The record is complete before the first unit is taken, so cancel,
@@ -365,12 +370,12 @@ def take_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit,
             break
     else:
         return publish_or_undo(stock, offer_sku, limit, limit_table, order_table, fill_offer, fill_qty,
-                               counters, slot, user, fill_slot[first_line], last_fill), new_pairs
+                               counters, slot, user, fill_slot[first_line], last_fill), new_pairs, 0
     give_back_fills(stock, offer_sku, limit, limit_table, fill_offer, fill_qty, user,
                     fill_slot[first_line], undo_to)
     counters[ROLLBACKS] += 1
     clear_record(order_table, slot)
-    return status, new_pairs
+    return status, new_pairs, 1
 
 
 def claim_orders(order_table, order_id, order_slot, status, n_threads):
@@ -420,7 +425,10 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
     order, and with ``settle`` end a refused one REFUSED right away
     (:func:`settle_refused`; without it, it stays PENDING for the facade's
     re-run and settle).  ``chunks[c]`` gets ``(first fill entry, entries
-    taken, new ids, new (user, SKU) pairs)``.  ``pair_slot``: as for
+    taken, new ids, new (user, SKU) pairs, rollbacks)``: the last, the
+    rollbacks :func:`take_tracked` reported (each one also counted in
+    ``counters[ROLLBACKS]``), tells the facade, on one thread, whether every
+    rollback during the call was the call's own.  ``pair_slot``: as for
     :func:`take_tracked` (untouched for lines it does not reach).
     ``direct``: as for :func:`take_tracked` (each claimed line takes one
     entry).
@@ -434,7 +442,7 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
     n = len(order_id)
     for c in range(len(chunks)):
         start, stop = c * chunk, min(n, (c + 1) * chunk)
-        used = new = pairs = 0
+        used = new = pairs = rollbacks = 0
         for i in range(start, stop):
             slot = _claim_into(order_table, order_id, order_slot, status, i)
             new += slot >= 0
@@ -447,15 +455,16 @@ def claim_and_reserve(stock, price, offer_start, offer_by_priority, offer_sku, l
             fill_slot[line] += base
         for i in range(start, stop):
             if order_slot[i] >= 0:
-                status[i], got = take_tracked(
+                status[i], got, rolled_back = take_tracked(
                     stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
                     order_table, fill_offer, fill_qty,
                     line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters,
                     i, direct)
                 pairs += got
+                rollbacks += rolled_back
                 if settle and (status[i] == OUT_OF_STOCK or status[i] == LIMIT_EXCEEDED):
                     settle_refused_slot(order_table, order_slot[i])
-        chunks[c, 0], chunks[c, 1], chunks[c, 2], chunks[c, 3] = base, used, new, pairs
+        chunks[c, 0], chunks[c, 1], chunks[c, 2], chunks[c, 3], chunks[c, 4] = base, used, new, pairs, rollbacks
 
 
 def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
@@ -475,7 +484,7 @@ def reserve_tracked(stock, price, offer_start, offer_by_priority, offer_sku, lim
     """
     new_pairs = 0
     for order in order_index:
-        status[order], pairs = take_tracked(
+        status[order], pairs, _ = take_tracked(
             stock, price, offer_start, offer_by_priority, offer_sku, limit, limit_table,
             order_table, fill_offer, fill_qty,
             line_start, sku, qty, max_price, fill_slot, pair_slot, user_id, deadline, order_slot, counters, order,
