@@ -513,11 +513,12 @@ class Inventory:
             elif ordered:
                 kernels.reserve_carts_ordered(*carts, everyone, status, state.counters, 1)
             else:
-                kernels.reserve_carts(*carts, everyone, status, state.counters, n_threads)
+                own = kernels.reserve_carts(*carts, everyone, status, state.counters, n_threads)
                 backends.rerun_refused_after_rollback(
                     state.counters, rollbacks_before, status, _OUT_OF_STOCK,
                     lambda refused: kernels.reserve_carts_ordered(*carts, backends.arrival_order(refused), status,
-                                                                 state.counters, 1))
+                                                                 state.counters, 1),
+                    own_serial=own)
             return Result(self, orders, status, n_threads)
 
         slot_start = self._slot_start(orders)
@@ -529,11 +530,15 @@ class Inventory:
             kernels.reserve_general_ordered(*general, everyone, taken, status, state.counters,
                                             n_threads if orders.one_line_per_order else 1)
         else:
-            kernels.reserve_general(*general, everyone, taken, status, state.counters, n_threads)
+            # `own`: the kernel's serial rollbacks (on one thread; 0 on more),
+            # which need no re-run (backends says why; a marketplace call at
+            # one thread spent ~27% of its time re-running for them).
+            own = kernels.reserve_general(*general, everyone, taken, status, state.counters, n_threads)
             backends.rerun_refused_after_rollback(
                 state.counters, rollbacks_before, status, _OUT_OF_STOCK,
                 lambda refused: kernels.reserve_general_ordered(*general, backends.arrival_order(refused), taken,
-                                                                   status, state.counters, 1))
+                                                                   status, state.counters, 1),
+                own_serial=own)
         return Result(self, orders, status, n_threads, taken=taken, slot_start=slot_start, **offer_map)
 
     def _contended(self, orders):

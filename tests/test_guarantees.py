@@ -1,10 +1,12 @@
 """G1-G6 as properties, for every backend and thread count (1, 2 and 8)."""
 
 import numpy as np
+import pytest
 from conftest import build, markets
 from hypothesis import HealthCheck, given, settings
 
 import kernel
+from kernel import OrderBatch, Status, codes
 from kernel.invariants import check_run
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -83,3 +85,90 @@ def test_runs_of_every_length_decide_as_arrival_order(compiled_backend, threads)
             np.testing.assert_array_equal(inv.stock, oracle.stock)
         else:
             check_run(inv, orders, result, stock, under_selling=True)
+
+
+# Two lines of SKU 0 that each pass the read-only pre-check (3 units) but not
+# together: order 0 takes 2, misses 2, gives them back (a rollback).  Order 1
+# fits; order 2 (4 of SKU 0) is refused by the pre-check.  Carts: one offer
+# per SKU; general: two priced offers on SKU 0 (every refused order is
+# re-run there, no shortcut).
+_ROLLING_BACK = dict(sku=[0, 0, 1, 0], qty=[2, 2, 5, 4], offsets=[0, 2, 3, 4])
+
+
+def _rolling_back_inventory(backend, path):
+    if path == "carts":
+        return kernel.Inventory([3, 5], backend=backend)
+    return kernel.Inventory.from_offers(sku=[0, 0, 1], qty=[2, 1, 5], price=[1, 2, 1], backend=backend)
+
+
+@pytest.mark.parametrize("foreign", [False, True], ids=["own rollback", "another call's too"])
+@pytest.mark.parametrize("path", ["carts", "general"])
+def test_one_thread_re_runs_only_for_rollbacks_of_other_calls(backend, monkeypatch, path, foreign):
+    """G4 on the plain concurrent paths: on one thread an order gives back
+    what it took before the next one is decided, so the call's own
+    rollbacks refuse nothing wrongly and its refused orders are not re-run
+    (the kernel returns its serial rollbacks).  A rollback of another call
+    meanwhile (simulated: the counter moves) still re-runs them."""
+    inv = _rolling_back_inventory(backend, path)
+    real, reran = inv.kernels, []
+
+    class Kernels:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def _concurrent(self, name, *args):
+            own = getattr(real, name)(*args)
+            if foreign:
+                inv.state.counters[codes.ROLLBACKS] += 1  # no units back: only the counter moves
+            return own
+
+        def _ordered(self, name, *args):
+            reran.append(args[-4 if name == "reserve_carts_ordered" else -5].size)  # order_index
+            return getattr(real, name)(*args)
+
+        def reserve_carts(self, *args):
+            return self._concurrent("reserve_carts", *args)
+
+        def reserve_general(self, *args):
+            return self._concurrent("reserve_general", *args)
+
+        def reserve_carts_ordered(self, *args):
+            return self._ordered("reserve_carts_ordered", *args)
+
+        def reserve_general_ordered(self, *args):
+            return self._ordered("reserve_general_ordered", *args)
+
+    monkeypatch.setattr(inv, "_kernels", Kernels())
+    result = inv.reserve(OrderBatch(**_ROLLING_BACK), threads=1)
+    assert result.threads == 1
+    assert [Status(int(s)).name for s in result.status] == ["OUT_OF_STOCK", "ACCEPTED", "OUT_OF_STOCK"]
+    # Order 0's rollback, then (foreign) the simulated one and order 0's again in the re-run.
+    assert inv.state.counters[codes.ROLLBACKS] == (3 if foreign else 1)
+    assert reran == ([2] if foreign else [])
+    assert inv.state.stock.tolist() == ([3, 0] if path == "carts" else [2, 1, 0])
+    check_run(inv, OrderBatch(**_ROLLING_BACK), result, _rolling_back_inventory(backend, path).stock,
+              under_selling=True)
+
+
+@pytest.mark.parametrize("path", ["carts", "general"])
+def test_the_plain_kernels_return_their_serial_rollbacks(backend, path):
+    """Every backend's concurrent kernel returns the orders it rolled back
+    where it ran on one thread, and 0 on several (where the facade re-runs
+    for every rollback): the one value the facade's G4 rule reads."""
+    for n_threads, expected in ((1, 1), (2, 0)):
+        inv = _rolling_back_inventory(backend, path)
+        orders = OrderBatch(**_ROLLING_BACK)
+        state, k = inv.state, inv.kernels
+        status = np.empty(orders.n_orders, np.int8)
+        everyone = orders.all_orders()
+        if path == "carts":
+            got = k.reserve_carts(state.stock, orders.line_start, orders.sku, orders.qty, everyone, status,
+                                  state.counters, n_threads)
+        else:
+            slot_start = np.array([0, 2, 4, 5, 7], np.int64)  # two slots per line of SKU 0, one for SKU 1
+            got = k.reserve_general(state.stock, state.price, state.offer_start, state.offer_by_priority,
+                                    orders.line_start, orders.sku, orders.qty, orders.price_limits(), slot_start,
+                                    everyone, np.zeros(7, np.int64), status, state.counters, n_threads)
+        assert got == expected
+        assert status.tolist() == [Status.OUT_OF_STOCK, Status.ACCEPTED, Status.OUT_OF_STOCK]
+        assert state.counters[codes.ROLLBACKS] == 1

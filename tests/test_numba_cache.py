@@ -1,7 +1,7 @@
 """Numba's on-disk cache must notice an edit of any source of the backend.
 
 Numba keys a cached function by its own file and bytecode only; a kernel
-that inlines a helper of another module (``general._carts_chunk`` inlines
+that inlines a helper of another module (``general._carts_range`` inlines
 ``stock.take_exactly``) or freezes a code of ``kernel/codes.py`` into its
 machine code would load stale code after that other file changed.
 ``kernel._numba._jit.BackendSourcesCache`` puts a digest of every backend
@@ -49,7 +49,7 @@ order_index = np.arange(3, dtype=np.int64)
 status = np.full(3, -1, np.int8)
 counters = np.zeros(8, np.int64)
 kernels.reserve_carts_ordered(stock, line_start, sku, qty, order_index, status, counters, 1)
-stats = general._carts_chunk.stats  # the dispatcher reserve_carts_ordered calls from Python
+stats = general._carts_range.stats  # the dispatcher reserve_carts_ordered calls from Python
 print(json.dumps({"status": status.tolist(), "stock": stock.tolist(), "rollbacks": int(counters[0]),
                   "cache_hits": sum(stats.cache_hits.values()), "cache_misses": sum(stats.cache_misses.values())}))
 """
@@ -93,7 +93,7 @@ def test_an_unchanged_tree_loads_every_kernel_from_the_cache(package_copy):
     assert first["status"] == [0, 0, 1] and first["stock"] == [1, 0]
     assert first["cache_misses"] == 1 and first["cache_hits"] == 0
     indexes = index_files(package_copy)
-    assert any("_carts_chunk" in path.name for path in indexes), sorted(indexes)
+    assert any("_carts_range" in path.name for path in indexes), sorted(indexes)
     second = compute(package_copy)
     assert second == {**first, "cache_hits": 1, "cache_misses": 0}
     assert index_files(package_copy) == indexes  # nothing was compiled, so no index was rewritten
@@ -102,7 +102,7 @@ def test_an_unchanged_tree_loads_every_kernel_from_the_cache(package_copy):
 @pytest.mark.parametrize("module, old, new, expected", [
     # A code of kernel/codes.py, frozen into the machine code as a constant.
     ("codes.py", "\nOUT_OF_STOCK = 1\n", "\nOUT_OF_STOCK = 9\n", {"status": [0, 0, 9], "stock": [1, 0], "rollbacks": 0}),
-    # A helper of stock.py that general._carts_chunk inlines: an exact fit is now refused.
+    # A helper of stock.py that general._carts_range inlines: an exact fit is now refused.
     ("_numba/stock.py", "while seen >= units:", "while seen > units:",
      {"status": [0, 1, 1], "stock": [1, 5]}),
 ], ids=["code", "helper"])
@@ -157,7 +157,7 @@ try:
     raised = None
 except IndexError as exc:
     raised = str(exc)
-stats = general._carts_chunk.stats
+stats = general._carts_range.stats
 print(json.dumps({"checked": atomics.CHECK_BOUNDS, "raised": raised, "stock": stock.tolist(),
                   "cache_hits": sum(stats.cache_hits.values()), "cache_misses": sum(stats.cache_misses.values())}))
 """

@@ -23,8 +23,9 @@ cdef enum:
 
 
 cdef inline int8_t take_cart(int64_t *stock, const int64_t *line_start, const int64_t *sku, const int64_t *qty,
-                             int64_t *counters, Py_ssize_t order) noexcept nogil:
-    """One-offer-per-SKU twin of take_order: each line takes exactly qty[line], all or nothing."""
+                             int64_t *counters, int64_t *rollbacks, Py_ssize_t order) noexcept nogil:
+    """One-offer-per-SKU twin of take_order: each line takes exactly qty[line], all or nothing
+    (``*rollbacks`` as there)."""
     cdef int64_t first_line = line_start[order], end_line = line_start[order + 1]
     cdef int64_t line, earlier
     # Pre-check with reads only, as in take_order: a cart that cannot fit
@@ -43,20 +44,21 @@ cdef inline int8_t take_cart(int64_t *stock, const int64_t *line_start, const in
             for earlier in range(first_line, line):
                 atomic_add_i64(&stock[sku[earlier]], qty[earlier])
             atomic_add_i64(&counters[K_ROLLBACKS], 1)
+            rollbacks[0] += 1
             return K_OUT_OF_STOCK
     return K_ACCEPTED
 
 
-cdef inline void _carts_chunk(int64_t *stock, const int64_t *line_start, const int64_t *sku, const int64_t *qty,
-                              const int64_t *order_index, int8_t *status, int64_t *counters,
-                              Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ahead) noexcept nogil:
+cdef inline int64_t _carts_chunk(int64_t *stock, const int64_t *line_start, const int64_t *sku,
+                                 const int64_t *qty, const int64_t *order_index, int8_t *status, int64_t *counters,
+                                 Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ahead) noexcept nogil:
     # inline, unlike the other chunk functions (noinline_void, machinery.pxi):
     # compiled on its own it spilled a register in the take loop, +2
     # instructions an order (+1.8% on the carts gate cases).  Callers pass
     # ``ahead`` as a constant (_carts_range), so each use compiles to its own
-    # loop.
+    # loop.  Returns the orders it rolled back (take_cart's count).
     cdef Py_ssize_t k, j
-    cdef int64_t order, line
+    cdef int64_t order, line, rollbacks = 0
     for k in range(start, stop):
         if ahead != 0 and k + ahead < stop:
             # Prefetch the stock words of a cart a few orders ahead: each line
@@ -66,28 +68,30 @@ cdef inline void _carts_chunk(int64_t *stock, const int64_t *line_start, const i
             for line in range(line_start[j], line_start[j + 1]):
                 prefetch_rw(&stock[sku[line]])
         order = order_index[k]
-        status[order] = take_cart(stock, line_start, sku, qty, counters, order)
+        status[order] = take_cart(stock, line_start, sku, qty, counters, &rollbacks, order)
+    return rollbacks
 
 
-cdef inline void _carts_range(int64_t *stock, const int64_t *line_start, const int64_t *sku, const int64_t *qty,
-                              const int64_t *order_index, int8_t *status, int64_t *counters,
-                              Py_ssize_t start, Py_ssize_t stop, bint prefetch) noexcept nogil:
+cdef inline int64_t _carts_range(int64_t *stock, const int64_t *line_start, const int64_t *sku,
+                                 const int64_t *qty, const int64_t *order_index, int8_t *status, int64_t *counters,
+                                 Py_ssize_t start, Py_ssize_t stop, bint prefetch) noexcept nogil:
     # One loop with the prefetch, one without (constants after inlining).
     if prefetch:
-        _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop, CART_PREFETCH_AHEAD)
-    else:
-        _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop, 0)
+        return _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop,
+                            CART_PREFETCH_AHEAD)
+    return _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop, 0)
 
 
 def reserve_carts(int64_t[::1] stock, const int64_t[::1] line_start, const int64_t[::1] sku,
                   const int64_t[::1] qty, const int64_t[::1] order_index, int8_t[::1] status,
                   int64_t[::1] counters, int n_threads):
-    """Concurrent multi-line path for one offer per SKU."""
+    """Concurrent multi-line path for one offer per SKU; returns its serial rollbacks (reference)."""
     cdef Py_ssize_t n = order_index.shape[0]
     cdef Py_ssize_t n_chunks = _n_chunks(n, CHUNK)
     cdef Py_ssize_t c
+    cdef int64_t rollbacks = 0
     if n == 0:
-        return
+        return 0
     cdef bint prefetch = stock.shape[0] >= CART_PREFETCH_MIN_OFFERS
     cdef int64_t *stock_p = _ptr(stock)
     cdef const int64_t *line_start_p = _const_ptr(line_start)
@@ -98,22 +102,25 @@ def reserve_carts(int64_t[::1] stock, const int64_t[::1] line_start, const int64
     cdef int64_t *counters_p = _ptr(counters)
     if n_threads <= 1:
         with nogil:
-            _carts_range(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, 0, n, prefetch)
+            rollbacks = _carts_range(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, 0,
+                                     n, prefetch)
     else:
         # dynamic: see reserve_single.
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
             _carts_range(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, c * CHUNK,
                          min((c + 1) * CHUNK, n), prefetch)
+    return rollbacks
 
 
 def reserve_carts_ordered(int64_t[::1] stock, const int64_t[::1] line_start, const int64_t[::1] sku,
                           const int64_t[::1] qty, const int64_t[::1] order_index, int8_t[::1] status,
                           int64_t[::1] counters, int n_threads):
     """Multi-line path for one offer per SKU, outcome equal to arrival order
-    (serial whatever n_threads says: carts span SKUs, so they cannot be split by SKU)."""
+    (serial whatever n_threads says: carts span SKUs, so they cannot be split by SKU); returns its
+    serial rollbacks (reference)."""
     cdef Py_ssize_t n = order_index.shape[0]
     if n == 0:
-        return
+        return 0
     cdef int64_t *stock_p = _ptr(stock)
     cdef const int64_t *line_start_p = _const_ptr(line_start)
     cdef const int64_t *sku_p = _const_ptr(sku)
@@ -122,8 +129,11 @@ def reserve_carts_ordered(int64_t[::1] stock, const int64_t[::1] line_start, con
     cdef int8_t *status_p = _ptr8(status)
     cdef int64_t *counters_p = _ptr(counters)
     cdef bint prefetch = stock.shape[0] >= CART_PREFETCH_MIN_OFFERS
+    cdef int64_t rollbacks
     with nogil:
-        _carts_range(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, 0, n, prefetch)
+        rollbacks = _carts_range(stock_p, line_start_p, sku_p, qty_p, order_index_p, status_p, counters_p, 0, n,
+                                 prefetch)
+    return rollbacks
 
 
 cdef inline int64_t line_available(int64_t *stock, const int64_t *price, const int64_t *offer_start,
@@ -155,8 +165,10 @@ cdef inline void roll_back_order(int64_t *stock, const int64_t *offer_start, con
 cdef inline int8_t take_order(int64_t *stock, const int64_t *price, const int64_t *offer_start,
                               const int64_t *offer_by_priority, const int64_t *line_start, const int64_t *sku,
                               const int64_t *qty, const int64_t *max_price, const int64_t *slot_start,
-                              int64_t *taken, int64_t *counters, Py_ssize_t order) noexcept nogil:
-    """Fill every line of one order in offer priority order, all or nothing."""
+                              int64_t *taken, int64_t *counters, int64_t *rollbacks, Py_ssize_t order) noexcept nogil:
+    """Fill every line of one order in offer priority order, all or nothing.  Adds one to
+    ``*rollbacks`` (the caller's own count, beside counters[K_ROLLBACKS] that every call sees)
+    where it gave back what it took: the reference's ``rolled back``."""
     cdef int64_t first_line = line_start[order], end_line = line_start[order + 1]
     cdef int64_t line, need, s, base, j, offer, got
     # Pre-check with reads only: an order that cannot fit costs loads, not
@@ -183,6 +195,7 @@ cdef inline int8_t take_order(int64_t *stock, const int64_t *price, const int64_
             # partial fill so the order leaves no trace (all or nothing).
             roll_back_order(stock, offer_start, offer_by_priority, line_start, sku, slot_start, taken,
                             counters, order)
+            rollbacks[0] += 1
             return K_OUT_OF_STOCK
     return K_ACCEPTED
 
@@ -191,13 +204,16 @@ cdef noinline_void _general_chunk(int64_t *stock, const int64_t *price, const in
                                    const int64_t *offer_by_priority, const int64_t *line_start, const int64_t *sku,
                                    const int64_t *qty, const int64_t *max_price, const int64_t *slot_start,
                                    const int64_t *order_index, int64_t *taken, int8_t *status, int64_t *counters,
-                                   Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+                                   int64_t *rollbacks, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    # Adds the orders it rolled back to *rollbacks (noinline_void: a count
+    # goes out through a pointer, machinery.pxi).
     cdef Py_ssize_t k
-    cdef int64_t order
+    cdef int64_t order, mine = 0
     for k in range(start, stop):
         order = order_index[k]
         status[order] = take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
-                                   max_price, slot_start, taken, counters, order)
+                                   max_price, slot_start, taken, counters, &mine, order)
+    rollbacks[0] += mine
 
 
 def reserve_general(int64_t[::1] stock, const int64_t[::1] price, const int64_t[::1] offer_start,
@@ -205,12 +221,14 @@ def reserve_general(int64_t[::1] stock, const int64_t[::1] price, const int64_t[
                     const int64_t[::1] qty, const int64_t[::1] max_price, const int64_t[::1] slot_start,
                     const int64_t[::1] order_index, int64_t[::1] taken, int8_t[::1] status,
                     int64_t[::1] counters, int n_threads):
-    """Concurrent general path: multi-offer SKUs, multi-line orders, price limits."""
+    """Concurrent general path: multi-offer SKUs, multi-line orders, price limits; returns its
+    serial rollbacks (reference)."""
     cdef Py_ssize_t n = order_index.shape[0]
     cdef Py_ssize_t n_chunks = _n_chunks(n, CHUNK)
     cdef Py_ssize_t c
+    cdef int64_t rollbacks = 0, chunk_rollbacks
     if n == 0:
-        return
+        return 0
     cdef int64_t *stock_p = _ptr(stock)
     cdef const int64_t *price_p = _const_ptr(price)
     cdef const int64_t *offer_start_p = _const_ptr(offer_start)
@@ -228,14 +246,19 @@ def reserve_general(int64_t[::1] stock, const int64_t[::1] price, const int64_t[
         with nogil:
             for c in range(n_chunks):
                 _general_chunk(stock_p, price_p, offer_start_p, offer_by_priority_p, line_start_p, sku_p, qty_p,
-                               max_price_p, slot_start_p, order_index_p, taken_p, status_p, counters_p, c * CHUNK,
-                               min((c + 1) * CHUNK, n))
+                               max_price_p, slot_start_p, order_index_p, taken_p, status_p, counters_p, &rollbacks,
+                               c * CHUNK, min((c + 1) * CHUNK, n))
     else:
         # dynamic: per-order cost varies (lines, offers, rollbacks); see reserve_single.
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='dynamic'):
+            # Thread-private (assigned in the prange body) and not summed: on
+            # several threads the re-run is needed whoever rolled back (the
+            # reference's reserve_general).
+            chunk_rollbacks = 0
             _general_chunk(stock_p, price_p, offer_start_p, offer_by_priority_p, line_start_p, sku_p, qty_p,
-                           max_price_p, slot_start_p, order_index_p, taken_p, status_p, counters_p, c * CHUNK,
-                           min((c + 1) * CHUNK, n))
+                           max_price_p, slot_start_p, order_index_p, taken_p, status_p, counters_p,
+                           &chunk_rollbacks, c * CHUNK, min((c + 1) * CHUNK, n))
+    return rollbacks
 
 
 cdef inline Py_ssize_t _gather_general_part(const int64_t *line_start, const int64_t *sku,
@@ -263,13 +286,14 @@ cdef inline void _general_part(int64_t *stock, const int64_t *price, const int64
     # Only serial-equivalent when each order has one line (the facade ensures
     # that before passing n_threads > 1).  Gathered per block as in _single_part.
     cdef int64_t mine[PART_BLOCK]
+    cdef int64_t rollbacks = 0  # not counted on several threads (reserve_general)
     cdef Py_ssize_t b, m, k
     for b in range((n + PART_BLOCK - 1) // PART_BLOCK):
         m = _gather_general_part(line_start, sku, order_index, b * PART_BLOCK, min((b + 1) * PART_BLOCK, n),
                                  t, n_parts, mine)
         for k in range(m):
             if take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
-                          slot_start, taken, counters, mine[k]) != K_ACCEPTED:
+                          slot_start, taken, counters, &rollbacks, mine[k]) != K_ACCEPTED:
                 # status pre-filled with ACCEPTED (false sharing, see _serve_gathered)
                 status[mine[k]] = K_OUT_OF_STOCK
 
@@ -279,12 +303,13 @@ def reserve_general_ordered(int64_t[::1] stock, const int64_t[::1] price, const 
                             const int64_t[::1] sku, const int64_t[::1] qty, const int64_t[::1] max_price,
                             const int64_t[::1] slot_start, const int64_t[::1] order_index, int64_t[::1] taken,
                             int8_t[::1] status, int64_t[::1] counters, int n_threads):
-    """General path whose outcome equals arrival order."""
+    """General path whose outcome equals arrival order; returns its serial rollbacks (reference)."""
     cdef Py_ssize_t n = order_index.shape[0]
     cdef Py_ssize_t k
     cdef int t
+    cdef int64_t rollbacks = 0
     if n == 0:
-        return
+        return 0
     cdef int64_t *stock_p = _ptr(stock)
     cdef const int64_t *price_p = _const_ptr(price)
     cdef const int64_t *offer_start_p = _const_ptr(offer_start)
@@ -301,7 +326,8 @@ def reserve_general_ordered(int64_t[::1] stock, const int64_t[::1] price, const 
     if n_threads <= 1:
         with nogil:
             _general_chunk(stock_p, price_p, offer_start_p, offer_by_priority_p, line_start_p, sku_p, qty_p,
-                           max_price_p, slot_start_p, order_index_p, taken_p, status_p, counters_p, 0, n)
+                           max_price_p, slot_start_p, order_index_p, taken_p, status_p, counters_p, &rollbacks, 0,
+                           n)
     else:
         with nogil:
             for k in range(n):
@@ -309,3 +335,4 @@ def reserve_general_ordered(int64_t[::1] stock, const int64_t[::1] price, const 
         for t in prange(n_threads, nogil=True, num_threads=n_threads, schedule='static'):
             _general_part(stock_p, price_p, offer_start_p, offer_by_priority_p, line_start_p, sku_p, qty_p,
                           max_price_p, slot_start_p, order_index_p, taken_p, status_p, counters_p, n, t, n_threads)
+    return rollbacks

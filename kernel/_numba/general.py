@@ -4,7 +4,7 @@ order.
 
 Mirrors :mod:`kernel.reference.general` function for function and
 ``kernel/_cython/general.pxi`` (private helpers with the same names:
-``_carts_chunk``, ``_gather_general_part``, ``_general_part``).  Dispatch
+``_carts_chunk``, ``_general_chunk``, ``_gather_general_part``, ``_general_part``).  Dispatch
 (parallel / serial, threads, scratch buffers): :mod:`._jit`.
 """
 
@@ -29,6 +29,14 @@ _CART_PREFETCH_AHEAD = 40
 _CART_PREFETCH_MIN_OFFERS = 1 << 21
 
 
+# take_cart and take_order count a rollback in ``rollbacks[0]`` (a
+# one-element array the caller owns; general.pxi's ``*rollbacks`` pointer),
+# touched only on the rollback path.  Returning it with the status instead
+# (status + 256, the chunk loop adding ``code >> 8``) kept a sum live across
+# the carts loop: LLVM no longer unswitched the loop on ``ahead`` and the
+# carts kernels ran 11% more instructions (the gate's carts cases).
+
+
 def _cart_ahead(stock):
     return _CART_PREFETCH_AHEAD if stock.size >= _CART_PREFETCH_MIN_OFFERS else 0
 
@@ -47,9 +55,10 @@ def _cart_ahead(stock):
 # (1.01-1.17) 23/31, ordered 1.08 (0.95-1.12) 21/31 (an earlier run of the
 # same comparison: 1.10, 1.11, 1.04).
 @njit(**_jit)
-def take_cart(stock, line_start, sku, qty, counters, order):
+def take_cart(stock, line_start, sku, qty, counters, rollbacks, order):
     """One-offer-per-SKU twin of :func:`take_order`: every line takes exactly
-    its ``qty`` from offer ``sku[line]``, all or nothing."""
+    its ``qty`` from offer ``sku[line]``, all or nothing; adds one to
+    ``rollbacks[0]`` where it gave back what it took."""
     # load(a, i) is a[i] without Numba's negative-index fix-up (atomics.py):
     # ``order`` and every line are valid, the facade checked the batch.
     first = load(line_start, order)
@@ -81,13 +90,14 @@ def take_cart(stock, line_start, sku, qty, counters, order):
                 atomic_add(stock, load(sku, earlier), load(qty, earlier))
                 earlier += 1
             atomic_add(counters, ROLLBACKS, 1)
+            atomic_add(rollbacks, 0, 1)  # atomic: the threads of a call share it
             return OUT_OF_STOCK
         line += 1
     return ACCEPTED
 
 
-@njit(**_jit)
-def _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, start, stop, ahead):
+@njit(**_inline)
+def _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, rollbacks, start, stop, ahead):
     """Decide orders ``order_index[start:stop]`` (kernels.pyx ``_carts_chunk``),
     prefetching ``ahead`` orders ahead (0: none)."""
     # Unchecked load/store (atomics.py): k < stop <= order_index.size, and
@@ -106,15 +116,28 @@ def _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, sta
                 prefetch_write(stock, load(sku, line))
                 line += 1
         order = load(order_index, k)
-        store(status, order, take_cart(stock, line_start, sku, qty, counters, order))
+        store(status, order, take_cart(stock, line_start, sku, qty, counters, rollbacks, order))
         k += 1
 
 
-def _reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads, ahead):
+@njit(**_jit)
+def _carts_range(stock, line_start, sku, qty, order_index, status, counters, rollbacks, start, stop, ahead):
+    """:func:`_carts_chunk` compiled twice, with and without the prefetch
+    (kernels.pyx ``_carts_range``), rather than left to LLVM's loop
+    unswitching, which a small change to the loop can turn off: the test of
+    ``ahead`` in every order then cost the carts kernels 7-10% more
+    instructions."""
+    if ahead == 0:
+        _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, rollbacks, start, stop, 0)
+    else:
+        _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, rollbacks, start, stop, ahead)
+
+
+def _reserve_carts(stock, line_start, sku, qty, order_index, status, counters, rollbacks, n_threads, ahead):
     n = order_index.size
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     for c in prange(n_chunks):
-        _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, c * _CHUNK,
+        _carts_range(stock, line_start, sku, qty, order_index, status, counters, rollbacks, c * _CHUNK,
                      min((c + 1) * _CHUNK, n), ahead)
 
 
@@ -123,17 +146,22 @@ _reserve_carts_par, _reserve_carts_ser = _dispatchers(_reserve_carts)
 
 def reserve_carts(stock, line_start, sku, qty, order_index, status, counters, n_threads):
     """Concurrent multi-line path for one offer per SKU (see
-    :func:`kernel.reference.reserve_carts`)."""
+    :func:`kernel.reference.reserve_carts`); returns its serial rollbacks."""
     nt = _threads(n_threads)
+    rollbacks = np.zeros(1, np.int64)
     _run(_reserve_carts_par, _reserve_carts_ser, nt,
-         (stock, line_start, sku, qty, order_index, status, counters, nt, _cart_ahead(stock)), dynamic=True)
+         (stock, line_start, sku, qty, order_index, status, counters, rollbacks, nt, _cart_ahead(stock)), dynamic=True)
+    return int(rollbacks[0]) if nt <= 1 else 0  # serial rollbacks: see the reference
 
 
 def reserve_carts_ordered(stock, line_start, sku, qty, order_index, status, counters, n_threads):
     """Multi-line path for one offer per SKU whose outcome equals arrival order
     (serial whatever ``n_threads`` says: carts span SKUs, so they cannot be
-    split by SKU)."""
-    _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, 0, order_index.size, _cart_ahead(stock))
+    split by SKU); returns its serial rollbacks."""
+    rollbacks = np.zeros(1, np.int64)
+    _carts_range(stock, line_start, sku, qty, order_index, status, counters, rollbacks, 0, order_index.size,
+                 _cart_ahead(stock))
+    return int(rollbacks[0])
 
 
 # ---------------------------------------------------- the general path
@@ -165,9 +193,10 @@ def roll_back_order(stock, offer_start, offer_by_priority, line_start, sku, slot
 
 @njit(**_inline)
 def take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start, taken,
-               counters, order):
+               counters, rollbacks, order):
     """Fill every line of one order from its SKU's eligible offers in priority
-    order, all or nothing; return the order's status."""
+    order, all or nothing; return the order's status.  Adds one to
+    ``rollbacks[0]`` where it gave back what it took."""
     # while loops and unchecked load/store, as in take_cart (the reasons are
     # there): lines, SKUs and slots were validated by the facade, offers and
     # ranges are the inventory's own.  Marketplace, concurrent, one thread,
@@ -205,23 +234,32 @@ def take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qt
             j += 1
         if need:
             roll_back_order(stock, offer_start, offer_by_priority, line_start, sku, slot_start, taken, counters, order)
+            atomic_add(rollbacks, 0, 1)  # atomic: the threads of a call share it
             return OUT_OF_STOCK
         line += 1
     return ACCEPTED
 
 
+@njit(**_jit)
+def _general_chunk(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+                   order_index, taken, status, counters, rollbacks, start, stop):
+    """Decide orders ``order_index[start:stop]`` (kernels.pyx ``_general_chunk``)."""
+    k = start
+    while k < stop:  # while, and unchecked load/store: see take_order
+        order = load(order_index, k)
+        store(status, order, take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
+                                        max_price, slot_start, taken, counters, rollbacks, order))
+        k += 1
+
+
 def _reserve_general(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
-                     order_index, taken, status, counters, n_threads):
+                     order_index, taken, status, counters, rollbacks, n_threads):
     n = order_index.size
     n_chunks = (n + _GENERAL_CHUNK - 1) // _GENERAL_CHUNK
     for c in prange(n_chunks):
-        hi = min(n, (c + 1) * _GENERAL_CHUNK)
-        k = c * _GENERAL_CHUNK
-        while k < hi:  # while, and unchecked load/store: see take_order
-            order = load(order_index, k)
-            store(status, order, take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
-                                            max_price, slot_start, taken, counters, order))
-            k += 1
+        _general_chunk(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+                       order_index, taken, status, counters, rollbacks, c * _GENERAL_CHUNK,
+                       min(n, (c + 1) * _GENERAL_CHUNK))
 
 
 @njit(**_inline)
@@ -240,7 +278,7 @@ def _gather_general_part(line_start, sku, order_index, start, stop, t, n_parts, 
 
 @njit(**_inline)
 def _general_part(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
-                  order_index, taken, status, counters, n, t, n_parts, mine):
+                  order_index, taken, status, counters, rollbacks, n, t, n_parts, mine):
     """Serve, in arrival order, the orders whose first line's SKU is in part ``t``."""
     # Only serial-equivalent when each order has one line (the facade passes
     # n_threads=1 otherwise).  Gathered per block (into ``mine``, this
@@ -250,28 +288,25 @@ def _general_part(stock, price, offer_start, offer_by_priority, line_start, sku,
                                  t, n_parts, mine)
         for k in range(m):
             if take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
-                          slot_start, taken, counters, mine[k]) != ACCEPTED:
+                          slot_start, taken, counters, rollbacks, mine[k]) != ACCEPTED:
                 status[mine[k]] = OUT_OF_STOCK  # pre-filled with ACCEPTED (false sharing)
 
 
 def _reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
-                             slot_start, order_index, taken, status, counters, scratch, n_threads):
+                             slot_start, order_index, taken, status, counters, rollbacks, scratch, n_threads):
     # Bucket by the SKU of the order's first line; the serial outcome only
     # when orders have one line (the facade passes n_threads=1 otherwise).
     n = order_index.size
     if n_threads <= 1:
-        for k in range(n):
-            order = order_index[k]
-            status[order] = take_order(stock, price, offer_start, offer_by_priority, line_start, sku, qty,
-                                       max_price, slot_start, taken, counters, order)
-    else:
-        for k in range(n):
-            status[order_index[k]] = ACCEPTED  # see _serve_gathered
-        for t in prange(n_threads):
-            # signed part number, see _reserve_single_ordered
-            _general_part(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
-                          slot_start, order_index, taken, status, counters, n, np.int64(t), n_threads,
-                          scratch[t, 0])
+        _general_chunk(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+                       order_index, taken, status, counters, rollbacks, 0, n)
+        return
+    for k in range(n):
+        status[order_index[k]] = ACCEPTED  # see _serve_gathered
+    for t in prange(n_threads):
+        # signed part number, see _reserve_single_ordered
+        _general_part(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
+                      order_index, taken, status, counters, rollbacks, n, np.int64(t), n_threads, scratch[t, 0])
 
 
 _reserve_general_par, _reserve_general_ser = _dispatchers(_reserve_general)
@@ -280,17 +315,23 @@ _reserve_general_ordered_par, _reserve_general_ordered_ser = _dispatchers(_reser
 
 def reserve_general(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
                     order_index, taken, status, counters, n_threads):
-    """Concurrent general path (see :func:`kernel.reference.reserve_general`)."""
+    """Concurrent general path (see :func:`kernel.reference.reserve_general`);
+    returns its serial rollbacks."""
     nt = _threads(n_threads)
+    rollbacks = np.zeros(1, np.int64)
     _run(_reserve_general_par, _reserve_general_ser, nt,
          (stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
-          order_index, taken, status, counters, nt), dynamic=True)
+          order_index, taken, status, counters, rollbacks, nt), dynamic=True)
+    return int(rollbacks[0]) if nt <= 1 else 0  # serial rollbacks: see the reference
 
 
 def reserve_general_ordered(stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price,
                             slot_start, order_index, taken, status, counters, n_threads):
-    """General path whose outcome equals arrival order."""
+    """General path whose outcome equals arrival order; returns its serial
+    rollbacks."""
     nt = _threads(n_threads)
+    rollbacks = np.zeros(1, np.int64)
     _run(_reserve_general_ordered_par, _reserve_general_ordered_ser, nt,
          (stock, price, offer_start, offer_by_priority, line_start, sku, qty, max_price, slot_start,
-          order_index, taken, status, counters, _scratch(nt), nt))
+          order_index, taken, status, counters, rollbacks, _scratch(nt), nt))
+    return int(rollbacks[0]) if nt <= 1 else 0  # serial rollbacks: see the reference

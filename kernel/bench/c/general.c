@@ -16,10 +16,11 @@
  *              (tests/test_bench_cloops.py checks it on a small case).
  * cas_general: OpenMP threads, one CAS per offer taken from, fetch-add to
  *              give back; after the parallel loop, when any rollback
- *              happened, the refused orders run again in arrival order (the
- *              kernels' concurrent rule G4, kernel/backends.py
- *              rerun_refused_after_rollback), so its result meets the same
- *              guarantee as the kernels' concurrent mode.
+ *              happened on two or more threads, the refused orders run
+ *              again in arrival order (the kernels' concurrent rule G4,
+ *              kernel/backends.py rerun_refused_after_rollback), so its
+ *              result meets the same guarantee as the kernels' concurrent
+ *              mode.
  *
  * Both work on the inventory's own layout (stock and price per offer id,
  * offer_start / offer_by_priority per SKU) and get slot_start precomputed
@@ -133,7 +134,10 @@ void cas_general(int64_t *stock, const int64_t *price, const int64_t *offer_star
     for (int64_t o = 0; o < n; o++)
         status[o] = general_order(1, stock, price, offer_start, by_prio, start[o], start[o + 1], sku, qty, max_price,
                                   slot_start, taken, n_lines, &rollbacks);
-    if (rollbacks) {  /* G4: units came back after others were refused; re-run the refused in arrival order */
+    /* G4: units came back after others were refused; re-run the refused in
+     * arrival order.  Not after one thread's own rollbacks (an order gives
+     * back before the next is decided), as the kernels' facade. */
+    if (rollbacks && threads > 1) {
         int64_t again = 0;
         for (int64_t o = 0; o < n; o++)
             if (status[o])
