@@ -134,11 +134,12 @@ def user_sku_pairs(user_ids, skus, n_skus):
     return users, skus
 
 
-def short_orders(stock, orders):
-    """Per order of a one-offer-per-SKU batch: whether some line asks for
-    more than ``stock[sku]`` has (the kernels' read-only stock pre-check
-    refuses such an order before any write)."""
-    short_line = stock[orders.sku] < orders.qty
+def short_orders(units, orders):
+    """Per order: whether some line asks for more than ``units[sku]``, the
+    units its SKU has in all (``stock`` itself on a one-offer-per-SKU
+    inventory): the kernels' read-only stock pre-check refuses such an order
+    before any write."""
+    short_line = units[orders.sku] < orders.qty
     if orders.n_lines == orders.n_orders:
         return short_line
     short = np.zeros(orders.n_orders, dtype=bool)

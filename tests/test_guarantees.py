@@ -142,9 +142,11 @@ def test_one_thread_re_runs_only_for_rollbacks_of_other_calls(backend, monkeypat
     result = inv.reserve(OrderBatch(**_ROLLING_BACK), threads=1)
     assert result.threads == 1
     assert [Status(int(s)).name for s in result.status] == ["OUT_OF_STOCK", "ACCEPTED", "OUT_OF_STOCK"]
-    # Order 0's rollback, then (foreign) the simulated one and order 0's again in the re-run.
+    # Order 0's rollback, then (foreign) the simulated one and order 0's again
+    # in the re-run; order 2 asks for more of SKU 0 than it has in all, so
+    # the facade answers it without a re-run (the short-order shortcut).
     assert inv.state.counters[codes.ROLLBACKS] == (3 if foreign else 1)
-    assert reran == ([2] if foreign else [])
+    assert reran == ([1] if foreign else [])
     assert inv.state.stock.tolist() == ([3, 0] if path == "carts" else [2, 1, 0])
     check_run(inv, OrderBatch(**_ROLLING_BACK), result, _rolling_back_inventory(backend, path).stock,
               under_selling=True)
@@ -172,3 +174,72 @@ def test_the_plain_kernels_return_their_serial_rollbacks(backend, path):
         assert got == expected
         assert status.tolist() == [Status.OUT_OF_STOCK, Status.ACCEPTED, Status.OUT_OF_STOCK]
         assert state.counters[codes.ROLLBACKS] == 1
+
+
+@pytest.mark.parametrize("path", ["carts", "general"])
+def test_the_plain_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_would(backend, monkeypatch, path):
+    """After a rollback the facade re-runs only the refused orders whose
+    every line's SKU has, over all its offers, at least the line's qty: the
+    others would be refused again by the read-only pre-check.  Statuses,
+    stock and fills equal a re-run of every refused order, with SKUs sold
+    out, restocked meanwhile (another caller's rollback, simulated) and
+    repeated within carts, on one and two offers per SKU."""
+    rng = np.random.default_rng(5)
+    n, n_skus = 500, 12
+    offsets = np.concatenate(([0], np.cumsum(rng.integers(1, 4, n))))
+    lines = offsets[-1]
+    price_limits = rng.integers(1, 4, lines) if path == "general" else None
+    orders = OrderBatch(sku=rng.integers(0, n_skus, lines), qty=rng.integers(1, 3, lines), offsets=offsets,
+                        max_price=price_limits)
+    stock = np.where(np.arange(n_skus) < 4, 0, rng.integers(5, 40, n_skus))
+    restocked, units = np.array([0, 1, 5]), np.array([1, 2, 3])  # SKU 0 gets 1 unit: a qty-1 line fits exactly
+    reran = []
+
+    def run(full_rerun):
+        if path == "carts":
+            inv = kernel.Inventory(stock, backend=backend)
+        else:  # two offers per SKU, prices 1 and 3
+            inv = kernel.Inventory.from_offers(sku=np.repeat(np.arange(n_skus), 2), qty=np.repeat((stock + 1) // 2, 2),
+                                               price=np.tile([1, 3], n_skus), backend=backend)
+        real, offers = inv.kernels, (restocked if path == "carts" else 2 * restocked)
+        initial = inv.stock.copy()
+        initial[offers] += units
+
+        class Kernels:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def _with_a_rollback(self, name, *args):
+                own = getattr(real, name)(*args)
+                inv.state.stock[offers] += units
+                inv.state.counters[codes.ROLLBACKS] += 1
+                return own
+
+            def reserve_carts(self, *args):
+                return self._with_a_rollback("reserve_carts", *args)
+
+            def reserve_general(self, *args):
+                return self._with_a_rollback("reserve_general", *args)
+
+            def reserve_carts_ordered(self, *args):
+                reran.append(args[-4].size)
+                return real.reserve_carts_ordered(*args)
+
+            def reserve_general_ordered(self, *args):
+                reran.append(args[-5].size)
+                return real.reserve_general_ordered(*args)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(inv, "_kernels", Kernels())
+            if full_rerun:
+                patch.setattr(kernel.inventory, "short_orders", lambda units, orders: np.zeros(orders.n_orders, bool))
+            result = inv.reserve(orders, threads=1)
+        check_run(inv, orders, result, initial, under_selling=True)
+        return result, inv.state.stock.copy()
+
+    (full, full_stock), (fast, fast_stock) = run(True), run(False)
+    assert reran[1] < reran[0]  # the shortcut answered some refused orders itself
+    np.testing.assert_array_equal(fast.status, full.status)
+    np.testing.assert_array_equal(fast_stock, full_stock)
+    for field in ("order", "line", "offer", "qty"):
+        np.testing.assert_array_equal(getattr(fast.fills, field), getattr(full.fills, field))
