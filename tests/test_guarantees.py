@@ -95,6 +95,42 @@ def test_runs_of_every_length_decide_as_arrival_order(compiled_backend, threads)
 _ROLLING_BACK = dict(sku=[0, 0, 1, 0], qty=[2, 2, 5, 4], offsets=[0, 2, 3, 4])
 
 
+def _plain_kernels(inv, reran, rollback=None):
+    """``inv``'s kernels, appending to ``reran`` the number of orders each
+    re-run re-ran; ``rollback`` = ``(offers, units)`` simulates another
+    caller's rollback right after the concurrent kernel (the units back,
+    the counter moved; no offers: only the counter moves), None: none."""
+    real = inv.kernels
+
+    class Kernels:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def _concurrent(self, name, *args):
+            own = getattr(real, name)(*args)
+            if rollback is not None:
+                offers, units = rollback
+                inv.state.stock[offers] += units
+                inv.state.counters[codes.ROLLBACKS] += 1
+            return own
+
+        def reserve_carts(self, *args):
+            return self._concurrent("reserve_carts", *args)
+
+        def reserve_general(self, *args):
+            return self._concurrent("reserve_general", *args)
+
+        def reserve_carts_ordered(self, *args):
+            reran.append(args[4].size)  # order_index, after stock, line_start, sku, qty
+            return real.reserve_carts_ordered(*args)
+
+        def reserve_general_ordered(self, *args):
+            reran.append(args[9].size)  # order_index, after the nine arrays of `general`
+            return real.reserve_general_ordered(*args)
+
+    return Kernels()
+
+
 def _rolling_back_inventory(backend, path):
     if path == "carts":
         return kernel.Inventory([3, 5], backend=backend)
@@ -110,35 +146,8 @@ def test_one_thread_re_runs_only_for_rollbacks_of_other_calls(backend, monkeypat
     (the kernel returns its serial rollbacks).  A rollback of another call
     meanwhile (simulated: the counter moves) still re-runs them."""
     inv = _rolling_back_inventory(backend, path)
-    real, reran = inv.kernels, []
-
-    class Kernels:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def _concurrent(self, name, *args):
-            own = getattr(real, name)(*args)
-            if foreign:
-                inv.state.counters[codes.ROLLBACKS] += 1  # no units back: only the counter moves
-            return own
-
-        def _ordered(self, name, *args):
-            reran.append(args[-4 if name == "reserve_carts_ordered" else -5].size)  # order_index
-            return getattr(real, name)(*args)
-
-        def reserve_carts(self, *args):
-            return self._concurrent("reserve_carts", *args)
-
-        def reserve_general(self, *args):
-            return self._concurrent("reserve_general", *args)
-
-        def reserve_carts_ordered(self, *args):
-            return self._ordered("reserve_carts_ordered", *args)
-
-        def reserve_general_ordered(self, *args):
-            return self._ordered("reserve_general_ordered", *args)
-
-    monkeypatch.setattr(inv, "_kernels", Kernels())
+    reran, none = [], np.zeros(0, np.int64)  # no units back: only the counter moves
+    monkeypatch.setattr(inv, "_kernels", _plain_kernels(inv, reran, (none, none) if foreign else None))
     result = inv.reserve(OrderBatch(**_ROLLING_BACK), threads=1)
     assert result.threads == 1
     assert [Status(int(s)).name for s in result.status] == ["OUT_OF_STOCK", "ACCEPTED", "OUT_OF_STOCK"]
@@ -201,36 +210,11 @@ def test_the_plain_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_wou
         else:  # two offers per SKU, prices 1 and 3
             inv = kernel.Inventory.from_offers(sku=np.repeat(np.arange(n_skus), 2), qty=np.repeat((stock + 1) // 2, 2),
                                                price=np.tile([1, 3], n_skus), backend=backend)
-        real, offers = inv.kernels, (restocked if path == "carts" else 2 * restocked)
+        offers = restocked if path == "carts" else 2 * restocked
         initial = inv.stock.copy()
         initial[offers] += units
-
-        class Kernels:
-            def __getattr__(self, name):
-                return getattr(real, name)
-
-            def _with_a_rollback(self, name, *args):
-                own = getattr(real, name)(*args)
-                inv.state.stock[offers] += units
-                inv.state.counters[codes.ROLLBACKS] += 1
-                return own
-
-            def reserve_carts(self, *args):
-                return self._with_a_rollback("reserve_carts", *args)
-
-            def reserve_general(self, *args):
-                return self._with_a_rollback("reserve_general", *args)
-
-            def reserve_carts_ordered(self, *args):
-                reran.append(args[-4].size)
-                return real.reserve_carts_ordered(*args)
-
-            def reserve_general_ordered(self, *args):
-                reran.append(args[-5].size)
-                return real.reserve_general_ordered(*args)
-
         with monkeypatch.context() as patch:
-            patch.setattr(inv, "_kernels", Kernels())
+            patch.setattr(inv, "_kernels", _plain_kernels(inv, reran, (offers, units)))
             if full_rerun:
                 patch.setattr(kernel.inventory, "short_orders", lambda units, orders: np.zeros(orders.n_orders, bool))
             result = inv.reserve(orders, threads=1)
