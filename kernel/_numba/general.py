@@ -125,7 +125,7 @@ def _carts_range(stock, line_start, sku, qty, order_index, status, counters, rol
     """:func:`_carts_chunk` compiled twice, with and without the prefetch
     (kernels.pyx ``_carts_range``), rather than left to LLVM's loop
     unswitching, which a small change to the loop can turn off: the test of
-    ``ahead`` in every order then cost the carts kernels 7-10% more
+    ``ahead`` in every order then cost the carts kernels 7-11% more
     instructions."""
     if ahead == 0:
         _carts_chunk(stock, line_start, sku, qty, order_index, status, counters, rollbacks, start, stop, 0)
