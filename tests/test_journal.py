@@ -4,6 +4,7 @@ and flipped bytes), the recovery rules, bad input, injected I/O errors
 (fail-stop), the fsync policies and group commit, and the CLI."""
 
 import errno
+import mmap
 import os
 import select
 import shutil
@@ -20,8 +21,9 @@ import kernel
 from kernel import Inventory, OrderBatch, Status
 from kernel.journal import JournalCorrupt, JournalError, JournalFailed
 from kernel.journal.records import (FORMAT_VERSION, RECORD_HEADER, SEGMENT_HEADER, SEGMENT_MAGIC, Effects,
-                                    encode, read_record, read_segment_header, segment_header)
-from kernel.journal.recovery import MARKER
+                                    encode, read_record, read_segment_header, segment_first_seq, segment_header,
+                                    segment_name, valid_records_after)
+from kernel.journal.recovery import MARKER, recover
 
 from conftest import ALL_BACKENDS
 
@@ -81,10 +83,12 @@ def _newest_segment(path):
 
 
 def _record_ends(segment):
-    """End offset of every valid record of a segment, in order."""
+    """End offset of every valid record of a segment, in order (up to a
+    recycled segment's old records, numbered below its first)."""
     data = open(segment, "rb").read()
     ends, at = [], SEGMENT_HEADER.size
-    while (record := read_record(data, at)) is not None:
+    first = segment_first_seq(os.path.basename(segment))
+    while (record := read_record(data, at)) is not None and record.seq >= first:
         at += record.size
         ends.append(at)
     return ends
@@ -1226,6 +1230,188 @@ def test_room_made_ahead_takes_a_burst_of_big_flushes(tmp_path, monkeypatch):
     assert _reopened_equals(path, {seq: live}) == seq
 
 
+# ------------------------------------------------------- recycled segments
+def _recycled(tmp_path, n_after=3):
+    """A private "batch" inventory, still open: 30 calls, a checkpoint (which
+    recycles the segment), ``n_after`` calls in it (fewer bytes than the 30
+    left there).  ``(inv, path, states, seq, old records)``: ``old records``
+    is the segment's bytes before the checkpoint."""
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    states = _run_calls(inv, seed=21, n_calls=30)
+    old = _newest_segment(path)
+    inode, before = os.stat(old).st_ino, open(old, "rb").read()
+    seq = inv.checkpoint()
+    recycled = os.path.join(path, segment_name(seq + 1))
+    assert not os.path.exists(old) and os.stat(recycled).st_ino == inode, "the checkpoint reused the segment's file"
+    states.update(_run_calls(inv, seed=22, n_calls=n_after))
+    return inv, path, states, seq, before
+
+
+def test_a_checkpoint_recycles_its_segment_and_recovery_stops_at_the_old_records(tmp_path):
+    """After a checkpoint the records go into the blocks of the segment it
+    ended (renamed, new header): a copy taken then (a crash: the old records
+    still after the new ones) and the closed journal replay to the live state;
+    close cuts the old records off."""
+    inv, path, states, seq, before = _recycled(tmp_path)
+    segment = _newest_segment(path)
+    ends = _record_ends(segment)
+    assert len(ends) >= 2 and ends[-1] < len(before)
+    data = open(segment, "rb").read()
+    # The last flush wrote zeros to the end of its page (no page read from
+    # the disk first); the old records follow from there.
+    page_end = ends[-1] + -ends[-1] % mmap.PAGESIZE
+    assert not any(data[ends[-1]:page_end]) and page_end < len(before)
+    assert data[page_end:len(before)] == before[page_end:], "the old records are still after the new ones"
+    assert read_segment_header(data, segment)[0] == seq + 1
+    crash = _copy(path, tmp_path)
+    last = inv.last_seq
+    assert _reopened_equals(crash, states) == last
+    inv.close()
+    assert os.path.getsize(segment) == _record_ends(segment)[-1], "close cut the old records off"
+    assert _reopened_equals(path, states) == last
+
+
+def test_an_old_record_right_after_the_new_ones_ends_the_recycled_segment(tmp_path):
+    """A whole old record (valid checksum, numbered below the segment's
+    first) where the next record would start is where the records end, not
+    damage; it and what follows are cut off at the next open."""
+    inv, path, states, seq, before = _recycled(tmp_path)
+    last = inv.last_seq
+    crash = _copy(path, tmp_path)
+    inv.close()
+    segment = os.path.join(crash, segment_name(seq + 1))
+    ends = _record_ends(segment)
+    old = read_record(before, SEGMENT_HEADER.size)
+    assert old is not None and old.seq <= seq
+    with open(segment, "r+b") as f:
+        f.seek(ends[-1])
+        f.write(before[SEGMENT_HEADER.size:SEGMENT_HEADER.size + old.size])
+    found = recover(crash, apply=False)
+    assert found.segments[-1].torn_at == ends[-1] and found.last_seq == last
+    assert _reopened_equals(crash, states) == last
+    assert os.path.getsize(segment) == ends[-1]
+
+
+def test_damage_before_the_tail_of_a_recycled_segment_refuses_to_open(tmp_path):
+    """The old records after the new ones do not hide damage: a flipped
+    byte in a new record that a later one was written after it was synced
+    refuses to open, naming the segment and the offset."""
+    inv, path, states, seq, before = _recycled(tmp_path)
+    inv.close()
+    segment = _newest_segment(path)
+    ends = _record_ends(segment)
+    data = bytearray(open(segment, "rb").read())
+    data[SEGMENT_HEADER.size + RECORD_HEADER.size + 3] ^= 0x5A
+    open(segment, "wb").write(bytes(data))
+    with pytest.raises(JournalCorrupt, match=f"{segment_name(seq + 1)} offset {SEGMENT_HEADER.size}: damaged record"):
+        Inventory.open_durable(path)
+    assert len(ends) >= 2
+
+
+def test_power_loss_in_a_recycled_segment_recovers_an_acknowledged_prefix(tmp_path):
+    """A copy of a live recycled segment (new records, then old ones) whose
+    last new record lost some pages (the old bytes there again) or a bit:
+    recovery replays the records before it, never an old one."""
+    inv, path, states, seq, before = _recycled(tmp_path, n_after=15)
+    live = _copy(path, tmp_path, "live")
+    inv.close()
+    name = segment_name(seq + 1)
+    ends = _record_ends(os.path.join(live, name))
+    assert len(ends) >= 3 and ends[-1] < len(before)
+    rng = np.random.default_rng(7)
+    for trial in range(8):
+        copy = _copy(live, tmp_path, f"t{trial}")
+        segment = os.path.join(copy, name)
+        data = bytearray(open(segment, "rb").read())
+        at = int(rng.integers(ends[-2], ends[-1]))
+        if trial % 2:
+            data[at] ^= 1 << int(rng.integers(8))
+        else:  # the record's pages from `at` on never reached the disk
+            at = max(at - at % 4096, ends[-2])  # from a page boundary (or the record's start) on
+            assert data[at:ends[-1]] != before[at:ends[-1]]
+            data[at:ends[-1]] = before[at:ends[-1]]
+        open(segment, "wb").write(bytes(data))
+        assert _reopened_equals(copy, states) == seq + len(ends) - 1
+
+
+@pytest.mark.parametrize("cut", ["renamed, old header", "new header, no record yet"])
+def test_a_crash_inside_the_rewind_opens_at_the_snapshot(tmp_path, cut):
+    """The rewind renames the segment, then writes its new header: a crash
+    after the rename leaves a segment named for the record after the
+    snapshot whose header names its old first record; a crash after the
+    header, only old records after it.  Either opens at the snapshot, and
+    goes on from there."""
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    states = _run_calls(inv, seed=23, n_calls=20)
+    old = _newest_segment(path)
+    old_header = open(old, "rb").read(SEGMENT_HEADER.size)
+    seq = inv.checkpoint()
+    crash = _copy(path, tmp_path)
+    inv.close()
+    segment = os.path.join(crash, segment_name(seq + 1))
+    if cut == "renamed, old header":
+        assert read_segment_header(old_header, old)[0] < seq + 1
+        with open(segment, "r+b") as f:
+            f.write(old_header)
+    assert _reopened_equals(crash, states) == seq
+    inv = Inventory.open_durable(crash)
+    more = _run_calls(inv, seed=24, n_calls=5)
+    last = inv.last_seq
+    inv.close()
+    assert last > seq and _reopened_equals(crash, more) == last
+
+
+def test_a_failed_rewind_fails_stop_and_reopens_with_every_acknowledged_call(tmp_path, monkeypatch):
+    """An I/O error writing the recycled segment's new header (after its
+    rename): the checkpoint raises JournalFailed and every later call too
+    (no record may follow a header recovery would not trust); reopened,
+    the state is the checkpoint's, which holds every acknowledged call."""
+    from kernel.journal import writer
+
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    states = _run_calls(inv, seed=28, n_calls=15)
+    write_all = writer._write_all
+
+    def header_fails(fd, data, offset=None):
+        if offset == 0:
+            raise OSError(errno.EIO, "injected")
+        return write_all(fd, data, offset)
+    monkeypatch.setattr(writer, "_write_all", header_fails)
+    with pytest.raises(JournalFailed):
+        inv.checkpoint()
+    with pytest.raises(JournalFailed):
+        inv.reserve_one(0, 1, order_id=1_000, user_id=1)
+    last = inv.last_seq
+    inv.close()
+    monkeypatch.undo()
+    assert _reopened_equals(path, states) == last == max(states)
+
+
+def test_a_segment_named_after_the_snapshot_with_an_older_header_is_damage_elsewhere(tmp_path):
+    """The rewind rule is narrow: a header naming an earlier record than
+    the file's name is a rewind cut short only in the segment named for the
+    record right after the snapshot; anywhere else it refuses to open."""
+    path = str(tmp_path / "inv")
+    inv = _create(path)
+    _run_calls(inv, seed=25, n_calls=10)
+    seq = inv.checkpoint()
+    _run_calls(inv, seed=26, n_calls=10)
+    last = inv.last_seq
+    inv.close()
+    inv = Inventory.open_durable(path)  # a new segment from last + 1
+    _run_calls(inv, seed=27, n_calls=3)
+    inv.close()
+    newest = os.path.join(path, segment_name(last + 1))
+    with open(newest, "r+b") as f:
+        f.write(segment_header(seq + 1, read_segment_header(open(newest, "rb").read(), newest)[1]))
+    with pytest.raises(JournalCorrupt, match=f"{segment_name(last + 1)} offset 0: header says it starts at record "
+                                             f"{seq + 1}"):
+        Inventory.open_durable(path)
+
+
 def test_room_asked_for_carries_over_a_checkpoint(tmp_path, monkeypatch):
     """What make_room asked for and records have not used is made again in
     the segment a checkpoint starts."""
@@ -1242,7 +1428,10 @@ def test_room_asked_for_carries_over_a_checkpoint(tmp_path, monkeypatch):
     segment = _newest_segment(path)
     ends = _record_ends(segment)
     assert os.path.getsize(segment) >= (ends[-1] if ends else SEGMENT_HEADER.size) + ask - used
-    assert not any(open(segment, "rb").read()[ends[-1] if ends else SEGMENT_HEADER.size:])
+    # The room is the segment the checkpoint recycled: its old records (all
+    # numbered below the new first), then zeros; no record of its own.
+    first = segment_first_seq(os.path.basename(segment))
+    assert all(r.seq < first for r in valid_records_after(open(segment, "rb").read(), SEGMENT_HEADER.size - 8))
     live, seq = inv._block.words.copy(), inv.last_seq
     inv.close()
     assert _reopened_equals(path, {seq: live}) == seq
@@ -1412,6 +1601,41 @@ def test_contended_two_thread_reserves_replay_word_for_word(tmp_path, backend):
     assert _reopened_equals(path, {seq: live}) == seq
 
 
+def test_durable_round_after_a_checkpoint_times_the_recycled_segment_and_checks_its_rebuild(tmp_path, monkeypatch):
+    """``durable_round(after_checkpoint=True)``: an earlier sale, a
+    checkpoint that recycles the segment, then the timed batches (the same
+    statuses as its plain baseline, one fsync each, the earlier sale's not
+    counted); a journal that rebuilds another state than the live one
+    raises, naming the array."""
+    from kernel.bench.workloads import make_case
+    from kernel.invariants import InvariantViolation
+    from kernel.journal import bench as journal_bench
+    from kernel.journal import writer
+
+    case = make_case("uniform", 0.002)
+    rewinds = []
+    rewind = writer.SegmentWriter._rewind
+
+    def counted(self, first):
+        rewinds.append(first)
+        return rewind(self, first)
+    monkeypatch.setattr(writer.SegmentWriter, "_rewind", counted)
+    _, accepted, _, stats = journal_bench.durable_round(case, "cython", 1, batch_size=500, where=str(tmp_path),
+                                                        after_checkpoint=True)
+    plain = journal_bench.durable_round(case, "cython", 1, batch_size=500, durable=False, after_checkpoint=True)
+    assert len(rewinds) == 1 and rewinds[0] > case.n_orders // 500  # after the earlier sale's records
+    assert accepted == plain[1] > 0 and stats["fsyncs"] == -(-case.n_orders // 500)
+    opened = Inventory.open_durable.__func__
+
+    def rebuilt_off_by_one(cls, directory, **kwargs):
+        inv = opened(cls, directory, **kwargs)
+        inv.restock(0, 1)
+        return inv
+    monkeypatch.setattr(Inventory, "open_durable", classmethod(rebuilt_off_by_one))
+    with pytest.raises(InvariantViolation, match="stock rebuilt from the journal differs from the live state"):
+        journal_bench.durable_round(case, "cython", 1, batch_size=500, where=str(tmp_path), after_checkpoint=True)
+
+
 def test_the_journal_bench_reports_every_path_from_checked_rounds(tmp_path, monkeypatch):
     """``python -m kernel.journal bench`` at a small scale: a row per fsync
     policy and caller count, each from rounds whose invariants were checked
@@ -1427,7 +1651,7 @@ def test_the_journal_bench_reports_every_path_from_checked_rounds(tmp_path, monk
 
     def counted(case, *args, **kwargs):
         rounds_run.append((case.n_orders, kwargs.get("durable", True), kwargs.get("fsync"), kwargs.get("callers"),
-                           kwargs.get("room", 0) > 0))
+                           kwargs.get("room", 0) > 0, kwargs.get("after_checkpoint", False)))
         return real_round(case, *args, **kwargs)
     monkeypatch.setattr(journal_bench, "durable_round", counted)
     monkeypatch.setattr(journal_bench, "reserve_one_threads",
@@ -1438,16 +1662,20 @@ def test_the_journal_bench_reports_every_path_from_checked_rounds(tmp_path, monk
                        where=str(tmp_path), out=lines.append)
     n_orders = 100_000
     # Warm-up on a tenth first (plain, then every path), then the timed round.
-    assert [r[0] for r in rounds_run] == [n_orders // 10] * 6 + [n_orders] * 6
-    assert [r[1:] for r in rounds_run[:6]] == [r[1:] for r in rounds_run[6:]]
-    assert [r[-1] for r in rounds_run[6:]] == [False] * 5 + [True]
-    rows = {line[:26].strip(): line[26:].split() for line in lines[2:8]}
+    assert [r[0] for r in rounds_run] == [n_orders // 10] * 8 + [n_orders] * 8
+    assert [r[1:] for r in rounds_run[:8]] == [r[1:] for r in rounds_run[8:]]
+    assert [r[-2] for r in rounds_run[8:]] == [False] * 5 + [True, False, False]
+    # The "after a checkpoint" row and its plain baseline, both after an earlier sale.
+    assert [(r[1], r[-1]) for r in rounds_run[-2:]] == [(False, True), (True, True)]
+    assert not any(r[-1] for r in rounds_run[8:-2])
+    rows = {line[:26].strip(): line[26:].split() for line in lines[2:10]}
     assert list(rows) == ["tracked (not durable)", "durable batch", "durable batch, 2 callers", "durable interval",
-                          "durable none", "durable batch, room ahead"]
+                          "durable none", "durable batch, room ahead", "tracked, after a sale",
+                          "durable batch, after ckpt"]
     for label, cells in rows.items():
         assert cells[0] == "10000" and float(cells[1].replace(",", "")) > 0, (label, cells)
-    for label in ("durable batch", "durable batch, room ahead"):
-        assert int(rows[label][4]) == n_orders // 10_000  # one record, one fsync per call
+    for label in ("durable batch", "durable batch, room ahead", "durable batch, after ckpt"):
+        assert int(rows[label][4]) == n_orders // 10_000  # one record, one fsync per call: the timed calls' alone
     assert int(rows["durable none"][4]) == 1  # the sync at the end of the round
     for label in ("durable batch", "durable none"):
         assert 10 < float(rows[label][7]) < 60, rows[label]  # journal bytes per order

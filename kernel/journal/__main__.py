@@ -27,7 +27,8 @@ def _describe(found, out):
             print(f"segment {s.name}: from record {s.first_seq}, wholly before the snapshot (not read)", file=out)
             continue
         status = "checksums ok" if s.torn_at is None else \
-            f"torn tail at offset {s.torn_at} ({s.size - s.torn_at} bytes, cut off on open)"
+            f"torn tail at offset {s.torn_at} ({s.size - s.torn_at} bytes: a record a crash cut short, or, in a " \
+            f"segment a checkpoint recycled, its old records; cut off on open)"
         if s.free:
             status += f", {s.free} bytes of preallocated room after the records"
         ops = ", ".join(f"{op} {n}" for op, n in sorted(s.ops.items())) or "no records"

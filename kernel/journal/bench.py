@@ -25,9 +25,9 @@ from ..bench.workloads import TRACKED_LIMIT
 DEFAULT_BATCH = 10_000
 
 
-def _tracked_options(case):
-    return dict(max_orders=max(1, case.n_orders), limit_per_user=TRACKED_LIMIT,
-                max_user_skus=max(1, case.orders.n_lines))
+def _tracked_options(case, sales=1):
+    return dict(max_orders=max(1, sales * case.n_orders), limit_per_user=TRACKED_LIMIT,
+                max_user_skus=max(1, sales * case.orders.n_lines))
 
 
 def _batches(orders, batch_size):
@@ -44,8 +44,19 @@ def _batches(orders, batch_size):
     return out
 
 
-def _make(case, backend, threads, directory, fsync, interval_ms):
-    options = dict(backend=backend, threads=threads, **_tracked_options(case))
+def _earlier_sale(inv, batches, n_orders, threads):
+    """The same batches under ids ``n_orders`` higher, held until 0, then
+    expired: every unit and cap count given back, the order table holding
+    one sale's ended orders (a long-running inventory's)."""
+    for batch in batches:
+        inv.reserve(OrderBatch(batch.sku, batch.qty, batch.offsets, batch.max_price,
+                               order_id=batch.order_id + n_orders, user_id=batch.user_id), threads=threads,
+                    hold_until=0)
+    inv.expire(0, threads=threads)
+
+
+def _make(case, backend, threads, directory, fsync, interval_ms, sales=1):
+    options = dict(backend=backend, threads=threads, **_tracked_options(case, sales))
     if directory is None:
         if case.offer_sku is None:
             return Inventory(case.stock, **options)
@@ -57,7 +68,7 @@ def _make(case, backend, threads, directory, fsync, interval_ms):
 
 
 def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATCH, fsync="batch", interval_ms=10,
-                  durable=True, where=None, callers=1, room=0):
+                  durable=True, where=None, callers=1, room=0, after_checkpoint=False):
     """One checked round: ``(seconds, accepted, threads ran on, journal stats)``.
 
     ``durable=False`` runs the same batches on a plain tracked inventory (the
@@ -68,12 +79,23 @@ def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATC
     overlaps the next batch's kernel (group commit).  ``room``: bytes of
     journal zeroed ahead (:meth:`~kernel.journal.DurableInventory.make_room`)
     before the timed calls, as a service would before a peak; 0: none (the
-    steady state).
+    steady state).  ``after_checkpoint``: the timed batches follow an
+    earlier sale of the same orders (other ids, held, then expired: the
+    inventory's capacity is twice the orders) and, if durable, a
+    :meth:`~kernel.journal.DurableInventory.checkpoint`, none of it timed:
+    a journal that has run for a while, whose records go into the segment
+    the checkpoint recycled (``SegmentWriter._rewind``).  Its plain
+    baseline runs the same earlier sale.
     """
     batches = _batches(case.tracked_orders(), batch_size)
     parent = tempfile.mkdtemp(prefix="kernel-durable-", dir=where)
     try:
-        inv = _make(case, backend, threads, os.path.join(parent, "inv") if durable else None, fsync, interval_ms)
+        inv = _make(case, backend, threads, os.path.join(parent, "inv") if durable else None, fsync, interval_ms,
+                    sales=2 if after_checkpoint else 1)
+        if after_checkpoint:
+            _earlier_sale(inv, batches, case.n_orders, threads)
+            if durable:
+                inv.checkpoint()
         if room:
             inv.make_room(room, timeout=600)
         initial = inv.stock.copy()
@@ -95,6 +117,7 @@ def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATC
             except BaseException as error:
                 errors.append(error)
 
+        before = inv.journal_stats() if durable else {}  # the figures are the timed calls' alone
         t0 = time.perf_counter()
         if callers == 1:
             caller()
@@ -112,7 +135,17 @@ def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATC
         elapsed = time.perf_counter() - t0
         check_tracked(inv, initial)
         stats = inv.journal_stats() if durable else {}
+        for key in ("fsyncs", "fsync_seconds", "bytes"):
+            if key in stats:
+                stats[key] -= before[key]
+        live = {name: array.copy() for name, array in inv.state._asdict().items()} if after_checkpoint else None
         inv.close()
+        if durable and after_checkpoint:  # the recycled segment's records rebuild exactly the live state
+            with Inventory.open_durable(inv.directory, backend=backend) as reopened:
+                for name, array in reopened.state._asdict().items():
+                    if not np.array_equal(array, live[name]):
+                        raise InvariantViolation(f"durable_round after a checkpoint: {name} rebuilt from the "
+                                                 f"journal differs from the live state")
     finally:
         shutil.rmtree(parent, ignore_errors=True)
     return elapsed, accepted, max(ran_on, default=1), stats
@@ -208,7 +241,11 @@ def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_size
     the timed calls (:meth:`~kernel.journal.DurableInventory.make_room`, a
     quarter more than the same round's one-caller ``"batch"`` run wrote): a
     burst into a journal prepared for it, where the other rows are the
-    steady state.
+    steady state of a new journal.  And an "after ckpt" row: one caller
+    whose records go into the segment a checkpoint recycled, after an
+    earlier sale of the same orders (``durable_round(after_checkpoint=True)``:
+    the steady state of a journal that has run for a while), against its own
+    plain baseline with the same earlier sale ("tracked, after a sale").
     """
     from ..bench.workloads import make_case
 
@@ -218,7 +255,7 @@ def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_size
     out(f"{'path':<26} {'batch':>7} {'orders/s':>12} {'vs plain (min-max)':>20} {'fsyncs':>7} {'fsync ms':>9} "
         f"{'MB':>7} {'B/order':>7}")
     paths = [(policy, n) for policy in policies for n in (callers if policy == "batch" else (1,))]
-    ahead = ("batch", 1) in paths
+    ahead = ("batch", 1) in paths  # then also the "after a checkpoint" row and its own plain baseline
     # One untimed round of every path first, on a tenth of the workload:
     # a process's first durable round loads the capture's compiled passes
     # (Numba's cache) and first runs every code path, which a running
@@ -231,8 +268,12 @@ def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_size
         durable_round(warm, backend, threads, batch_size=warm_size, where=where, fsync=policy, callers=n)
     if ahead:
         durable_round(warm, backend, threads, batch_size=warm_size, where=where, room=1 << 20)
+        for durable in (False, True):
+            durable_round(warm, backend, threads, batch_size=warm_size, where=where, durable=durable,
+                          after_checkpoint=True)
+    extra = ["ahead", "plain after", "after"] if ahead else []
     for size in batch_sizes:
-        runs = {path: [] for path in [None] + paths + (["ahead"] if ahead else [])}
+        runs = {path: [] for path in [None] + paths + extra}
         for _ in range(rounds):
             runs[None].append(durable_round(case, backend, threads, batch_size=size, where=where, durable=False))
             for policy, n in paths:
@@ -241,14 +282,24 @@ def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_size
             if ahead:
                 room = int(1.25 * runs[("batch", 1)][-1][3]["bytes"]) + (1 << 20)
                 runs["ahead"].append(durable_round(case, backend, threads, batch_size=size, where=where, room=room))
+                for path, durable in (("plain after", False), ("after", True)):
+                    runs[path].append(durable_round(case, backend, threads, batch_size=size, where=where,
+                                                    durable=durable, after_checkpoint=True))
         plain = [r[0] for r in runs[None]]
         out(f"{'tracked (not durable)':<26} {size:>7} {case.n_orders / np.median(plain):>12,.0f} {'1.00x':>20}")
-        for path in paths + (["ahead"] if ahead else []):
+        for path in paths + extra:
             seconds = [r[0] for r in runs[path]]
-            ratios = [p / d for p, d in zip(plain, seconds)]
+            if path == "plain after":
+                out(f"{'tracked, after a sale':<26} {size:>7} {case.n_orders / np.median(seconds):>12,.0f} "
+                    f"{'1.00x':>20}")
+                continue
+            baseline = [r[0] for r in runs["plain after"]] if path == "after" else plain
+            ratios = [p / d for p, d in zip(baseline, seconds)]
             stats = runs[path][int(np.argsort(seconds)[len(seconds) // 2])][3]  # the median round's
             if path == "ahead":
                 label = "durable batch, room ahead"
+            elif path == "after":
+                label = "durable batch, after ckpt"
             else:
                 policy, n = path
                 label = f"durable {policy}" + (f", {n} callers" if n > 1 else "")

@@ -267,8 +267,9 @@ class DurableInventory(Inventory):
         (``kernel.journal.writer.BIG_FLUSH``): refilled beside the callers,
         the zeros cost big flushes more than they save.  Made before a peak
         (a sale that starts at midnight), they cost the peak nothing.  The
-        room stays asked for across :meth:`checkpoint` (the new segment gets
-        what was left); :meth:`close` cuts off what was not used.  Only a
+        room stays asked for across :meth:`checkpoint` (the next segment gets
+        what was left; the blocks of a segment the checkpoint recycled count
+        as room, zeroed or not); :meth:`close` cuts off what was not used.  Only a
         private journal with ``fsync="batch"`` keeps room: for the others
         this raises ``ValueError``, as for a negative ``nbytes``
         (``TypeError``: not an integer); zeros that
@@ -292,9 +293,14 @@ class DurableInventory(Inventory):
         """Write a snapshot of the whole state and drop the journal before it.
 
         The snapshot (temporary file, fsync, rename, directory fsync) holds
-        the state after the last record; a new segment starts after it, and
-        the segments and snapshots it makes unnecessary are removed.  Calls
-        wait while it runs (it copies the state block once).
+        the state after the last record; the segments and snapshots it makes
+        unnecessary are removed.  The records after it go into a new segment
+        (shared, or ``fsync`` other than ``"batch"``), or, for a private
+        ``"batch"`` journal, into the segment it ends, recycled: renamed,
+        its old records overwritten by the new ones, so their ``fdatasync``
+        needs no filesystem journal commit (see
+        :mod:`kernel.journal.writer`).  Calls wait while it runs (it copies
+        the state block once).
 
         Returns
         -------
@@ -312,7 +318,8 @@ class DurableInventory(Inventory):
 
     def _snapshot(self, seq):
         """With the lock held and the journal synced up to ``seq``: the
-        snapshot, a new segment, the old ones dropped (also the writer's
+        snapshot, the next segment (new, or the current one recycled), the
+        old ones dropped (also the writer's
         resync after a dead process, in shared inventories)."""
         try:
             write_snapshot(self.directory, self._block.words, seq)

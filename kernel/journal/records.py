@@ -67,7 +67,9 @@ one index and five values).
 
 Segment file ``wal-<first seq, 20 digits>.seg``: ``SEGMENT_HEADER`` (64
 bytes: magic, format, layout version, first seq, layout checksum, header
-checksum), then records with consecutive sequence numbers.
+checksum), then records with consecutive sequence numbers; then, in a
+segment a checkpoint recycled, the old records it held before (numbered
+below its first seq: the end of its records), or zeros (room).
 """
 
 import functools

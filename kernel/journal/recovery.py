@@ -6,6 +6,14 @@ Rules (each has a test in ``tests/test_journal.py``):
 * Zero bytes from the end of a segment's records to the end of its file are
   room the writer preallocated (:mod:`kernel.journal.writer`), not damage;
   ``repair`` cuts them off.
+* A checkpoint recycles the segment it ends (``SegmentWriter._rewind``):
+  renamed for the next record, a new header, the old records left behind
+  the new ones.  A valid record numbered below its segment's first is such
+  a leftover: the segment's records end there, as at a torn record (below,
+  and what follows is judged the same way: an old record says it was
+  written when less than the damaged one was synced).  A segment named for
+  the record after the snapshot whose header names an earlier one is a
+  rewind a crash cut short: it holds no record after the snapshot.
 * A record that fails its checks (length, magic, checksum) in the newest
   segment, where no valid record after it was written once it was on disk
   (each record's ``synced``, :mod:`kernel.journal.records`), was torn by a
@@ -176,14 +184,20 @@ def recover(directory, *, apply=True):
                 expected = seq
                 continue
             raise JournalCorrupt(f"{segment.path} offset 0: damaged segment header")
-        if header[0] != seq:
-            raise JournalCorrupt(f"{segment.path} offset 0: header says it starts at record {header[0]}")
         if header[1] != block_crc:
             raise JournalError(f"{segment.path}: journal of another inventory layout than the snapshot's")
+        if header[0] != seq:
+            if index == last_index and header[0] < seq == found.snapshot_seq + 1:
+                segment.torn_at = 0  # a rewind cut short (writer._rewind): renamed, old header, old records
+                expected = seq
+                continue
+            raise JournalCorrupt(f"{segment.path} offset 0: header says it starts at record {header[0]}")
         offset = SEGMENT_HEADER.size
         next_seq = seq
         while offset < len(data):
             record = read_record(data, offset)
+            if record is not None and record.seq < seq:
+                record = None  # recycled: the first old record after this segment's own (writer._rewind)
             if record is None:
                 if not _any_nonzero(data, offset):
                     segment.free = len(data) - offset
