@@ -15,7 +15,7 @@ import numpy as np
 from . import backends, codes
 from .codes import Status
 from .inputs import as_int64, check_at_least, check_below, check_sum_fits, check_threads
-from .lifecycle import TrackedOrders, units_per_sku
+from .lifecycle import TrackedOrders, short_orders, units_per_sku
 from . import creation
 from .orders import OrderBatch
 from .result import Fills, Result, readonly
@@ -516,8 +516,8 @@ class Inventory:
                 own = kernels.reserve_carts(*carts, everyone, status, state.counters, n_threads)
                 backends.rerun_refused_after_rollback(
                     state.counters, rollbacks_before, status, _OUT_OF_STOCK,
-                    lambda refused: self._rerun(kernels, kernels.reserve_carts_ordered, carts,
-                                                (status, state.counters), refused, status, state.stock, orders),
+                    lambda refused: self._rerun(kernels.reserve_carts_ordered, carts, (status, state.counters),
+                                                refused, state.stock, orders),
                     own_serial=own)
             return Result(self, orders, status, n_threads)
 
@@ -536,24 +536,23 @@ class Inventory:
             own = kernels.reserve_general(*general, everyone, taken, status, state.counters, n_threads)
             backends.rerun_refused_after_rollback(
                 state.counters, rollbacks_before, status, _OUT_OF_STOCK,
-                lambda refused: self._rerun(kernels, kernels.reserve_general_ordered, general,
-                                            (taken, status, state.counters), refused, status, self._units_per_sku(),
-                                            orders),
+                lambda refused: self._rerun(kernels.reserve_general_ordered, general,
+                                            (taken, status, state.counters), refused, self._units_per_sku(), orders),
                 own_serial=own)
         return Result(self, orders, status, n_threads, taken=taken, slot_start=slot_start, **offer_map)
 
     @staticmethod
-    def _rerun(kernels, ordered_kernel, head, tail, refused, status, units, orders):
+    def _rerun(ordered_kernel, head, tail, refused, units, orders):
         """The G4 re-run of a plain concurrent batch: ``ordered_kernel(*head,
         order_index, *tail, 1)`` on the refused orders of mask ``refused``,
         in arrival order, less those with a line asking for more than its
-        SKU's ``units`` in all (``kernels.answer_short_orders``): the
+        SKU's ``units`` in all (:func:`~kernel.lifecycle.short_orders`): the
         kernels' read-only pre-check would refuse them again before any
         write (stock only shrinks during the re-run), and their status
         already says OUT_OF_STOCK.  On the marketplace one rollback re-ran
         every refused order, ~167k of 200k (3.9 ms, as long as the 2-thread
         kernel call), nearly all for sold-out SKUs."""
-        kernels.answer_short_orders(units, orders.line_start, orders.sku, orders.qty, refused.view(np.uint8), status)
+        refused &= ~short_orders(units, orders)
         again = backends.arrival_order(refused)
         if again.size:
             ordered_kernel(*head, again, *tail, 1)

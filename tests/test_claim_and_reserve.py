@@ -253,7 +253,7 @@ def test_one_thread_re_runs_only_for_rollbacks_of_other_calls(backend, monkeypat
     r = inv.reserve(orders, threads=1)
     assert [Status(int(s)).name for s in r.status] == ["OUT_OF_STOCK", "ACCEPTED", "OUT_OF_STOCK"]
     # Order 1's rollback, then (foreign) the simulated one and order 1's again in the re-run,
-    # which order 3 skips: it asks for 4 units of SKU 0's 3 (answer_short_orders).
+    # which order 3 skips: it asks for 4 units of SKU 0's 3 (lifecycle.short_orders).
     assert inv.state.counters[codes.ROLLBACKS] == (3 if foreign else 1)
     assert reran == ([1] if foreign else [])
     assert inv.state_of([1, 2, 3]).tolist() == [OrderState.REFUSED, OrderState.HELD, OrderState.REFUSED]
@@ -277,8 +277,8 @@ def test_an_order_accepted_on_the_rerun_after_a_rollback_stays_held(backend, mon
                          ids=["single, direct", "carts, direct", "single, priced offers", "carts, priced offers"])
 def test_the_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_would(backend, monkeypatch, carts, offers):
     """After a rollback, a refused order with a line whose SKU has less than
-    its qty left over all its offers is answered OUT_OF_STOCK by the kernels'
-    ``answer_short_orders`` instead of re-run (the stock pre-check would
+    its qty left over all its offers is answered OUT_OF_STOCK by the facade
+    (``lifecycle.short_orders``) instead of re-run (the stock pre-check would
     refuse it before any write); the statuses, fills and every state word
     equal a re-run of every refused order, with caps refusing some orders,
     carts repeating SKUs, and two priced offers per SKU (price limits that
@@ -305,7 +305,7 @@ def test_the_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_would(bac
         with monkeypatch.context() as patch:
             patch.setattr(inv._tracked, "kernels", _with_a_rollback(inv, offers * restocked, units, reran))
             if full_rerun:  # the shortcut answers nothing: every refused order re-runs
-                patch.setattr(inv._tracked.kernels, "answer_short_orders", lambda *args: 0)
+                patch.setattr(lifecycle, "short_orders", lambda units, orders: np.zeros(orders.n_orders, bool))
             result = inv.reserve(orders, threads=1)
         return result, inv
 

@@ -185,33 +185,6 @@ def test_the_plain_kernels_return_their_serial_rollbacks(backend, path):
         assert state.counters[codes.ROLLBACKS] == 1
 
 
-def test_answer_short_orders_is_the_reference_in_every_backend(backend):
-    """``answer_short_orders``: the refused orders with a line asking for
-    more than its SKU's units become OUT_OF_STOCK and leave the mask; no
-    other order changes; the count returned is theirs; the units are not
-    written.  A line_start too short for the mask is refused by name."""
-    kernels = kernel.backends.load(backend)
-    rng = np.random.default_rng(21)
-    n, n_skus = 2_000, 40
-    line_start = np.concatenate(([0], np.cumsum(rng.integers(1, 5, n)))).astype(np.int64)
-    sku = rng.integers(0, n_skus, line_start[-1]).astype(np.int64)
-    qty = rng.integers(1, 6, line_start[-1]).astype(np.int64)
-    units = rng.integers(0, 8, n_skus).astype(np.int64)
-    refused = rng.random(n) < 0.7
-    status = rng.integers(0, 3, n).astype(np.int8)
-    mask, out, before = refused.copy(), status.copy(), units.copy()
-    answered = kernels.answer_short_orders(units, line_start, sku, qty, mask.view(np.uint8), out)
-    short = np.zeros(n, bool)
-    short[np.repeat(np.arange(n), np.diff(line_start))[units[sku] < qty]] = True
-    expected = refused & short
-    assert answered == expected.sum() > 0 and (refused & ~short).any()
-    np.testing.assert_array_equal(mask, refused & ~short)
-    np.testing.assert_array_equal(out, np.where(expected, np.int8(Status.OUT_OF_STOCK), status))
-    np.testing.assert_array_equal(units, before)
-    with pytest.raises(ValueError, match="line_start: 5 entries for 2000 orders"):
-        kernels.answer_short_orders(units, line_start[:5], sku, qty, mask.view(np.uint8), out)
-
-
 @pytest.mark.parametrize("path", ["carts", "general"])
 def test_the_plain_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_would(backend, monkeypatch, path):
     """After a rollback the facade re-runs only the refused orders whose
@@ -243,7 +216,7 @@ def test_the_plain_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_wou
         with monkeypatch.context() as patch:
             patch.setattr(inv, "_kernels", _plain_kernels(inv, reran, (offers, units)))
             if full_rerun:  # the shortcut answers nothing: every refused order re-runs
-                patch.setattr(inv._kernels, "answer_short_orders", lambda *args: 0)
+                patch.setattr(kernel.inventory, "short_orders", lambda units, orders: np.zeros(orders.n_orders, bool))
             result = inv.reserve(orders, threads=1)
         check_run(inv, orders, result, initial, under_selling=True)
         return result, inv.state.stock.copy()

@@ -16,7 +16,7 @@ CAS / fetch-add (``atomics.h``), so orders may run on ``n_threads`` OpenMP
 threads without locks.  ``n_threads <= 1`` never enters an OpenMP region.
 """
 
-from libc.stdint cimport int64_t, int8_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, int8_t, uint64_t
 from libc.string cimport memset
 
 from .atomics cimport (atomic_load_i64, atomic_load_acquire_i64, atomic_store_i64, atomic_cas_i64, atomic_exchange_i64,

@@ -93,28 +93,3 @@ def give_back(int64_t[::1] stock, const int64_t[::1] offer, const int64_t[::1] q
     else:
         for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule='static'):
             _give_back_chunk(stock_p, offer_p, qty_p, c * CHUNK, min((c + 1) * CHUNK, n))
-
-
-def answer_short_orders(const int64_t[::1] units, const int64_t[::1] line_start, const int64_t[::1] sku,
-                        const int64_t[::1] qty, uint8_t[::1] refused, int8_t[::1] status):
-    """Answer the refused orders with a line asking for more than its SKU's
-    units (reference); returns how many.  ``refused``: a bool mask viewed as
-    uint8 (typed memoryviews take no bool buffers)."""
-    cdef Py_ssize_t i, n = refused.shape[0]
-    cdef int64_t line, answered = 0
-    if line_start.shape[0] < n + 1:
-        raise ValueError(f"line_start: {line_start.shape[0]} entries for {n} orders")
-    with nogil:
-        for i in range(n):
-            if not refused[i]:
-                continue
-            for line in range(line_start[i], line_start[i + 1]):
-                # Relaxed: units may be the live stock, which other callers
-                # change; a stale value is as good as one a moment later
-                # (the caller's rule needs only that stock shrinks).
-                if atomic_load_i64(<int64_t *> &units[sku[line]]) < qty[line]:
-                    refused[i] = 0
-                    status[i] = K_OUT_OF_STOCK
-                    answered += 1
-                    break
-    return answered

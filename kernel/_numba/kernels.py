@@ -7,8 +7,7 @@ the names and with the arguments of :mod:`kernel.reference` (and of
 Where things are (same stems as ``kernel/reference/`` and the ``.pxi`` files
 of ``kernel/_cython/``):
 
-``stock.py``    take_exactly, take_up_to, offers_available, give_back,
-                answer_short_orders
+``stock.py``    take_exactly, take_up_to, offers_available, give_back
 ``single.py``   reserve_single, reserve_single_ordered (flash sales)
 ``general.py``  carts and the general path (several offers, price limits)
 ``tracked.py``  ids, caps, holds, the lifecycle and recovery
@@ -32,7 +31,7 @@ from .general import (line_available, reserve_carts, reserve_carts_ordered, rese
                       roll_back_order, take_cart, take_order)
 from .one import bind_reserve_one, reserve_one
 from .single import reserve_single, reserve_single_ordered
-from .stock import answer_short_orders, give_back, offers_available, take_exactly, take_up_to
+from .stock import give_back, offers_available, take_exactly, take_up_to
 from .tracked import (cancel_orders, claim_and_reserve, claim_order, claim_orders, clear_record, confirm_orders,
                       expire_orders, find_order, give_back_fills, give_back_limit, hash_slot, limit_room, limit_slot,
                       line_end, outcome_of, publish_or_undo, record_fills, recover_orders, reserve_tracked,

@@ -8,12 +8,10 @@ into the kernels of the other families at the Numba IR level (``_inline``);
 
 from numba import prange
 
-from ..codes import OUT_OF_STOCK
-
-from ._jit import _dispatchers, _inline, _jit, _run, _threads, njit
+from ._jit import _dispatchers, _inline, _run, _threads, njit
 from .atomics import atomic_add, atomic_cas, atomic_load, load
 
-__all__ = ["take_exactly", "take_up_to", "offers_available", "give_back", "answer_short_orders"]
+__all__ = ["take_exactly", "take_up_to", "offers_available", "give_back"]
 
 
 @njit(**_inline)
@@ -79,30 +77,3 @@ def give_back(stock, offer, qty, n_threads):
     """Return ``qty[k]`` units to ``stock[offer[k]]`` for every ``k`` (atomic fetch-add)."""
     nt = _threads(n_threads)
     _run(_give_back_par, _give_back_ser, nt, (stock, offer, qty, nt))
-
-
-@njit(**_jit)
-def _answer_short_orders(units, line_start, sku, qty, refused, status):
-    answered = 0
-    for i in range(refused.size):
-        if not refused[i]:
-            continue
-        for line in range(line_start[i], line_start[i + 1]):
-            # Relaxed: units may be the live stock, which other callers
-            # change; a stale value is as good as one a moment later (the
-            # caller's rule needs only that stock shrinks).
-            if atomic_load(units, sku[line]) < qty[line]:
-                refused[i] = 0
-                status[i] = OUT_OF_STOCK
-                answered += 1
-                break
-    return answered
-
-
-def answer_short_orders(units, line_start, sku, qty, refused, status):
-    """Answer the refused orders with a line asking for more than its SKU's
-    units (see :func:`kernel.reference.answer_short_orders`); returns how
-    many.  ``refused``: a bool mask viewed as uint8, as the Cython twin takes it."""
-    if line_start.size < refused.size + 1:
-        raise ValueError(f"line_start: {line_start.size} entries for {refused.size} orders")
-    return int(_answer_short_orders(units, line_start, sku, qty, refused, status))

@@ -55,7 +55,7 @@ from .general import (line_available, reserve_carts, reserve_carts_ordered, rese
                       reserve_general_ordered, roll_back_order, take_cart, take_order)
 from .one import bind_reserve_one, reserve_one  # noqa: F401
 from .single import reserve_single, reserve_single_ordered  # noqa: F401
-from .stock import answer_short_orders, give_back, offers_available, take_exactly, take_up_to  # noqa: F401
+from .stock import give_back, offers_available, take_exactly, take_up_to  # noqa: F401
 from .tracked import (cancel_orders, claim_and_reserve, claim_order, claim_orders, clear_record,  # noqa: F401
                       confirm_orders, expire_orders, find_order, give_back_fills, give_back_limit, hash_slot,
                       limit_room, limit_slot, line_end, outcome_of, publish_or_undo, record_fills, recover_orders,
