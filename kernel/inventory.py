@@ -15,7 +15,7 @@ import numpy as np
 from . import backends, codes
 from .codes import Status
 from .inputs import as_int64, check_at_least, check_below, check_sum_fits, check_threads
-from .lifecycle import TrackedOrders, short_orders, units_per_sku
+from .lifecycle import TrackedOrders, short_orders
 from . import creation
 from .orders import OrderBatch
 from .result import Fills, Result, readonly
@@ -546,12 +546,11 @@ class Inventory:
         """The G4 re-run of a plain concurrent batch: ``ordered_kernel(*head,
         order_index, *tail, 1)`` on the refused orders of mask ``refused``,
         in arrival order, less those with a line asking for more than its
-        SKU's ``units`` in all (:func:`~kernel.lifecycle.short_orders`): the
-        kernels' read-only pre-check would refuse them again before any
-        write (stock only shrinks during the re-run), and their status
-        already says OUT_OF_STOCK.  On the marketplace one rollback re-ran
-        every refused order, ~167k of 200k (3.9 ms, as long as the 2-thread
-        kernel call), nearly all for sold-out SKUs."""
+        SKU's ``units`` in all: the kernels' read-only pre-check would refuse
+        them again before any write (stock only shrinks during the re-run),
+        and their status already says OUT_OF_STOCK.  On the marketplace one
+        rollback re-ran every refused order, ~167k of 200k (3.9 ms, as long
+        as the 2-thread kernel call), nearly all for sold-out SKUs."""
         refused &= ~short_orders(units, orders)
         again = backends.arrival_order(refused)
         if again.size:
@@ -559,7 +558,14 @@ class Inventory:
 
     def _units_per_sku(self):
         """Units in stock per SKU, over all its offers (any price)."""
-        return self._state.stock if self._one_offer_per_sku else units_per_sku(self._state)
+        state = self._state
+        if self._one_offer_per_sku:
+            return state.stock
+        # Cumulative sums, not np.add.reduceat: a SKU without offers has an
+        # empty range, which reduceat would give the next offer's units.
+        running = np.zeros(state.offer_by_priority.size + 1, dtype=np.int64)
+        np.cumsum(state.stock[state.offer_by_priority], out=running[1:])
+        return running[state.offer_start[1:]] - running[state.offer_start[:-1]]
 
     def _contended(self, orders):
         """Would threads mostly fight over the same stock cache lines?

@@ -138,31 +138,13 @@ def short_orders(units, orders):
     """Per order: whether some line asks for more than ``units[sku]``, the
     units its SKU has in all (``stock`` itself on a one-offer-per-SKU
     inventory): the kernels' read-only stock pre-check refuses such an order
-    before any write.
-
-    numpy, not a kernel: a compiled pass over the refused orders' lines
-    (one loop per order, exit at the first short line) took 1.1-1.2 ms on
-    the 200k-order marketplace where this takes 0.6-1.0 (hot / cold cache):
-    the per-order loop's exit mispredicts with every order's line count,
-    while the gather, compare and scatter here have no branch.  A compiled
-    line-by-line pass through ``line_order`` came to 0.57-0.73 ms: not
-    worth a kernel in three backends."""
+    before any write."""
     short_line = units[orders.sku] < orders.qty
     if orders.n_lines == orders.n_orders:
         return short_line
     short = np.zeros(orders.n_orders, dtype=bool)
     short[orders.line_order[short_line]] = True
     return short
-
-
-def units_per_sku(state):
-    """Units in stock per SKU, over all its offers (any price): what
-    :func:`short_orders` compares a line's qty with, for a re-run."""
-    # Cumulative sums, not np.add.reduceat: a SKU without offers has an
-    # empty range, which reduceat would give the next offer's units.
-    running = np.zeros(state.offer_by_priority.size + 1, dtype=np.int64)
-    np.cumsum(state.stock[state.offer_by_priority], out=running[1:])
-    return running[state.offer_start[1:]] - running[state.offer_start[:-1]]
 
 
 class TrackedOrders:
@@ -364,18 +346,18 @@ class TrackedOrders:
             # no index of the refused, 7 MB of fresh pages per 1M orders in
             # a flash sale).
             def rerun_refused(refused):
-                # An order with a line whose SKU has less than its qty left
-                # (over all its offers) is refused again at the read-only
-                # stock pre-check, before any write, as OUT_OF_STOCK (stock
-                # only shrinks during the re-run): answer it so here.  A
-                # flash sale on 2 threads re-ran ~900k sold-out orders per
-                # 1M in a third of its calls, 6-10 ms each; a marketplace
-                # call ~167k of 200k, 4.7-4.9 ms.  (Masks throughout:
-                # selecting through an index of the refused took 11.7 ms per
-                # 1M-order flash sale, these 2.6.)  Direct: SKU s's one offer is offer s.
-                short = short_orders(state.stock if direct else units_per_sku(state), orders)
-                status[refused & short] = _OUT_OF_STOCK8
-                refused &= ~short
+                if direct:
+                    # An order with a line whose SKU has less than its qty
+                    # left is refused again at the read-only stock pre-check,
+                    # before any write, as OUT_OF_STOCK (stock only shrinks
+                    # during the re-run): answer it so here.  A flash sale on
+                    # 2 threads re-ran ~900k sold-out orders per 1M in a
+                    # third of its calls, 6-10 ms each.  (Masks throughout:
+                    # selecting through an index of the refused took 11.7 ms
+                    # per 1M-order flash sale, these 2.6.)
+                    short = short_orders(state.stock, orders)
+                    status[refused & short] = _OUT_OF_STOCK8
+                    refused &= ~short
                 again = backends.arrival_order(refused)
                 if again.size == 0:
                     return 0

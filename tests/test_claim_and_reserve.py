@@ -238,8 +238,8 @@ def test_one_thread_re_runs_only_for_rollbacks_of_other_calls(backend, monkeypat
     is decided, so the call's own rollbacks refuse nothing wrongly: its
     refused orders are not re-run (the kernels report their rollbacks per
     chunk).  A rollback of another call meanwhile (simulated: the counter
-    moves) still re-runs them (G4), less the short ones.  Two offers on SKU
-    0: the general path."""
+    moves) still re-runs them (G4).  Two offers on SKU 0: the general path,
+    where every refused order is re-run (no short-order shortcut)."""
     inv = kernel.Inventory.from_offers(sku=[0, 0, 1], qty=[2, 1, 5], price=[1, 2, 1], backend=backend,
                                        max_orders=64)
     reran = []
@@ -252,10 +252,9 @@ def test_one_thread_re_runs_only_for_rollbacks_of_other_calls(backend, monkeypat
                         user_id=[7, 7, 7])
     r = inv.reserve(orders, threads=1)
     assert [Status(int(s)).name for s in r.status] == ["OUT_OF_STOCK", "ACCEPTED", "OUT_OF_STOCK"]
-    # Order 1's rollback, then (foreign) the simulated one and order 1's again in the re-run,
-    # which order 3 skips: it asks for 4 units of SKU 0's 3 (lifecycle.short_orders).
+    # Order 1's rollback, then (foreign) the simulated one and order 1's again in the re-run.
     assert inv.state.counters[codes.ROLLBACKS] == (3 if foreign else 1)
-    assert reran == ([1] if foreign else [])
+    assert reran == ([2] if foreign else [])
     assert inv.state_of([1, 2, 3]).tolist() == [OrderState.REFUSED, OrderState.HELD, OrderState.REFUSED]
     assert inv.stock.tolist() == [2, 1, 0]
 
@@ -273,39 +272,30 @@ def test_an_order_accepted_on_the_rerun_after_a_rollback_stays_held(backend, mon
     assert r.fills.line.tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("carts, offers", [(False, 1), (True, 1), (False, 2), (True, 2)],
-                         ids=["single, direct", "carts, direct", "single, priced offers", "carts, priced offers"])
-def test_the_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_would(backend, monkeypatch, carts, offers):
+@pytest.mark.parametrize("carts", [False, True])
+def test_the_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_would(backend, monkeypatch, carts):
     """After a rollback, a refused order with a line whose SKU has less than
-    its qty left over all its offers is answered OUT_OF_STOCK by the facade
-    (``lifecycle.short_orders``) instead of re-run (the stock pre-check would
-    refuse it before any write); the statuses, fills and every state word
-    equal a re-run of every refused order, with caps refusing some orders,
-    carts repeating SKUs, and two priced offers per SKU (price limits that
-    leave one of them out: the shortcut counts both, the pre-check one)."""
+    its qty left is answered OUT_OF_STOCK by the facade instead of re-run
+    (the kernels' stock pre-check would refuse it before any write); the
+    statuses, fills and every state word equal a re-run of every refused
+    order, with caps refusing some orders and carts repeating SKUs."""
     rng = np.random.default_rng(11)
     n, n_skus = 600, 12
     lines = rng.integers(1, 4, n) if carts else np.ones(n, np.int64)
     offsets = np.concatenate(([0], np.cumsum(lines)))
     orders = OrderBatch(sku=rng.integers(0, n_skus, offsets[-1]), qty=rng.integers(1, 3, offsets[-1]),
-                        offsets=offsets if carts else None, order_id=np.arange(n), user_id=rng.integers(0, 40, n),
-                        max_price=rng.integers(1, 4, offsets[-1]) if offers == 2 else None)
+                        offsets=offsets if carts else None, order_id=np.arange(n), user_id=rng.integers(0, 40, n))
     stock = np.where(np.arange(n_skus) < 4, 0, rng.integers(5, 60, n_skus))
     # Two SKUs that had none, one that ran out; 1 unit: a qty-1 line fits exactly.
     restocked, units = np.array([0, 1, 5]), np.array([1, 2, 3])
     reran = []
 
     def run(full_rerun):
-        options = dict(backend=backend, max_orders=2 * n, limit_per_user=3, max_user_skus=4 * n)
-        if offers == 1:
-            inv = kernel.Inventory(stock, **options)
-        else:  # two offers per SKU, prices 1 and 3; the restock goes to the cheap one
-            inv = kernel.Inventory.from_offers(np.repeat(np.arange(n_skus), 2), np.repeat((stock + 1) // 2, 2),
-                                               np.tile([1, 3], n_skus), **options)
+        inv = kernel.Inventory(stock, backend=backend, max_orders=2 * n, limit_per_user=3, max_user_skus=4 * n)
         with monkeypatch.context() as patch:
-            patch.setattr(inv._tracked, "kernels", _with_a_rollback(inv, offers * restocked, units, reran))
-            if full_rerun:  # the shortcut answers nothing: every refused order re-runs
-                patch.setattr(lifecycle, "short_orders", lambda units, orders: np.zeros(orders.n_orders, bool))
+            patch.setattr(inv._tracked, "kernels", _with_a_rollback(inv, restocked, units, reran))
+            if full_rerun:
+                patch.setattr(lifecycle, "short_orders", lambda stock, orders: np.zeros(orders.n_orders, bool))
             result = inv.reserve(orders, threads=1)
         return result, inv
 
@@ -320,10 +310,9 @@ def test_the_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_would(bac
     on_empty = np.zeros(n, bool)  # orders with a line on a SKU that had no stock before the re-run
     on_empty[orders.line_order[np.isin(orders.sku, [0, 1])]] = True
     assert (status[on_empty] == Status.ACCEPTED).any(), "no order was accepted on the re-run"
-    initial = stock if offers == 1 else np.repeat((stock + 1) // 2, 2)
-    restock = np.zeros(initial.size, np.int64)
-    restock[offers * restocked] = units
-    check_tracked(skipped[1], initial, restocked=restock)
+    restock = np.zeros(n_skus, np.int64)
+    restock[restocked] = units
+    check_tracked(skipped[1], stock, restocked=restock)
 
 
 @pytest.mark.parametrize("field, values, message", [

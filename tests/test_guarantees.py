@@ -215,7 +215,7 @@ def test_the_plain_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_wou
         initial[offers] += units
         with monkeypatch.context() as patch:
             patch.setattr(inv, "_kernels", _plain_kernels(inv, reran, (offers, units)))
-            if full_rerun:  # the shortcut answers nothing: every refused order re-runs
+            if full_rerun:
                 patch.setattr(kernel.inventory, "short_orders", lambda units, orders: np.zeros(orders.n_orders, bool))
             result = inv.reserve(orders, threads=1)
         check_run(inv, orders, result, initial, under_selling=True)
