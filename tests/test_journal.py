@@ -20,9 +20,9 @@ import pytest
 import kernel
 from kernel import Inventory, OrderBatch, Status
 from kernel.journal import JournalCorrupt, JournalError, JournalFailed
-from kernel.journal.records import (FORMAT_VERSION, RECORD_HEADER, SEGMENT_HEADER, SEGMENT_MAGIC, Effects,
-                                    encode, read_record, read_segment_header, segment_first_seq, segment_header,
-                                    segment_name, valid_records_after)
+from kernel.journal.records import (FORMAT_VERSION, RECORD_HEADER, SEGMENT_HEADER, SEGMENT_MAGIC, SPARE_SEGMENT,
+                                    Effects, encode, read_record, read_segment_header, segment_first_seq,
+                                    segment_header, segment_name, valid_records_after)
 from kernel.journal.recovery import MARKER, recover
 
 from conftest import ALL_BACKENDS
@@ -79,7 +79,8 @@ def _run_calls(inv, seed, n_calls=40):
 
 
 def _newest_segment(path):
-    return os.path.join(path, sorted(n for n in os.listdir(path) if n.endswith(".seg"))[-1])
+    return os.path.join(path, max((n for n in os.listdir(path) if segment_first_seq(n) is not None),
+                                  key=segment_first_seq))
 
 
 def _record_ends(segment):
@@ -138,7 +139,8 @@ def test_replay_rebuilds_the_live_state_word_for_word(tmp_path, backend):
     inv.close()
     names = os.listdir(path)
     assert [n for n in names if n.endswith(".snap")] == [f"snap-{seq:020d}.snap"]
-    assert all(int(n[4:24]) > seq for n in names if n.endswith(".seg")), "segments before the snapshot dropped"
+    segments = [segment_first_seq(n) for n in names if segment_first_seq(n) is not None]
+    assert all(first > seq for first in segments), "segments before the snapshot dropped"
     assert _reopened_equals(path, more) == max(more)
 
 
@@ -1232,27 +1234,33 @@ def test_room_made_ahead_takes_a_burst_of_big_flushes(tmp_path, monkeypatch):
 
 # ------------------------------------------------------- recycled segments
 def _recycled(tmp_path, n_after=3):
-    """A private "batch" inventory, still open: 30 calls, a checkpoint (which
-    recycles the segment), ``n_after`` calls in it (fewer bytes than the 30
-    left there).  ``(inv, path, states, seq, old records)``: ``old records``
-    is the segment's bytes before the checkpoint."""
+    """A private "batch" inventory, still open: 30 calls, a checkpoint (its
+    segment becomes the spare), one call, a checkpoint (the spare recycled
+    for the records after it), ``n_after`` calls in it (fewer bytes than the
+    30 left there).  ``(inv, path, states, seq, old records)``: ``seq`` is the
+    second checkpoint's, ``old records`` the recycled file's bytes before."""
     path = str(tmp_path / "inv")
     inv = _create(path)
     states = _run_calls(inv, seed=21, n_calls=30)
     old = _newest_segment(path)
     inode, before = os.stat(old).st_ino, open(old, "rb").read()
+    inv.checkpoint()
+    spare = os.path.join(path, SPARE_SEGMENT)
+    assert not os.path.exists(old) and os.stat(spare).st_ino == inode, "the segment the snapshot ended is the spare"
+    states.update(_run_calls(inv, seed=20, n_calls=1))
     seq = inv.checkpoint()
     recycled = os.path.join(path, segment_name(seq + 1))
-    assert not os.path.exists(old) and os.stat(recycled).st_ino == inode, "the checkpoint reused the segment's file"
+    assert os.stat(recycled).st_ino == inode, "the second checkpoint's records go into the spare's file"
+    assert os.path.exists(spare) and os.stat(spare).st_ino != inode, "and the segment it ended is the spare now"
     states.update(_run_calls(inv, seed=22, n_calls=n_after))
     return inv, path, states, seq, before
 
 
-def test_a_checkpoint_recycles_its_segment_and_recovery_stops_at_the_old_records(tmp_path):
-    """After a checkpoint the records go into the blocks of the segment it
-    ended (renamed, new header): a copy taken then (a crash: the old records
-    still after the new ones) and the closed journal replay to the live state;
-    close cuts the old records off."""
+def test_a_checkpoint_recycles_the_spare_and_recovery_stops_at_the_old_records(tmp_path):
+    """After a checkpoint the records go into the blocks of the spare (the
+    segment the checkpoint before ended; renamed, new header): a copy taken
+    then (a crash: the old records still after the new ones) and the closed
+    journal replay to the live state; close cuts the old records off."""
     inv, path, states, seq, before = _recycled(tmp_path)
     segment = _newest_segment(path)
     ends = _record_ends(segment)
@@ -1270,6 +1278,23 @@ def test_a_checkpoint_recycles_its_segment_and_recovery_stops_at_the_old_records
     inv.close()
     assert os.path.getsize(segment) == _record_ends(segment)[-1], "close cut the old records off"
     assert _reopened_equals(path, states) == last
+
+
+def test_a_reopened_journal_starts_its_segment_in_the_spare(tmp_path):
+    """Opened again, a private "batch" journal's first new segment is the
+    spare, recycled; the one before it (the last one written, not the
+    newest any more) is read up to its last record."""
+    inv, path, states, seq, before = _recycled(tmp_path)
+    last = inv.last_seq
+    spare_inode = os.stat(os.path.join(path, SPARE_SEGMENT)).st_ino
+    inv.close()
+    inv = Inventory.open_durable(path)
+    assert os.stat(os.path.join(path, segment_name(last + 1))).st_ino == spare_inode
+    assert not os.path.exists(os.path.join(path, SPARE_SEGMENT))
+    states.update(_run_calls(inv, seed=29, n_calls=5))
+    crash = _copy(path, tmp_path)
+    inv.close()
+    assert _reopened_equals(crash, states) == _reopened_equals(path, states) == max(states)
 
 
 def test_an_old_record_right_after_the_new_ones_ends_the_recycled_segment(tmp_path):
@@ -1335,65 +1360,167 @@ def test_power_loss_in_a_recycled_segment_recovers_an_acknowledged_prefix(tmp_pa
         assert _reopened_equals(copy, states) == seq + len(ends) - 1
 
 
-@pytest.mark.parametrize("cut", ["renamed, old header", "new header, no record yet"])
-def test_a_crash_inside_the_rewind_opens_at_the_snapshot(tmp_path, cut):
-    """The rewind renames the segment, then writes its new header: a crash
-    after the rename leaves a segment named for the record after the
-    snapshot whose header names its old first record; a crash after the
-    header, only old records after it.  Either opens at the snapshot, and
-    goes on from there."""
+def _checkpoint_with(inv, monkeypatch, during):
+    """``inv.checkpoint()`` with ``during()`` run where its snapshot is
+    being written (the call lock released); returns (seq, during's result)."""
+    from kernel.journal import durable
+
+    write = durable.write_snapshot
+    seen = []
+
+    def hooked(directory, words, seq):
+        if not seen:  # (only the first: during() may checkpoint too)
+            seen.append(None)
+            seen[0] = during()
+        return write(directory, words, seq)
+    monkeypatch.setattr(durable, "write_snapshot", hooked)
+    try:
+        seq = inv.checkpoint()
+    finally:
+        monkeypatch.setattr(durable, "write_snapshot", write)
+    return seq, seen[0]
+
+
+def test_calls_go_on_while_the_snapshot_is_written_and_a_crash_then_loses_none(tmp_path, monkeypatch):
+    """While a checkpoint writes its snapshot, calls from another thread
+    are acknowledged (their records go into the next segment, the spare
+    recycled); a crash at that moment (a copy of the directory: the old
+    snapshot, the segment the checkpoint ended with old records after its
+    own, the new one) replays every one of them.  The snapshot holds the
+    state at the checkpoint's record, not later calls'."""
+    inv, path, states, seq, before = _recycled(tmp_path, n_after=6)
+    crashes = []
+
+    def during():
+        worker_states = {}
+        worker = threading.Thread(target=lambda: worker_states.update(_run_calls(inv, seed=30, n_calls=8)))
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "a call waited for the snapshot"
+        crashes.append(_copy(path, tmp_path, "crash"))
+        return worker_states
+    at_checkpoint = inv._block.words.copy()
+    seq2, during_states = _checkpoint_with(inv, monkeypatch, during)
+    states.update(during_states)
+    assert max(during_states) > seq2 == min(during_states)
+    names = os.listdir(crashes[0])
+    older = segment_name(seq + 1)
+    assert older in names and segment_name(seq2 + 1) in names and f"snap-{seq2:020d}.snap" not in names
+    found = recover(crashes[0], apply=False)
+    ended = found.segments[[s.name for s in found.segments].index(older)]
+    assert ended.ended_at is not None and ended.ended_at < os.path.getsize(os.path.join(crashes[0], older)), \
+        "the segment before the new one ends at old records, not at its file's end"
+    inspect = lambda where: subprocess.run([sys.executable, "-m", "kernel.journal", "inspect", where],
+                                           capture_output=True, text=True, timeout=60).stdout
+    assert f"{older}: records {seq + 1}..{seq2} " in inspect(crashes[0])
+    assert f"records end at offset {ended.ended_at} (then " in inspect(crashes[0])
+    assert _reopened_equals(crashes[0], states) == max(during_states)
+    assert f"spare {SPARE_SEGMENT}: {os.path.getsize(os.path.join(path, SPARE_SEGMENT))} bytes" in inspect(path)
+    found = recover(path, apply=False)
+    assert found.snapshot_seq == seq2
+    snapshot = found.words.copy()
+    assert np.array_equal(snapshot, at_checkpoint) and not np.array_equal(snapshot, inv._block.words)
+    last = inv.last_seq
+    inv.close()
+    assert _reopened_equals(path, states) == last
+
+
+def test_damage_in_a_segment_before_the_newest_refuses_to_open_naming_it(tmp_path, monkeypatch):
+    """In a segment that is not the newest, the first thing that is not its
+    next record ends it; where the next segment does not start right after,
+    that is damage, named by segment and offset (not a missing segment)."""
+    inv, path, states, seq, before = _recycled(tmp_path, n_after=15)
+    seq2, crash = _checkpoint_with(inv, monkeypatch, lambda: (_run_calls(inv, seed=31, n_calls=3),
+                                                               _copy(path, tmp_path, "crash"))[1])
+    inv.close()
+    older = os.path.join(crash, segment_name(seq + 1))
+    ends = _record_ends(older)
+    assert len(ends) >= 3
+    data = bytearray(open(older, "rb").read())
+    data[ends[0] + RECORD_HEADER.size + 2] ^= 0x11  # its second record (the one after it was written later)
+    open(older, "wb").write(bytes(data))
+    with pytest.raises(JournalCorrupt, match=f"{segment_name(seq + 1)} offset {ends[0]}: damaged record"):
+        Inventory.open_durable(crash)
+
+
+@pytest.mark.parametrize("cut", ["spare has the new header", "renamed, no record yet"])
+def test_a_crash_inside_the_recycling_opens_and_goes_on(tmp_path, cut):
+    """Recycling writes the spare's new header (synced) and then renames
+    it: a crash before the rename leaves a spare recovery does not read; a
+    crash after it, a segment with no record of its own (old ones after its
+    header).  Either opens at the last record and goes on from there."""
     path = str(tmp_path / "inv")
     inv = _create(path)
     states = _run_calls(inv, seed=23, n_calls=20)
-    old = _newest_segment(path)
-    old_header = open(old, "rb").read(SEGMENT_HEADER.size)
-    seq = inv.checkpoint()
-    crash = _copy(path, tmp_path)
+    inv.checkpoint()
+    states.update(_run_calls(inv, seed=24, n_calls=4))
+    if cut == "spare has the new header":
+        crash = _copy(path, tmp_path)
+        spare = os.path.join(crash, SPARE_SEGMENT)
+        block_crc = read_segment_header(open(spare, "rb").read(), spare)[1]
+        with open(spare, "r+b") as f:
+            f.write(segment_header(inv.last_seq + 1, block_crc))
+        expected = inv.last_seq
+    else:
+        expected = inv.checkpoint()
+        crash = _copy(path, tmp_path)
+        assert _record_ends(os.path.join(crash, segment_name(expected + 1))) == []
     inv.close()
-    segment = os.path.join(crash, segment_name(seq + 1))
-    if cut == "renamed, old header":
-        assert read_segment_header(old_header, old)[0] < seq + 1
-        with open(segment, "r+b") as f:
-            f.write(old_header)
-    assert _reopened_equals(crash, states) == seq
+    assert _reopened_equals(crash, states) == expected
     inv = Inventory.open_durable(crash)
-    more = _run_calls(inv, seed=24, n_calls=5)
+    more = _run_calls(inv, seed=25, n_calls=5)
     last = inv.last_seq
     inv.close()
-    assert last > seq and _reopened_equals(crash, more) == last
+    assert last > expected and _reopened_equals(crash, more) == last
 
 
-def test_a_failed_rewind_fails_stop_and_reopens_with_every_acknowledged_call(tmp_path, monkeypatch):
-    """An I/O error writing the recycled segment's new header (after its
-    rename): the checkpoint raises JournalFailed and every later call too
-    (no record may follow a header recovery would not trust); reopened,
-    the state is the checkpoint's, which holds every acknowledged call."""
-    from kernel.journal import writer
+@pytest.mark.parametrize("step", ["header", "directory"])
+def test_a_failed_recycling_changes_nothing_or_fails_stop(tmp_path, monkeypatch, step):
+    """An I/O error writing the spare's new header changes nothing: the
+    checkpoint raises JournalError and calls go on in the segment they were
+    in.  One syncing the directory after the rename (the new name may or
+    may not be on disk) fails stop: JournalFailed, then and for every later
+    call.  Reopened, either has every acknowledged call."""
+    from kernel.journal import records, writer
 
     path = str(tmp_path / "inv")
     inv = _create(path)
     states = _run_calls(inv, seed=28, n_calls=15)
-    write_all = writer._write_all
+    inv.checkpoint()
+    states.update(_run_calls(inv, seed=27, n_calls=3))
+    if step == "header":
+        write_all = writer._write_all
 
-    def header_fails(fd, data, offset=None):
-        if offset == 0:
+        def fails(fd, data, offset=None):
+            if offset == 0:
+                raise OSError(errno.EIO, "injected")
+            return write_all(fd, data, offset)
+        monkeypatch.setattr(writer, "_write_all", fails)
+        with pytest.raises(JournalError, match="checkpoint of .* failed: .*injected") as raised:
+            inv.checkpoint()
+        assert not isinstance(raised.value, JournalFailed)
+        monkeypatch.undo()
+        states.update(_run_calls(inv, seed=26, n_calls=3))
+        assert os.path.exists(os.path.join(path, SPARE_SEGMENT))
+    else:
+        def fails(directory):
             raise OSError(errno.EIO, "injected")
-        return write_all(fd, data, offset)
-    monkeypatch.setattr(writer, "_write_all", header_fails)
-    with pytest.raises(JournalFailed):
-        inv.checkpoint()
-    with pytest.raises(JournalFailed):
-        inv.reserve_one(0, 1, order_id=1_000, user_id=1)
+        monkeypatch.setattr(writer, "fsync_directory", fails)
+        with pytest.raises(JournalFailed):
+            inv.checkpoint()
+        monkeypatch.undo()
+        with pytest.raises(JournalFailed):
+            inv.reserve_one(0, 1, order_id=1_000, user_id=1)
     last = inv.last_seq
     inv.close()
-    monkeypatch.undo()
     assert _reopened_equals(path, states) == last == max(states)
+    assert records.SPARE_SEGMENT == SPARE_SEGMENT
 
 
-def test_a_segment_named_after_the_snapshot_with_an_older_header_is_damage_elsewhere(tmp_path):
-    """The rewind rule is narrow: a header naming an earlier record than
-    the file's name is a rewind cut short only in the segment named for the
-    record right after the snapshot; anywhere else it refuses to open."""
+def test_a_segment_whose_header_names_another_record_is_damage(tmp_path):
+    """A header naming another first record than the file's name refuses
+    to open, naming the segment (the newest one, or the one right after the
+    snapshot)."""
     path = str(tmp_path / "inv")
     inv = _create(path)
     _run_calls(inv, seed=25, n_calls=10)
@@ -1404,12 +1531,101 @@ def test_a_segment_named_after_the_snapshot_with_an_older_header_is_damage_elsew
     inv = Inventory.open_durable(path)  # a new segment from last + 1
     _run_calls(inv, seed=27, n_calls=3)
     inv.close()
-    newest = os.path.join(path, segment_name(last + 1))
-    with open(newest, "r+b") as f:
-        f.write(segment_header(seq + 1, read_segment_header(open(newest, "rb").read(), newest)[1]))
-    with pytest.raises(JournalCorrupt, match=f"{segment_name(last + 1)} offset 0: header says it starts at record "
-                                             f"{seq + 1}"):
-        Inventory.open_durable(path)
+    for name, other in ((segment_name(last + 1), seq + 1), (segment_name(seq + 1), seq)):
+        copy = _copy(path, tmp_path, f"copy{other}")
+        segment = os.path.join(copy, name)
+        with open(segment, "r+b") as f:
+            f.write(segment_header(other, read_segment_header(open(segment, "rb").read(), segment)[1]))
+        with pytest.raises(JournalCorrupt, match=f"{name} offset 0: header says it starts at record {other}"):
+            Inventory.open_durable(copy)
+
+
+def test_checkpoints_run_one_at_a_time_and_close_waits_for_one(tmp_path, monkeypatch):
+    """A second checkpoint, or close, from another thread while a
+    checkpoint writes its snapshot waits for it; shared journals and other
+    policies keep no spare."""
+    inv = _create(str(tmp_path / "inv"))
+    _run_calls(inv, seed=32, n_calls=5)
+    for other_call in ("checkpoint", "close"):
+        order = []
+
+        def during():
+            call = inv.checkpoint if other_call == "checkpoint" else inv.close
+            other = threading.Thread(target=lambda: (call(), order.append(other_call)))
+            other.start()
+            time.sleep(0.2)  # (not a timing assertion: it must not finish, however long this waits)
+            order.append("snapshot written")
+            return other
+        _run_calls(inv, seed=34, n_calls=2)
+        seq, other = _checkpoint_with(inv, monkeypatch, during)
+        other.join(timeout=60)
+        assert not other.is_alive() and order == ["snapshot written", other_call]
+    assert inv.closed
+    for policy in ("interval", "none"):
+        other = _create(str(tmp_path / policy), fsync=policy)
+        _run_calls(other, seed=33, n_calls=4)
+        other.checkpoint()
+        other.close()
+        assert SPARE_SEGMENT not in os.listdir(tmp_path / policy)
+
+
+def test_two_processes_checkpointing_one_shared_journal_at_once(tmp_path, monkeypatch):
+    """Shared journals checkpoint outside the call lock too, so two
+    processes (here two handles in one process, each with its own writer)
+    can write the snapshot of the same sequence number at once: each writes
+    its own temporary file, both succeed, and the snapshot is whole.  A
+    temporary file whose writer died is removed by the next checkpoint; one
+    of a live writer is not."""
+    from kernel.journal.snapshot import read_snapshot, snapshot_name
+
+    path = str(tmp_path / "shared")
+    name = f"kernel-test-ckpt-{os.getpid()}-{time.monotonic_ns()}"
+    Inventory.create_durable(path, offers=_offers(), max_orders=400, limit_per_user=5, max_user_skus=400,
+                             shared=name).close()
+    first = second = None
+    try:
+        first = Inventory.open_durable(path, shared=name)
+        second = Inventory.open_durable(path, shared=name)
+        states = _run_calls(first, seed=35, n_calls=20)
+        states.update(_run_calls(second, seed=36, n_calls=5))
+        # The second checkpoint runs when the first has written and synced
+        # its temporary file, just before renaming it.
+        from kernel.journal import snapshot as snapshot_module
+        others = []
+
+        class RenameLate:
+            def __getattr__(self, attribute):
+                return getattr(os, attribute)
+
+            def replace(self, source, target):
+                if not others:
+                    others.append(None)
+                    others[0] = second.checkpoint()
+                return os.replace(source, target)
+        monkeypatch.setattr(snapshot_module, "os", RenameLate())
+        seq = first.checkpoint()
+        monkeypatch.undo()
+        assert others[0] == seq == max(states)
+        snap_seq, words, _ = read_snapshot(os.path.join(path, snapshot_name(seq)))
+        assert snap_seq == seq and np.array_equal(words, states[seq])
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, timeout=60, check=True)
+        abandoned = f"{snapshot_name(seq)}.{int(dead.stdout)}-1.tmp"
+        alive = f"{snapshot_name(seq)}.{os.getpid()}-1.tmp"
+        for leftover in (abandoned, alive):
+            open(os.path.join(path, leftover), "wb").write(b"half a snapshot")
+        states.update(_run_calls(second, seed=37, n_calls=5))
+        second.checkpoint()
+        names = os.listdir(path)
+        assert abandoned not in names and alive in names
+        assert SPARE_SEGMENT not in names, "shared journals start a new segment and keep no spare"
+        last = second.last_seq
+    finally:
+        for inv in (first, second):
+            if inv is not None:
+                inv.close()
+        Inventory.attach(name).unlink()
+    assert _reopened_equals(path, states) == last
 
 
 def test_room_asked_for_carries_over_a_checkpoint(tmp_path, monkeypatch):
@@ -1603,9 +1819,10 @@ def test_contended_two_thread_reserves_replay_word_for_word(tmp_path, backend):
 
 def test_durable_round_after_a_checkpoint_times_the_recycled_segment_and_checks_its_rebuild(tmp_path, monkeypatch):
     """``durable_round(after_checkpoint=True)``: an earlier sale, a
-    checkpoint that recycles the segment, then the timed batches (the same
-    statuses as its plain baseline, one fsync each, the earlier sale's not
-    counted); a journal that rebuilds another state than the live one
+    checkpoint, its expiry, a checkpoint that recycles the sale's segment,
+    then the timed batches (the same statuses as its plain baseline, one
+    fsync each, the earlier sale's not counted; the checkpoints' pauses
+    reported); a journal that rebuilds another state than the live one
     raises, naming the array."""
     from kernel.bench.workloads import make_case
     from kernel.invariants import InvariantViolation
@@ -1613,18 +1830,23 @@ def test_durable_round_after_a_checkpoint_times_the_recycled_segment_and_checks_
     from kernel.journal import writer
 
     case = make_case("uniform", 0.002)
-    rewinds = []
-    rewind = writer.SegmentWriter._rewind
+    recycled = []
+    take_spare = writer.SegmentWriter._take_spare
 
-    def counted(self, first):
-        rewinds.append(first)
-        return rewind(self, first)
-    monkeypatch.setattr(writer.SegmentWriter, "_rewind", counted)
+    def counted(self, path, first):
+        fd = take_spare(self, path, first)
+        if fd is not None:
+            recycled.append(first)
+        return fd
+    monkeypatch.setattr(writer.SegmentWriter, "_take_spare", counted)
     _, accepted, _, stats = journal_bench.durable_round(case, "cython", 1, batch_size=500, where=str(tmp_path),
                                                         after_checkpoint=True)
     plain = journal_bench.durable_round(case, "cython", 1, batch_size=500, durable=False, after_checkpoint=True)
-    assert len(rewinds) == 1 and rewinds[0] > case.n_orders // 500  # after the earlier sale's records
+    # The second checkpoint's segment (after the sale's records and the
+    # expiry's), then the check's reopen after the timed calls.
+    assert len(recycled) == 2 and case.n_orders // 500 + 1 < recycled[0] < recycled[1]
     assert accepted == plain[1] > 0 and stats["fsyncs"] == -(-case.n_orders // 500)
+    assert stats["checkpoints"] == 2 and 0 < stats["checkpoint_pause_seconds"] < stats["checkpoint_seconds"]
     opened = Inventory.open_durable.__func__
 
     def rebuilt_off_by_one(cls, directory, **kwargs):

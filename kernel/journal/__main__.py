@@ -8,12 +8,13 @@ unfinished order); it exits 1 when the directory would not open.
 """
 
 import argparse
+import os
 import sys
 
 import numpy as np
 
 from .. import codes as spec
-from .records import JournalError
+from .records import SPARE_SEGMENT, JournalError
 from .recovery import recover
 
 
@@ -28,12 +29,18 @@ def _describe(found, out):
             continue
         status = "checksums ok" if s.torn_at is None else \
             f"torn tail at offset {s.torn_at} ({s.size - s.torn_at} bytes: a record a crash cut short, or, in a " \
-            f"segment a checkpoint recycled, its old records; cut off on open)"
+            f"recycled segment, its old records; cut off on open)"
+        if s.ended_at is not None:
+            status += f", records end at offset {s.ended_at} (then {s.size - s.ended_at} bytes of old records or room)"
         if s.free:
             status += f", {s.free} bytes of preallocated room after the records"
         ops = ", ".join(f"{op} {n}" for op, n in sorted(s.ops.items())) or "no records"
         print(f"segment {s.name}: records {s.first_seq}..{s.last_seq} ({s.records}), {s.size} bytes, {status}; "
               f"{ops}", file=out)
+    spare = os.path.join(found.directory, SPARE_SEGMENT)
+    if os.path.exists(spare):
+        print(f"spare {SPARE_SEGMENT}: {os.path.getsize(spare)} bytes, recycled for the next new segment (not read)",
+              file=out)
     print(f"last sequence number: {found.last_seq}", file=out)
 
 

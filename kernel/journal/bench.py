@@ -44,15 +44,21 @@ def _batches(orders, batch_size):
     return out
 
 
-def _earlier_sale(inv, batches, n_orders, threads):
+def _earlier_sale(inv, batches, n_orders, threads, checkpoints=False):
     """The same batches under ids ``n_orders`` higher, held until 0, then
     expired: every unit and cap count given back, the order table holding
-    one sale's ended orders (a long-running inventory's)."""
+    one sale's ended orders (a long-running inventory's).  ``checkpoints``:
+    one after the sale and one after the expiry, so the segment that holds
+    the sale's records is the spare the next records recycle."""
     for batch in batches:
         inv.reserve(OrderBatch(batch.sku, batch.qty, batch.offsets, batch.max_price,
                                order_id=batch.order_id + n_orders, user_id=batch.user_id), threads=threads,
                     hold_until=0)
+    if checkpoints:
+        inv.checkpoint()
     inv.expire(0, threads=threads)
+    if checkpoints:
+        inv.checkpoint()
 
 
 def _make(case, backend, threads, directory, fsync, interval_ms, sales=1):
@@ -82,10 +88,11 @@ def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATC
     steady state).  ``after_checkpoint``: the timed batches follow an
     earlier sale of the same orders (other ids, held, then expired: the
     inventory's capacity is twice the orders) and, if durable, a
-    :meth:`~kernel.journal.DurableInventory.checkpoint`, none of it timed:
-    a journal that has run for a while, whose records go into the segment
-    the checkpoint recycled (``SegmentWriter._rewind``).  Its plain
-    baseline runs the same earlier sale.
+    :meth:`~kernel.journal.DurableInventory.checkpoint` after the sale and
+    one after the expiry, none of it timed: a journal that has run for a
+    while, whose records go into the sale's segment, recycled
+    (``SegmentWriter._take_spare``).  Its plain baseline runs the same
+    earlier sale.
     """
     batches = _batches(case.tracked_orders(), batch_size)
     parent = tempfile.mkdtemp(prefix="kernel-durable-", dir=where)
@@ -93,9 +100,7 @@ def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATC
         inv = _make(case, backend, threads, os.path.join(parent, "inv") if durable else None, fsync, interval_ms,
                     sales=2 if after_checkpoint else 1)
         if after_checkpoint:
-            _earlier_sale(inv, batches, case.n_orders, threads)
-            if durable:
-                inv.checkpoint()
+            _earlier_sale(inv, batches, case.n_orders, threads, checkpoints=durable)
         if room:
             inv.make_room(room, timeout=600)
         initial = inv.stock.copy()
@@ -307,6 +312,11 @@ def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_size
             out(f"{label:<26} {size:>7} {case.n_orders / np.median(seconds):>12,.0f} {spread:>20} "
                 f"{stats['fsyncs']:>7} {1e3 * stats['fsync_seconds']:>9.1f} {stats['bytes'] / 1e6:>7.1f} "
                 f"{stats['bytes'] / case.n_orders:>7.1f}")
+            if path == "after":  # its untimed checkpoints (the stats before the timed calls)
+                held = [r[3]["checkpoint_pause_seconds"] / r[3]["checkpoints"] for r in runs[path]]
+                took = [r[3]["checkpoint_seconds"] / r[3]["checkpoints"] for r in runs[path]]
+                out(f"{'  its checkpoints':<26} {size:>7}   calls held back {1e3 * np.median(held):.0f} ms of "
+                    f"{1e3 * np.median(took):.0f} ms each (medians)")
     out("")
     out(f"{'reserve_one':<26} {'threads':>7} {'orders/s':>12} {'p50 us':>9} {'p99 us':>9} {'fsyncs':>7} "
         f"{'ms/fsync':>9}")

@@ -68,8 +68,13 @@ one index and five values).
 Segment file ``wal-<first seq, 20 digits>.seg``: ``SEGMENT_HEADER`` (64
 bytes: magic, format, layout version, first seq, layout checksum, header
 checksum), then records with consecutive sequence numbers; then, in a
-segment a checkpoint recycled, the old records it held before (numbered
-below its first seq: the end of its records), or zeros (room).
+recycled segment, the old records it held before (numbered below its first
+seq: the end of its records), or zeros (room).
+
+``wal-spare.seg`` (:data:`SPARE_SEGMENT`): a segment a checkpoint made
+unnecessary, kept to hold the records after the next checkpoint (a private
+``"batch"`` journal recycles it, :mod:`kernel.journal.writer`).  Recovery
+never reads it: whatever it holds is older than the snapshot.
 """
 
 import functools
@@ -125,6 +130,9 @@ class JournalCorrupt(JournalError):
     """A journal or snapshot failed its checks where a crash cannot explain
     it (not at the tail of the newest segment): opening it would lose or
     invent acknowledged orders."""
+
+
+SPARE_SEGMENT = "wal-spare.seg"  # (not a segment name: recovery ignores it)
 
 
 def segment_name(first_seq):

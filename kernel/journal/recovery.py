@@ -6,14 +6,18 @@ Rules (each has a test in ``tests/test_journal.py``):
 * Zero bytes from the end of a segment's records to the end of its file are
   room the writer preallocated (:mod:`kernel.journal.writer`), not damage;
   ``repair`` cuts them off.
-* A checkpoint recycles the segment it ends (``SegmentWriter._rewind``):
-  renamed for the next record, a new header, the old records left behind
-  the new ones.  A valid record numbered below its segment's first is such
-  a leftover: the segment's records end there, as at a torn record (below,
-  and what follows is judged the same way: an old record says it was
-  written when less than the damaged one was synced).  A segment named for
-  the record after the snapshot whose header names an earlier one is a
-  rewind a crash cut short: it holds no record after the snapshot.
+* A private ``"batch"`` journal recycles segments (``SegmentWriter._take_spare``):
+  a spare segment gets a new header and its name, and the new records
+  overwrite the old ones.  A valid record numbered below its segment's
+  first is such a leftover: the segment's records end there, as at a torn
+  record (below, and what follows is judged the same way: an old record
+  says it was written when less than the damaged one was synced).  The
+  spare (``wal-spare.seg``) is never read.
+* A segment that is not the newest ends at the first thing that is not its
+  next record (old records, page padding, room): everything in it was
+  synced before the next segment got a record.  The next segment must start
+  right after its last record; where it does not, the first thing that
+  ended it is damage (:class:`JournalCorrupt` naming that offset).
 * A record that fails its checks (length, magic, checksum) in the newest
   segment, where no valid record after it was written once it was on disk
   (each record's ``synced``, :mod:`kernel.journal.records`), was torn by a
@@ -97,6 +101,7 @@ class Segment:
         self.size = 0
         self.valid_end = 0       # where the good records end
         self.torn_at = None      # offset of a torn tail (cut off by repair)
+        self.ended_at = None     # not the newest: where its records end, before old records or padding
         self.free = 0            # bytes of zeros after the records: preallocated room
         self.skipped = False     # wholly before the snapshot: not read
         self.ops = {}
@@ -169,6 +174,9 @@ def recover(directory, *, apply=True):
         segment = Segment(os.path.join(directory, name), seq)
         found.segments.append(segment)
         if expected is not None and seq != expected:
+            before = found.segments[-2]
+            if before.ended_at is not None:  # its records stop early: damage there, not a missing segment
+                raise _damaged(before.path, before.ended_at)
             if seq > expected:
                 raise JournalError(f"{directory!r}: missing segment: records {expected}..{seq - 1} are in no "
                                    f"segment (between {found.segments[-2].name} and {name})")
@@ -187,17 +195,13 @@ def recover(directory, *, apply=True):
         if header[1] != block_crc:
             raise JournalError(f"{segment.path}: journal of another inventory layout than the snapshot's")
         if header[0] != seq:
-            if index == last_index and header[0] < seq == found.snapshot_seq + 1:
-                segment.torn_at = 0  # a rewind cut short (writer._rewind): renamed, old header, old records
-                expected = seq
-                continue
             raise JournalCorrupt(f"{segment.path} offset 0: header says it starts at record {header[0]}")
         offset = SEGMENT_HEADER.size
         next_seq = seq
         while offset < len(data):
             record = read_record(data, offset)
             if record is not None and record.seq < seq:
-                record = None  # recycled: the first old record after this segment's own (writer._rewind)
+                record = None  # recycled: the first old record after this segment's own (writer._take_spare)
             if record is None:
                 if not _any_nonzero(data, offset):
                     segment.free = len(data) - offset
@@ -205,9 +209,13 @@ def recover(directory, *, apply=True):
                 if index == last_index and not _written_after_synced(data, offset, next_seq):
                     segment.torn_at = offset
                     break
-                raise JournalCorrupt(f"{segment.path} offset {offset}: damaged record (bad length, magic or "
-                                     f"checksum) before the end of the journal; refusing to open so no "
-                                     f"acknowledged order is lost silently")
+                if index < last_index:
+                    # Not the newest: whatever follows its records (old
+                    # records, room and page padding) ends it; the next
+                    # segment must start right after, or this is damage.
+                    segment.ended_at = offset
+                    break
+                raise _damaged(segment.path, offset)
             if record.seq != next_seq:
                 raise JournalCorrupt(f"{segment.path} offset {offset}: record {record.seq} where record "
                                      f"{next_seq} belongs")
@@ -224,6 +232,11 @@ def recover(directory, *, apply=True):
         expected = next_seq
     found.last_seq = max(found.snapshot_seq, expected - 1)
     return found
+
+
+def _damaged(path, offset):
+    return JournalCorrupt(f"{path} offset {offset}: damaged record (bad length, magic or checksum) before the "
+                          f"end of the journal; refusing to open so no acknowledged order is lost silently")
 
 
 def _written_after_synced(data, offset, seq):

@@ -3,13 +3,15 @@
 File ``snap-<seq, 20 digits>.snap``: ``SNAPSHOT_HEADER`` (64 bytes: magic,
 format, layout version, seq, block bytes, block CRC-32, header CRC-32), then
 the block (its own header included, so :meth:`kernel.state.Layout.read`
-checks it as it checks a shared segment).  Written to a temporary name,
+checks it as it checks a shared segment).  Written to a temporary name
+(the writer's own: ``snap-<seq>.snap.<pid>-<n>.tmp``),
 fsynced, renamed, and the directory fsynced: a crash leaves the old
 snapshot or the new one, never half of one.
 """
 
 import os
 import re
+import itertools
 import struct
 
 import numpy as np
@@ -20,6 +22,8 @@ from .records import FORMAT_VERSION, READABLE_FORMATS, JournalCorrupt, JournalEr
 SNAPSHOT_MAGIC = b"D11SNAP\0"
 SNAPSHOT_HEADER = struct.Struct("<8sIIQQII24x")
 _NAME = re.compile(r"^snap-(\d{20})\.snap$")
+_WRITES = itertools.count()  # numbers this process's temporary snapshot files
+_TEMPORARY = re.compile(r"^snap-\d{20}\.snap\.(\d+)-\d+\.tmp$")
 
 
 def snapshot_name(seq):
@@ -31,16 +35,41 @@ def snapshot_seq(name):
     return int(match.group(1)) if match else None
 
 
+def abandoned_temporaries(directory):
+    """Names of temporary snapshot files whose writer process is gone (it
+    died while writing: a shared journal's worker SIGKILLed during a
+    checkpoint); open_durable removes every one, but a shared journal may
+    never be opened from disk again while its processes come and go."""
+    names = []
+    for name in os.listdir(directory):
+        match = _TEMPORARY.match(name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            names.append(name)
+        except OSError:
+            pass  # (alive, another user's: not ours to judge)
+    return names
+
+
 def write_snapshot(directory, words, seq):
-    """Write ``words`` (a whole state block) as the snapshot at ``seq``;
+    """Write ``words`` (a whole state block, not changing meanwhile: a copy,
+    or the live block with the call lock held) as the snapshot at ``seq``;
     return its path."""
-    data = words.tobytes()
+    data = memoryview(np.ascontiguousarray(words)).cast("B")  # (no copy: the checkpoint made one)
     crc = crc32(data)
     head = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, LAYOUT_VERSION, seq, len(data), crc, 0)
     head = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, LAYOUT_VERSION, seq, len(data), crc,
                                 crc32(head))
     path = os.path.join(directory, snapshot_name(seq))
-    temporary = path + ".tmp"
+    # A name of this writer's own: processes sharing a journal checkpoint
+    # with the call lock released while they write, so two can write the
+    # snapshot of one sequence number at once (the second had no new record
+    # to wait for); one temporary file for both would be truncated by one
+    # while the other renamed it.  (open_durable removes leftover *.tmp.)
+    temporary = f"{path}.{os.getpid()}-{next(_WRITES)}.tmp"
     fd = os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     try:
         for part in (head, data):

@@ -44,16 +44,19 @@ room whatever the flushes' size, made at once, before a burst: records of a
 burst into room made ahead sync without a journal commit and without zeros
 being written beside them, until they have used it.
 
-A private ``"batch"`` writer also recycles: a checkpoint does not start a
-new file but renames the segment it ends for the next record and writes
-its header again (:meth:`SegmentWriter._rewind`; PostgreSQL recycles its
-WAL segments so).  The records after it land in the blocks of the records
-before it, which the file already has: their ``fdatasync`` flushes data
-only, as into zeroed room, without the zeros.  A long-running inventory that
-checkpoints writes into recycled blocks for as long as the segment before
-held as many bytes (past them the records extend the file).  Recovery reads
-the first old record (numbered below the segment's first) as the end of the
-segment.
+A private ``"batch"`` writer also recycles: a segment a checkpoint made
+unnecessary is not removed but kept as the spare (``wal-spare.seg``), and
+the next new segment (at the next checkpoint, or when the journal is opened
+again) is the spare with a new header, renamed (:meth:`SegmentWriter._take_spare`;
+PostgreSQL recycles its WAL segments so).  The records land in blocks the
+file already has: their ``fdatasync`` flushes data only, as into zeroed
+room, without the zeros.  Two files take turns: while a checkpoint's
+snapshot is written (calls going on), the records after it go into the
+spare, and the segment before it becomes the spare once the snapshot is
+durable.  A long-running inventory that checkpoints writes into recycled
+blocks for as long as the spare held as many bytes (past them the records
+extend the file).  Recovery reads the first old record (numbered below the
+segment's first) as the end of the segment.
 
 A shared durable inventory (state in POSIX shared memory, several
 processes) appends to one segment file: every process holds an ``O_APPEND``
@@ -83,8 +86,8 @@ import time
 import weakref
 
 from ..codes import JOURNAL_BUSY, JOURNAL_SEGMENT, JOURNAL_SEQ
-from .records import (SEGMENT_HEADER, JournalError, encode, encoded_size, fsync_directory, read_record,
-                      segment_header, segment_name)
+from .records import (SEGMENT_HEADER, SPARE_SEGMENT, JournalError, encode, encoded_size, fsync_directory,
+                      read_record, segment_header, segment_name)
 
 POLICIES = ("batch", "interval", "none")
 _WAIT_SLICE = 1.0  # seconds between re-checks of a wait (a failed leader wakes everyone anyway)
@@ -307,7 +310,7 @@ class SegmentWriter:
         mode = os.O_WRONLY if self._preallocate else os.O_WRONLY | os.O_APPEND
         if not create:
             fd = os.open(path, mode)
-        else:
+        elif (fd := self._take_spare(path, first_seq)) is None:
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | mode, 0o600)
             except FileExistsError:
@@ -329,22 +332,79 @@ class SegmentWriter:
                 self._cond.wait(_WAIT_SLICE)
             old, self._fd = self._fd, fd
             old_end = self._offset
-            self._offset = self._durable_offset = self._file_end = os.lseek(fd, 0, os.SEEK_END)
+            self._file_end = os.lseek(fd, 0, os.SEEK_END)
+            # Private "batch" writes at explicit offsets: its records start
+            # after the header, whatever a recycled file holds past it (its
+            # blocks count as room: _file_end).  O_APPEND: at the file's end.
+            self._offset = self._durable_offset = SEGMENT_HEADER.size if self._preallocate else self._file_end
             # Room asked for and not used yet is asked for in the new segment
-            # too (a checkpoint does not cancel a make_room): the preparer
-            # zeroes it there, in the background.
+            # too (a checkpoint does not cancel a make_room): the recycled
+            # blocks count first, the preparer zeroes the rest in the background.
             left = self._ready_until - old_end if old is not None else 0
             self._ready_until = self._offset + left if left > 0 else 0
             self._room.notify()
         self.segment = path
         self.segment_first_seq = first_seq
         if old is not None:
-            try:
-                if self._preallocate:  # everything in it is synced (a checkpoint): cut its unused room
-                    os.ftruncate(old, old_end)
-                    os.fsync(old)
-            finally:
-                os.close(old)
+            # Everything in the old segment is synced (a checkpoint).  Its
+            # tail (room, or old records it held before it was recycled) is
+            # left as it is: recovery reads a segment that is not the newest
+            # up to the first thing that is not its next record, and the
+            # next segment must start right after that (recovery.py); the
+            # blocks go on being useful when it becomes the spare.
+            os.close(old)
+
+    def _take_spare(self, path, first_seq):
+        """Private ``"batch"``: the descriptor of the spare segment
+        (:data:`~kernel.journal.records.SPARE_SEGMENT`, a segment an earlier
+        checkpoint made unnecessary) renamed to ``path`` with a header for
+        ``first_seq``; None when there is no spare (or this writer does not
+        recycle).
+
+        Why: a record written into blocks the file already has syncs without
+        a filesystem journal commit (no new size, no new extents), as into
+        zeroed room, but nothing had to write zeros first: the records after
+        a checkpoint land in the blocks of the records of the checkpoint
+        interval before the last one, for as long as that held as many bytes
+        (PostgreSQL recycles its WAL segments so).  Measured on the 2-core
+        VM (``python -m kernel.journal bench``, the "after ckpt" row): see
+        the README.
+
+        The old records it still holds after the new ones are not damage:
+        every one has a sequence number below the segment's first, and says
+        it was written when less than that was synced; recovery reads the
+        first of them as the end of the segment (:mod:`kernel.journal.recovery`).
+        Order of the steps, for a crash between them: the header first,
+        synced, under the spare's name (recovery never reads the spare), then
+        the rename: a file with a segment's name always has its header.  An
+        I/O error before the rename changes nothing (the spare stays a
+        spare); after it, the directory may or may not hold the new name on
+        disk, and a segment after the current one would break the chain if
+        the current one went on: fail-stop."""
+        if not self._preallocate:
+            return None
+        spare = os.path.join(self.directory, SPARE_SEGMENT)
+        try:
+            fd = os.open(spare, os.O_WRONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            _write_all(fd, segment_header(first_seq, self.block_crc), 0)
+            os.fdatasync(fd)
+            if os.path.exists(path):
+                if os.path.getsize(path) > SEGMENT_HEADER.size:
+                    raise FileExistsError(f"{path}: a segment with records is in the way of the spare")
+                # else made by a process that died before it held a record: the rename replaces it
+            os.rename(spare, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            fsync_directory(self.directory)
+        except OSError as error:
+            os.close(fd)
+            self.fail(error)
+        return fd
 
     # ------------------------------------------------ shared: dead holders
     def _enter_critical(self):
@@ -396,68 +456,23 @@ class SegmentWriter:
 
     def rotate(self):
         """Start a new segment at the next sequence number (with ``lock``
-        held and everything synced: at a checkpoint)."""
+        held and everything synced: at a checkpoint); a private ``"batch"``
+        writer recycles the spare segment for it if there is one
+        (:meth:`_take_spare`)."""
         self.follow()
         if self.segment_first_seq == self.last_seq + 1:
             return  # nothing in the current one yet
         self._hold_flush()
         try:
-            if self._preallocate:
-                self._rewind(self.last_seq + 1)
-            else:
-                self._open_segment(self.last_seq + 1)
+            self._open_segment(self.last_seq + 1)
         finally:
             self._release_flush()
 
-    def _rewind(self, first_seq):
-        """Private ``"batch"``, at a checkpoint (``lock`` and the flush held,
-        every record synced, the snapshot durable): go on in the current
-        segment's own blocks, renamed for ``first_seq`` and with a new
-        header, its old records left behind the new ones (PostgreSQL
-        recycles its WAL segments so).
-
-        Why: a record written into blocks the file already has syncs without
-        a filesystem journal commit (no new size, no new extents), as into
-        zeroed room, but nothing had to write zeros first: after its first
-        checkpoint, a journal's records land in recycled blocks for as long as
-        the segment before held as many (beyond that they extend the file).
-        Measured on the 2-core VM (``python -m kernel.journal bench``, the
-        "after a checkpoint" row): see the README.
-
-        The old records after the new ones are not damage: every one has a
-        sequence number below the segment's first, and says it was written
-        when less than that was synced; recovery reads the first of them as
-        the end of the segment (:mod:`kernel.journal.recovery`).  Order of
-        the steps, for a crash between them: the rename first (a segment
-        named ``first_seq`` whose header still names an earlier record is a
-        rewind cut short: it holds nothing after the snapshot), then the
-        header (synced before any record can follow it)."""
-        # (The preparer may go on writing zeros past the file's end
-        # meanwhile: the descriptor stays the same, and nothing here
-        # touches those bytes.)
-        path = os.path.join(self.directory, segment_name(first_seq))
-        os.rename(self.segment, path)  # failing here changes nothing: the checkpoint fails, the journal goes on
-        try:
-            fsync_directory(self.directory)
-            _write_all(self._fd, segment_header(first_seq, self.block_crc), 0)
-            os.fdatasync(self._fd)
-        except OSError as error:
-            # Renamed, its header maybe not: recovery would read it as a
-            # rewind cut short, holding nothing after the snapshot, so no
-            # record may follow: fail-stop (reopening rebuilds from the
-            # snapshot, which holds every acknowledged call).
-            self.segment = path
-            self.fail(error)
-        with self._cond:
-            old_end = self._offset
-            self._offset = self._durable_offset = SEGMENT_HEADER.size
-            # Room asked for and not used yet stays asked for (a checkpoint
-            # does not cancel a make_room): the recycled blocks count first.
-            left = self._ready_until - old_end
-            self._ready_until = self._offset + left if left > 0 else 0
-            self._room.notify()
-        self.segment = path
-        self.segment_first_seq = first_seq
+    @property
+    def recycles(self):
+        """Whether a segment a checkpoint made unnecessary is kept as the
+        spare (private ``"batch"``), rather than removed."""
+        return self._preallocate
 
     # ----------------------------------------------------------- appending
     @property
@@ -668,7 +683,7 @@ class SegmentWriter:
                 self._failed = error
             self._pending = []
             self._cond.notify_all()
-        if not self.shared:  # shared, the tail may hold other processes' acknowledged records
+        if not self.shared and self._fd is not None:  # shared, the tail may hold other processes' acknowledged records
             try:
                 os.ftruncate(self._fd, good_size)
                 os.fsync(self._fd)
