@@ -28,7 +28,12 @@ With ``--durable DIR`` the inventory is also journaled to ``DIR``
 (:meth:`kernel.Inventory.create_durable` with ``shared=``; workers open it
 with ``open_durable``): a request is answered only once its order's record
 is on disk (``fsync="batch"``), and a restart with the same ``DIR`` (after a
-crash or a reboot) carries on from what was acknowledged.  Each worker
+crash or a reboot) carries on from what was acknowledged.  The master
+checkpoints it every ``--checkpoint-every`` seconds (60 by default), from a
+thread of its own: the workers' requests wait only while the state is
+copied (tens of milliseconds), the snapshot is written beside them, and the
+journal before it is dropped, so it does not grow for as long as the
+service runs.  Each worker
 handles one request at a time, so a worker's throughput is one order per
 fsync; an fsync by any worker covers every earlier record.
 
@@ -46,12 +51,14 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 
 import numpy as np
 
 import kernel
+import kernel.journal
 
 HOT_SKU = 0
 REUSEPORT = hasattr(socket, "SO_REUSEPORT")
@@ -89,8 +96,12 @@ def parse_args(argv=None):
     p.add_argument("--durable", metavar="DIR", default=None,
                    help="journal the inventory to DIR (made if new, reopened from disk if it holds one); answer "
                         "each request only once its order is on disk")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                   help="with --durable: seconds between checkpoints (snapshot, older journal dropped); 0: never")
     p.add_argument("--expire-every", type=float, default=1.0, help="seconds between sweeps of expired holds")
     args = p.parse_args(argv)
+    if args.checkpoint_every < 0:
+        p.error("--checkpoint-every must be >= 0 seconds")
     if args.workers < 1:
         p.error("--workers must be >= 1")
     if args.accept == "reuseport" and not REUSEPORT:
@@ -347,6 +358,24 @@ def serve(args, inv):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.append(signum))
 
+    # Checkpoints run on a thread of their own: one takes about a second at
+    # a million orders of capacity (the snapshot's writes and fsync), and
+    # the sweeps and signals must not wait for it.  Requests wait only while
+    # it copies the state (DurableInventory.checkpoint).
+    stopping = threading.Event()
+
+    def checkpoint_every():
+        while not stopping.wait(args.checkpoint_every):
+            try:
+                inv.checkpoint()
+            except kernel.journal.JournalFailed as error:  # every call fails too: stop the service
+                print(f"flash-sale: the journal failed ({error}); shutting down", file=sys.stderr, flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            except kernel.journal.JournalError as error:  # nothing acknowledged at risk: try again next time
+                print(f"flash-sale: checkpoint failed: {error}", file=sys.stderr, flush=True)
+    checkpointer = threading.Thread(target=checkpoint_every, name="flash-sale-checkpointer", daemon=True)
+
     ready_r, ready_w = ctx.Pipe(duplex=False)
     workers = [ctx.Process(target=worker_main, name=f"flash-sale-worker-{i}",
                            args=(i, args, port, listener, raw_counts, ready_w)) for i in range(args.workers)]
@@ -367,6 +396,8 @@ def serve(args, inv):
         if not stop:
             print(f"READY port={port} workers={args.workers} segment={args.name} backend={inv.backend} "
                   f"accept={args.accept} pid={os.getpid()}", flush=True)
+        if args.durable and args.checkpoint_every > 0:
+            checkpointer.start()
         next_sweep = time.monotonic() + args.expire_every
         while not stop:
             fired = multiprocessing.connection.wait([wake_r] + [w.sentinel for w in workers],
@@ -383,6 +414,9 @@ def serve(args, inv):
                 inv.expire(now_ms())
                 next_sweep = time.monotonic() + args.expire_every
     finally:
+        stopping.set()
+        if checkpointer.is_alive():
+            checkpointer.join(timeout=120)  # (inv.close() waits for a checkpoint under way anyway)
         for w in workers:
             if w.is_alive():
                 w.terminate()  # SIGTERM: the worker stops gracefully

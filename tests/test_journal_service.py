@@ -10,9 +10,12 @@ import selectors
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
+
+from kernel.journal.snapshot import snapshot_seq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVICE = os.path.join(ROOT, "examples", "flash_sale_service.py")
@@ -21,9 +24,9 @@ HOT_STOCK = 20
 pytestmark = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs POSIX shared memory")
 
 
-def _start(directory, name):
+def _start(directory, name, *more):
     proc = subprocess.Popen([sys.executable, SERVICE, "--port", "0", "--workers", "2", "--durable", directory,
-                             "--hot-stock", str(HOT_STOCK), "--name", name], stdout=subprocess.PIPE,
+                             "--hot-stock", str(HOT_STOCK), "--name", name, *more], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT, start_new_session=True)
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
@@ -47,12 +50,21 @@ def _post(conn, path, body):
     return json.loads(response.read())
 
 
-def test_acknowledged_orders_survive_a_sigkill_of_the_whole_service(tmp_path):
+def _snapshot_seqs(directory):
+    return [seq for name in os.listdir(directory) if (seq := snapshot_seq(name)) is not None]
+
+
+@pytest.mark.parametrize("checkpoints", ["default", "every 0.2 s"])
+def test_acknowledged_orders_survive_a_sigkill_of_the_whole_service(tmp_path, checkpoints):
+    """With checkpoints every 0.2 s, the kill comes after the master has
+    checkpointed past the orders (and maybe while it writes another
+    snapshot): recovery starts from that snapshot."""
     directory = str(tmp_path / "sale")
     names = [f"flashsale-durable-{uuid.uuid4().hex[:10]}-{k}" for k in range(2)]
+    more = ("--checkpoint-every", "0.2") if checkpoints == "every 0.2 s" else ()
     procs = []
     try:
-        proc, port = _start(directory, names[0])
+        proc, port = _start(directory, names[0], *more)
         procs.append(proc)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         answers = {oid: _post(conn, "/reserve", {"order_id": oid, "user_id": oid, "sku": 0})["status"]
@@ -60,6 +72,13 @@ def test_acknowledged_orders_survive_a_sigkill_of_the_whole_service(tmp_path):
         assert list(answers.values()).count("ACCEPTED") == HOT_STOCK
         assert _post(conn, "/confirm", {"order_id": 0})["outcome"] == "DONE"
         conn.close()
+        if more:  # a snapshot past at least the accepted orders and the confirm (a record each)
+            deadline = time.monotonic() + 60
+            while max(_snapshot_seqs(directory)) < HOT_STOCK + 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert max(_snapshot_seqs(directory)) >= HOT_STOCK + 1, "the master did not checkpoint"
+        else:
+            assert _snapshot_seqs(directory) == [0]
         os.killpg(proc.pid, signal.SIGKILL)  # no clean shutdown: only the journal is left
         proc.wait(timeout=30)
         for path in glob.glob(f"/dev/shm/{names[0]}*"):  # as after a reboot
