@@ -1542,8 +1542,8 @@ def test_a_segment_whose_header_names_another_record_is_damage(tmp_path):
 
 def test_checkpoints_run_one_at_a_time_and_close_waits_for_one(tmp_path, monkeypatch):
     """A second checkpoint, or close, from another thread while a
-    checkpoint writes its snapshot waits for it; shared journals and other
-    policies keep no spare."""
+    checkpoint writes its snapshot waits for it; other policies keep no
+    spare."""
     inv = _create(str(tmp_path / "inv"))
     _run_calls(inv, seed=32, n_calls=5)
     for other_call in ("checkpoint", "close"):
@@ -1567,6 +1567,20 @@ def test_checkpoints_run_one_at_a_time_and_close_waits_for_one(tmp_path, monkeyp
         other.checkpoint()
         other.close()
         assert SPARE_SEGMENT not in os.listdir(tmp_path / policy)
+    # A "batch" journal's spare, opened with another policy: its next
+    # checkpoint removes the spare (nothing would recycle it).
+    path = str(tmp_path / "batch")
+    other = _create(path)
+    _run_calls(other, seed=38, n_calls=4)
+    other.checkpoint()
+    other.close()
+    assert SPARE_SEGMENT in os.listdir(path)
+    other = Inventory.open_durable(path, fsync="none")
+    states = _run_calls(other, seed=39, n_calls=4)
+    other.checkpoint()
+    other.close()
+    assert SPARE_SEGMENT not in os.listdir(path)
+    assert _reopened_equals(path, states) == max(states)
 
 
 def test_two_processes_checkpointing_one_shared_journal_at_once(tmp_path, monkeypatch):

@@ -422,8 +422,12 @@ def _drop_before(directory, seq, keep_spare=False):
     segments = sorted((first, name) for name in names if (first := segment_first_seq(name)) is not None
                       and first <= seq)
     changed = False
+    spare = os.path.join(directory, SPARE_SEGMENT)
     if keep_spare and segments:
-        os.replace(os.path.join(directory, segments.pop()[1]), os.path.join(directory, SPARE_SEGMENT))
+        os.replace(os.path.join(directory, segments.pop()[1]), spare)
+        changed = True
+    elif not keep_spare and SPARE_SEGMENT in names:  # left by a private "batch" writer: opened otherwise now
+        os.unlink(spare)
         changed = True
     old_snapshots = [name for name in names if (s := snapshot_seq(name)) is not None and s < seq]
     for name in [name for _, name in segments] + old_snapshots + abandoned_temporaries(directory):
