@@ -425,6 +425,23 @@ def test_unreachable_shard_raises_in_bounded_time(cluster):
         inv.stock
 
 
+def test_a_shard_checkpoints_beside_its_calls(cluster):
+    """A checkpoint runs on the shard's maintenance thread: it completes
+    while a call in the default group is still running (a stall of 20 s,
+    where the checkpoint would otherwise queue behind it), and the shards
+    go on answering afterwards, with a snapshot holding what they had."""
+    inv = cluster(shards=2)
+    assert inv.reserve(OrderBatch(sku=[0, 1], qty=[1, 1], order_id=[1, 2], user_id=[1, 2])).tolist() == \
+        [Status.ACCEPTED, Status.ACCEPTED]
+    stall = inv.actors[0].stall.remote(20)
+    checkpoints = inv.checkpoint()
+    assert all(seq > 0 for seq in checkpoints), checkpoints
+    ready, _ = ray.wait([stall], timeout=0)
+    assert not ready, "the checkpoint waited for the stalled call (the default group)"
+    ray.get(stall, timeout=TIMEOUT_S)
+    assert inv.state_of([1, 2]).tolist() == [OrderState.HELD, OrderState.HELD]
+
+
 def test_decision_log(tmp_path):
     path = str(tmp_path / "c.log")
     log = DecisionLog(path)

@@ -34,6 +34,11 @@ from .shard import CONFIG, Shard
 __all__ = ["ShardedInventory", "ShardUnavailable", "NAMESPACE"]
 
 NAMESPACE = "kernel.cluster"  # the Ray namespace of every shard actor
+# A shard actor's second thread (a Ray concurrency group): its checkpoints
+# run there, beside the calls of the default group (one at a time, as
+# before), since a checkpoint holds the shard's calls back only while it
+# copies the state and then writes the snapshot for up to seconds.
+MAINTENANCE = "maintenance"
 _STATUSES = tuple(Status)
 
 
@@ -220,7 +225,7 @@ class ShardedInventory:
         self.split_carts = []  # carts whose second phase found a part not HELD (README: when that can happen)
         self._lock = threading.RLock()  # one round at a time in this process; lifecycle calls wait for it
         options = {"num_cpus": 0, **(actor_options or {})}
-        remote = ray.remote(Shard)
+        remote = ray.remote(concurrency_groups={MAINTENANCE: 1})(Shard)  # (not an .options() setting)
         self.actors = []
         for s in range(self.shards):
             self.actors.append(remote.options(
@@ -575,8 +580,16 @@ class ShardedInventory:
 
     # ------------------------------------------------------------ managing
     def checkpoint(self):
-        """Snapshot every shard's durable inventory (drops its older journal)."""
-        return self._all("checkpoint")
+        """Snapshot every shard's durable inventory (drops its older journal).
+
+        Each shard checkpoints on a thread of its own (the actor's
+        ``MAINTENANCE`` concurrency group), so its other calls wait only
+        while its state is copied, not while the snapshot is written
+        (:meth:`kernel.journal.DurableInventory.checkpoint`)."""
+        values, errors = self._gather({s: a.checkpoint.options(concurrency_group=MAINTENANCE).remote()
+                                       for s, a in enumerate(self.actors)})
+        _raise(errors)
+        return [values[s] for s in range(self.shards)]
 
     def make_room(self, nbytes):
         """Zero and sync ``nbytes`` of journal ahead of the records on every
