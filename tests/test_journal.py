@@ -1583,6 +1583,42 @@ def test_checkpoints_run_one_at_a_time_and_close_waits_for_one(tmp_path, monkeyp
     assert _reopened_equals(path, states) == max(states)
 
 
+def test_a_snapshot_that_cannot_be_written_fails_only_the_checkpoint(tmp_path, monkeypatch):
+    """The snapshot is written after the next segment started: a full disk
+    there (ENOSPC, injected after the first write) raises JournalError (not
+    JournalFailed) and leaves no temporary file; calls go on into the new
+    segment, reopening replays them all from the previous snapshot, and the
+    next checkpoint succeeds."""
+    from kernel.journal import snapshot as snapshot_module
+
+    inv, path, states, seq, before = _recycled(tmp_path, n_after=6)
+
+    class DiskFills:
+        writes = 0
+
+        def __getattr__(self, attribute):
+            return getattr(os, attribute)
+
+        def write(self, fd, data):
+            DiskFills.writes += 1
+            if DiskFills.writes > 1:
+                raise OSError(errno.ENOSPC, "No space left on device (injected)")
+            return os.write(fd, data)
+    monkeypatch.setattr(snapshot_module, "os", DiskFills())
+    with pytest.raises(JournalError, match="checkpoint of .* failed: .*No space left") as raised:
+        inv.checkpoint()
+    monkeypatch.undo()
+    assert not isinstance(raised.value, JournalFailed) and DiskFills.writes == 2
+    assert not [n for n in os.listdir(path) if n.endswith(".tmp")]
+    last = inv.last_seq
+    assert os.path.exists(os.path.join(path, segment_name(last + 1))), "the next segment had started"
+    states.update(_run_calls(inv, seed=40, n_calls=8))
+    assert _reopened_equals(_copy(path, tmp_path), states) == inv.last_seq
+    seq = inv.checkpoint()
+    inv.close()
+    assert _reopened_equals(path, states) == seq == max(states)
+
+
 def test_two_processes_checkpointing_one_shared_journal_at_once(tmp_path, monkeypatch):
     """Shared journals checkpoint outside the call lock too, so two
     processes (here two handles in one process, each with its own writer)

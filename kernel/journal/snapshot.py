@@ -72,14 +72,23 @@ def write_snapshot(directory, words, seq):
     temporary = f"{path}.{os.getpid()}-{next(_WRITES)}.tmp"
     fd = os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     try:
-        for part in (head, data):
-            view = memoryview(part)
-            while view:
-                view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+        try:
+            for part in (head, data):
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        # (A full disk: the part written would keep its space for as long
+        # as this process lives, since only dead writers' are removed.)
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
     fsync_directory(directory)
     return path
 
