@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SI
 STOCK = [40, 40, 30, 30, 20]
 CAP = 4
 CHILD = r"""
-import json, sys
+import json, os, sys, threading, time
 import numpy as np
 import kernel
 from kernel import OrderBatch
@@ -39,6 +39,13 @@ inv = kernel.Inventory.open_durable(path, shared=shared)
 def say(*parts):
     sys.stdout.write(" ".join(parts) + "\n")
     sys.stdout.flush()
+if os.environ.get("KERNEL_TEST_CHECKPOINTER"):  # a thread checkpointing beside the calls, again and again
+    def checkpointer():
+        pause = np.random.default_rng(seed + 1)
+        while True:
+            inv.checkpoint()
+            time.sleep(float(pause.uniform(0, 0.02)))
+    threading.Thread(target=checkpointer, daemon=True).start()
 say("ready")
 next_id, known = first_id, []
 while True:
@@ -111,9 +118,10 @@ class Expected:
             self.restocked[call["offer"]] += call["qty"]
 
 
-def _start(path, seed, first_id, shared=None):
+def _start(path, seed, first_id, shared=None, checkpointer=False):
     args = [sys.executable, "-c", CHILD, path, str(seed), str(first_id)] + ([shared] if shared else [])
-    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = dict(os.environ, KERNEL_TEST_CHECKPOINTER="1") if checkpointer else None
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     child.lines, child.partial = [], b""  # what it reported so far (read without blocking)
     try:
         _read_until(child, lambda: child.lines, 60, "the writer did not start")
@@ -169,8 +177,8 @@ def _kill(child):
     return child.lines + (child.partial + out).decode().splitlines()
 
 
-def _run_child(path, seed, first_id, rng):
-    child = _start(path, seed, first_id)
+def _run_child(path, seed, first_id, rng, checkpointer=False):
+    child = _start(path, seed, first_id, checkpointer=checkpointer)
     _run_after(child, 10, rng, 0.0, 0.5)
     return _kill(child)
 
@@ -239,23 +247,31 @@ def _adopt(inv, expected, calls):
                 expected.qty[oid] = sum(call["qty"][call["offsets"][k]:call["offsets"][k + 1]])
 
 
-def test_sigkill_at_random_moments_loses_no_acknowledged_call(tmp_path):
+@pytest.mark.parametrize("checkpoints", ["now and then", "a thread, all the time"])
+def test_sigkill_at_random_moments_loses_no_acknowledged_call(tmp_path, checkpoints):
+    """With a thread checkpointing beside the calls (one after the other,
+    the snapshot written outside the call lock), most kills land while a
+    snapshot is being written: the previous one and the segments after it
+    hold every acknowledged call, and the dead writer's temporary file goes."""
     path = str(tmp_path / "inv")
     kernel.Inventory.create_durable(path, STOCK, max_orders=200_000, limit_per_user=CAP).close()
     rng = np.random.default_rng(2024)
-    expected, first_id, total_acks = Expected(), 0, 0
+    expected, first_id, total_acks, mid_snapshot = Expected(), 0, 0, 0
     for kill in range(6):
-        lines = _run_child(path, seed=100 + kill, first_id=first_id, rng=rng)
+        lines = _run_child(path, seed=100 + kill, first_id=first_id, rng=rng,
+                           checkpointer=checkpoints == "a thread, all the time")
         acks, in_flight = _replay_acks(expected, lines)
         total_acks += acks
+        mid_snapshot += any(name.endswith(".tmp") for name in os.listdir(path))
         inv = kernel.Inventory.open_durable(path)
+        assert not [name for name in os.listdir(path) if name.endswith(".tmp")]
         try:
             expected.restocked = _check(inv, expected, in_flight)
             _adopt(inv, expected, [in_flight])
         finally:
             inv.close()
         first_id += 100_000 // 6
-    print(f"{total_acks} acknowledged calls over 6 kills")
+    print(f"{total_acks} acknowledged calls over 6 kills, {mid_snapshot} of them while a snapshot was written")
     assert total_acks >= 60, "each writer acknowledged at least 10 calls before its kill"
 
 
