@@ -267,9 +267,13 @@ class ShardedInventory:
                 errors[shard] = ShardUnavailable(f"shard {shard} is unavailable: {error}", [shard])
         return values, errors
 
-    def _all(self, method, *args):
-        """``method(*args)`` on every shard; raises the first error."""
-        values, errors = self._gather({s: getattr(a, method).remote(*args) for s, a in enumerate(self.actors)})
+    def _all(self, method, *args, concurrency_group=None):
+        """``method(*args)`` on every shard (in the actor's
+        ``concurrency_group``, default: its calls' thread); raises the first
+        error."""
+        group = {} if concurrency_group is None else {"concurrency_group": concurrency_group}
+        values, errors = self._gather({s: getattr(a, method).options(**group).remote(*args)
+                                       for s, a in enumerate(self.actors)})
         _raise(errors)
         return [values[s] for s in range(self.shards)]
 
@@ -586,10 +590,7 @@ class ShardedInventory:
         ``MAINTENANCE`` concurrency group), so its other calls wait only
         while its state is copied, not while the snapshot is written
         (:meth:`kernel.journal.DurableInventory.checkpoint`)."""
-        values, errors = self._gather({s: a.checkpoint.options(concurrency_group=MAINTENANCE).remote()
-                                       for s, a in enumerate(self.actors)})
-        _raise(errors)
-        return [values[s] for s in range(self.shards)]
+        return self._all("checkpoint", concurrency_group=MAINTENANCE)
 
     def make_room(self, nbytes):
         """Zero and sync ``nbytes`` of journal ahead of the records on every
