@@ -269,11 +269,14 @@ class DurableInventory(Inventory):
         filesystem journal commit (its blocks and the file's size are on
         disk already): on the 2-core VM, 1M uniform tracked orders in
         batches of 10,000 ran at ~0.48x of the plain tracked path into room
-        made ahead, against ~0.44x appended.  A private ``"batch"`` journal
-        keeps such room by itself only while its flushes are small
+        made ahead, against ~0.44x appended.  Every segment of a private
+        ``"batch"`` journal starts with room for about a snapshot's bytes
+        (``kernel.journal.writer.SEGMENT_ROOM_MAX`` at most), and it keeps
+        room ahead by itself while its flushes are small
         (``kernel.journal.writer.BIG_FLUSH``): refilled beside the callers,
-        the zeros cost big flushes more than they save.  Made before a peak
-        (a sale that starts at midnight), they cost the peak nothing.  The
+        the zeros cost big flushes more than they save.  Ask for more here
+        before a burst bigger than that: made before a peak (a sale that
+        starts at midnight), the zeros cost the peak nothing.  The
         room stays asked for across :meth:`checkpoint` (the next segment gets
         what was left; the blocks of a segment the checkpoint recycled count
         as room, zeroed or not); :meth:`close` cuts off what was not used.  Only a
@@ -310,8 +313,10 @@ class DurableInventory(Inventory):
         ``"batch"`` journal keeps the segment the snapshot ends as its spare
         and recycles it for the records after the next checkpoint, so their
         ``fdatasync`` needs no filesystem journal commit (see
-        :mod:`kernel.journal.writer`).  Checkpoints of one inventory run one
-        at a time; :meth:`close` waits for one under way.
+        :mod:`kernel.journal.writer`); without a spare big enough (the first
+        checkpoint), it first writes one of zeros, before calls wait.
+        Checkpoints of one inventory run one at a time; :meth:`close` waits
+        for one under way.
 
         Returns
         -------
@@ -337,6 +342,13 @@ class DurableInventory(Inventory):
         with self._checkpointing:
             started = time.perf_counter()
             self._check_open()
+            try:
+                # The next segment's room, zeroed here, beside the calls: a
+                # private "batch" journal then never starts an empty segment
+                # (SegmentWriter.prepare_spare).
+                journal.prepare_spare()
+            except JournalError as error:
+                raise JournalError(f"checkpoint of {self.directory!r} failed: {error}") from error
             # The copy's memory is allocated and touched before the lock:
             # a new 334 MB array faults its pages in on the first write,
             # which took 220 ms (4 KiB pages) to 1.8 s (numpy asks for huge
@@ -495,7 +507,7 @@ def create_durable(directory, stock=None, *, offers=None, n_skus=None, backend="
             block = _into_shared(shared, base._block.words, layout)
         writer = SegmentWriter(directory, block.arrays().counters, layout_crc(layout.header()), fsync,
                                interval_ms, shared=shared is not None,
-                               owner=OwnerLock(directory, shared is not None))
+                               owner=OwnerLock(directory, shared is not None), segment_room=block.words.nbytes)
         write_marker(directory)  # last: before it, the directory is not an inventory
     except BaseException:
         if writer is not None:  # its preparer thread and descriptor
@@ -527,7 +539,7 @@ def open_durable(directory, *, backend="auto", threads=None, fsync="batch", inte
             owner.close()
             raise
         writer = SegmentWriter(directory, block.arrays().counters, layout_crc(block.layout.header()), fsync,
-                               interval_ms, owner=owner)
+                               interval_ms, owner=owner, segment_room=block.words.nbytes)
         return _bound(block, backend, threads, writer, directory)
     # Shared: attach to the live segment if there is one, else rebuild it
     # from disk; one process at a time decides (the journal's lock).
