@@ -84,8 +84,8 @@ def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATC
     service's request threads): with more than one, one batch's fsync
     overlaps the next batch's kernel (group commit).  ``room``: bytes of
     journal zeroed ahead (:meth:`~kernel.journal.DurableInventory.make_room`)
-    before the timed calls, as a service would before a peak; 0: none (the
-    steady state).  ``after_checkpoint``: the timed batches follow an
+    before the timed calls, as a service would before a peak; 0: only the
+    room every segment starts with (the steady state).  ``after_checkpoint``: the timed batches follow an
     earlier sale of the same orders (other ids, held, then expired: the
     inventory's capacity is twice the orders) and, if durable, a
     :meth:`~kernel.journal.DurableInventory.checkpoint` after the sale and
@@ -246,7 +246,9 @@ def main(workload="uniform", scale=0.1, backend="auto", threads=None, batch_size
     the timed calls (:meth:`~kernel.journal.DurableInventory.make_room`, a
     quarter more than the same round's one-caller ``"batch"`` run wrote): a
     burst into a journal prepared for it, where the other rows are the
-    steady state of a new journal.  And an "after ckpt" row: one caller
+    steady state of a new journal (the room its first segment starts with,
+    as big as the state up to 64 MiB, then what the writer keeps by
+    itself).  And an "after ckpt" row: one caller
     whose records go into the segment a checkpoint recycled, after an
     earlier sale of the same orders (``durable_round(after_checkpoint=True)``:
     the steady state of a journal that has run for a while), against its own
