@@ -215,7 +215,7 @@ class Inventory:
         -----
         Disk: with ``fsync="batch"`` (not shared) every journal segment
         starts as a file of zeros, written and synced before it is used, as
-        big as the state (up to 64 MiB: 35 ms to write on the 2-core VM), so
+        big as the state (up to 64 MiB: about 40 ms on the 2-core VM), so
         the records' ``fdatasync`` flushes no file size or extents; the one
         a checkpoint ends is kept as the spare for the next.  ``close()``
         cuts the unused zeros off the newest.  A disk too full for them

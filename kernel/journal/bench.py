@@ -85,9 +85,10 @@ def durable_round(case, backend="auto", threads=None, *, batch_size=DEFAULT_BATC
     overlaps the next batch's kernel (group commit).  ``room``: bytes of
     journal zeroed ahead (:meth:`~kernel.journal.DurableInventory.make_room`)
     before the timed calls, as a service would before a peak; 0: only the
-    room every segment starts with (the steady state).  ``after_checkpoint``: the timed batches follow an
-    earlier sale of the same orders (other ids, held, then expired: the
-    inventory's capacity is twice the orders) and, if durable, a
+    room every segment starts with (the steady state).
+    ``after_checkpoint``: the timed batches follow an earlier sale of the
+    same orders (other ids, held, then expired: the inventory's capacity is
+    twice the orders) and, if durable, a
     :meth:`~kernel.journal.DurableInventory.checkpoint` after the sale and
     one after the expiry, none of it timed: a journal that has run for a
     while, whose records go into the sale's segment, recycled
