@@ -1746,16 +1746,16 @@ def test_two_processes_checkpointing_one_shared_journal_at_once(tmp_path, monkey
         from kernel.journal import snapshot as snapshot_module
         others = []
 
-        class RenameLate:
-            def __getattr__(self, attribute):
-                return getattr(os, attribute)
+        write = snapshot_module.write_new_file
 
-            def replace(self, source, target):
+        def rename_late(temporary, target, fill):
+            def filled(fd):
+                fill(fd)  # written and synced; the rename follows
                 if not others:
                     others.append(None)
                     others[0] = second.checkpoint()
-                return os.replace(source, target)
-        monkeypatch.setattr(snapshot_module, "os", RenameLate())
+            write(temporary, target, filled)
+        monkeypatch.setattr(snapshot_module, "write_new_file", rename_late)
         seq = first.checkpoint()
         monkeypatch.undo()
         assert others[0] == seq == max(states)
@@ -2004,7 +2004,7 @@ def test_durable_round_after_a_checkpoint_times_the_recycled_segment_and_checks_
     assert accepted == plain[1] > 0 and stats["fsyncs"] == -(-case.n_orders // 500)
     # (Their durations are reported by the bench, not judged here.)
     assert stats["checkpoints"] == 2
-    assert all(isinstance(stats[key], float) for key in ("checkpoint_pause_seconds", "checkpoint_seconds"))
+    assert {"checkpoint_pause_seconds", "checkpoint_seconds"} <= set(stats)
     opened = Inventory.open_durable.__func__
 
     def rebuilt_off_by_one(cls, directory, **kwargs):

@@ -548,3 +548,25 @@ def fsync_directory(path):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_new_file(temporary, path, fill):
+    """Create ``temporary``, let ``fill(fd)`` write it and sync it, rename it
+    to ``path`` and sync the directory: a crash leaves the old ``path`` or
+    the whole new one.  Any failure before the rename removes ``temporary``
+    (after a full disk, the part written would keep its blocks for as long as
+    this process lives) and re-raises."""
+    fd = os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    try:
+        try:
+            fill(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    fsync_directory(os.path.dirname(path))

@@ -17,7 +17,7 @@ import struct
 import numpy as np
 
 from ..state import LAYOUT_VERSION, Layout
-from .records import FORMAT_VERSION, READABLE_FORMATS, JournalCorrupt, JournalError, crc32, fsync_directory
+from .records import FORMAT_VERSION, READABLE_FORMATS, JournalCorrupt, JournalError, crc32, write_new_file
 
 SNAPSHOT_MAGIC = b"D11SNAP\0"
 SNAPSHOT_HEADER = struct.Struct("<8sIIQQII24x")
@@ -70,26 +70,14 @@ def write_snapshot(directory, words, seq):
     # to wait for); one temporary file for both would be truncated by one
     # while the other renamed it.  (open_durable removes leftover *.tmp.)
     temporary = f"{path}.{os.getpid()}-{next(_WRITES)}.tmp"
-    fd = os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-    try:
-        try:
-            for part in (head, data):
-                view = memoryview(part)
-                while view:
-                    view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except BaseException:
-        # (A full disk: the part written would keep its space for as long
-        # as this process lives, since only dead writers' are removed.)
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-    fsync_directory(directory)
+
+    def fill(fd):
+        for part in (head, data):
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+    write_new_file(temporary, path, fill)
     return path
 
 

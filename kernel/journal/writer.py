@@ -91,7 +91,7 @@ import weakref
 
 from ..codes import JOURNAL_BUSY, JOURNAL_SEGMENT, JOURNAL_SEQ
 from .records import (SEGMENT_HEADER, SPARE_SEGMENT, JournalError, encode, encoded_size, fsync_directory,
-                      read_record, segment_header, segment_name)
+                      read_record, segment_header, segment_name, write_new_file)
 
 POLICIES = ("batch", "interval", "none")
 _WAIT_SLICE = 1.0  # seconds between re-checks of a wait (a failed leader wakes everyone anyway)
@@ -526,27 +526,14 @@ class SegmentWriter:
             return
         target = spare if size is not None else f"{spare}.{os.getpid()}.tmp"
         try:
-            if size is not None:  # a recycled segment smaller than the room: zeros after it
+            if size is None:
+                write_new_file(target, spare, lambda fd: _write_zeros(fd, 0, room))
+            else:  # a recycled segment smaller than the room: zeros after it
                 fd = os.open(spare, os.O_WRONLY)
                 try:
                     _write_zeros(fd, size, room)
                 finally:
                     os.close(fd)
-                return
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                try:
-                    _write_zeros(fd, 0, room)
-                finally:
-                    os.close(fd)
-                os.rename(target, spare)
-            except BaseException:
-                try:
-                    os.unlink(target)
-                except OSError:
-                    pass
-                raise
-            fsync_directory(self.directory)
         except OSError as error:
             raise JournalError(f"{target}: {room} bytes of room for the next segment could not be written: "
                                f"{error}") from error
