@@ -221,3 +221,24 @@ def test_big_stocks_get_the_prefetching_twins():
             b.run()
             s.run()
             assert np.array_equal(b.status, s.status)
+
+
+def test_extra_flags_build_a_library_of_their_own():
+    """``extra_flags`` (kernel_counts' ``-mno-avx512f`` for valgrind) make a
+    build of their own, named in its note, beside the plain one: the same
+    functions, the same results."""
+    lib, note = cloops.load(extra_flags=("-fno-tree-vectorize",))
+    assert lib is not None, note
+    assert "-fno-tree-vectorize" in note and "-fno-tree-vectorize" not in NOTE
+    assert cloops.load() == (LIB, NOTE)  # the plain build is still the one cached
+    case = make_case("uniform", TINY, seed=3)
+    loop = next(lp for lp in cloops.loops_for(case, ["concurrent"]) if lp.function == "seq_single")
+    stocks = []
+    for library in (LIB, lib):
+        cell = cloops.cell(library, loop, case, 1)
+        stock = case.stock.copy()
+        cell.fresh()
+        cell.call(stock)
+        cell.check(stock)
+        stocks.append(stock)
+    assert np.array_equal(stocks[0], stocks[1]) and not np.array_equal(stocks[0], case.stock)

@@ -129,12 +129,14 @@ def compiler_version(cc=None):
 _LOADED = {}
 
 
-def load(defines=()):
+def load(defines=(), extra_flags=()):
     """``(library or None, note)``: every ``c/*.c`` compiled into one shared
-    library in a temporary directory (once per process and ``defines``: the
-    prefetch distances ``SINGLE_AHEAD``, ``CARTS_AHEAD``, ``GENERAL_AHEAD``,
-    ``TRACKED_AHEAD`` can be set to build variants)."""
-    key = tuple(defines)
+    library in a temporary directory (once per process, ``defines`` and
+    ``extra_flags``: the prefetch distances ``SINGLE_AHEAD``, ``CARTS_AHEAD``,
+    ``GENERAL_AHEAD``, ``TRACKED_AHEAD`` can be set to build variants;
+    ``extra_flags`` follow :data:`CFLAGS` on the command line, e.g.
+    ``-mno-avx512f`` for a build that valgrind can run)."""
+    key = (tuple(defines), tuple(extra_flags))
     if key in _LOADED:
         return _LOADED[key]
     cc = os.environ.get("CC", "cc")
@@ -146,11 +148,12 @@ def load(defines=()):
         folder = tempfile.mkdtemp(prefix="kernel-cloops-")
         atexit.register(shutil.rmtree, folder, True)
         out = Path(folder) / "cloops.so"
-        cmd = [cc, *CFLAGS, *(f"-D{d}" for d in defines), *sources, "-o", str(out)]
+        flags = [*CFLAGS, *extra_flags]
+        cmd = [cc, *flags, *(f"-D{d}" for d in defines), *sources, "-o", str(out)]
         try:
             subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
             lib = ctypes.CDLL(str(out))
-            note = f"C loops compiled with: {' '.join([cc, *CFLAGS])} ({compiler_version(cc)})"
+            note = f"C loops compiled with: {' '.join([cc, *flags])} ({compiler_version(cc)})"
         except subprocess.CalledProcessError as exc:
             note = f"C loops skipped: {' '.join(cmd)} failed: {exc.stderr.strip()[-300:]}"
         except (OSError, subprocess.SubprocessError) as exc:
