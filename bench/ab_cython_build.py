@@ -49,12 +49,26 @@ def build_base(rev, folder):
 
 
 def register_base(path):
-    """Load the base build as module BASE_MODULE and register it as backend BASE_NAME."""
+    """Load the base build as module BASE_MODULE and register it as backend BASE_NAME.
+
+    This checkout's extension is imported first and put back afterwards: the
+    base extension's module init registers itself under its own qualified
+    name too (``kernel._cython.kernels``), so a later import of this
+    checkout's kernels got the base, and every A/B timed the base against
+    itself (until this check: both sides equal whatever the change)."""
+    import kernel._cython
+    this = importlib.import_module(backends.BACKENDS["cython"])
     spec = importlib.util.spec_from_file_location(BASE_MODULE, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[BASE_MODULE] = module
     spec.loader.exec_module(module)
+    sys.modules[this.__name__] = this
+    kernel._cython.kernels = this
     backends.BACKENDS[BASE_NAME] = BASE_MODULE
+    if backends.load("cython") is not this or backends.load(BASE_NAME) is not module:
+        raise SystemExit("the base build and this checkout's did not load as two modules")
+    if Path(this.__file__).resolve() == Path(module.__file__).resolve():
+        raise SystemExit(f"both backends load {this.__file__}")
 
 
 def parse_cells(text):
