@@ -557,9 +557,11 @@ class Inventory:
         """The G4 re-run of a plain concurrent batch: ``ordered_kernel(*head,
         order_index, *tail, 1)`` on the refused orders of mask ``refused``,
         in arrival order, less those with a line asking for more than its
-        SKU's ``units`` in all: the kernels' read-only pre-check would refuse
-        them again before any write (stock only shrinks during the re-run),
-        and their status already says OUT_OF_STOCK.  On the marketplace one
+        SKU's ``units`` in all: the kernels would refuse them again (stock
+        only shrinks during the re-run; the general path's read-only
+        pre-check before any write, the carts path at that line, after
+        taking and giving back the lines before it), and their status
+        already says OUT_OF_STOCK.  On the marketplace one
         rollback re-ran every refused order, ~167k of 200k (3.9 ms, as long
         as the 2-thread kernel call), nearly all for sold-out SKUs."""
         refused &= ~short_orders(units, orders)

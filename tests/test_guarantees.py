@@ -87,9 +87,10 @@ def test_runs_of_every_length_decide_as_arrival_order(compiled_backend, threads)
             check_run(inv, orders, result, stock, under_selling=True)
 
 
-# Two lines of SKU 0 that each pass the read-only pre-check (3 units) but not
-# together: order 0 takes 2, misses 2, gives them back (a rollback).  Order 1
-# fits; order 2 (4 of SKU 0) is refused by the pre-check.  Carts: one offer
+# Two lines of SKU 0 that each fit alone (3 units) but not together: order 0
+# takes 2, misses 2, gives them back (a rollback).  Order 1 fits; order 2 (4
+# of SKU 0) is refused before any write (its only line; on the general path
+# by the read-only pre-check).  Carts: one offer
 # per SKU; general: two priced offers on SKU 0 (every refused order is
 # re-run there, no shortcut).
 _ROLLING_BACK = dict(sku=[0, 0, 1, 0], qty=[2, 2, 5, 4], offsets=[0, 2, 3, 4])
@@ -189,7 +190,7 @@ def test_the_plain_kernels_return_their_serial_rollbacks(backend, path):
 def test_the_plain_rerun_answers_short_orders_itself_exactly_as_a_full_rerun_would(backend, monkeypatch, path):
     """After a rollback the facade re-runs only the refused orders whose
     every line's SKU has, over all its offers, at least the line's qty: the
-    others would be refused again by the read-only pre-check.  Statuses,
+    others would be refused again (stock only shrinks meanwhile).  Statuses,
     stock and fills equal a re-run of every refused order, with SKUs sold
     out, restocked meanwhile (another caller's rollback, simulated) and
     repeated within carts, on one and two offers per SKU."""

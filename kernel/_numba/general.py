@@ -70,21 +70,15 @@ def take_cart(stock, line_start, sku, qty, counters, rollbacks, order):
     # ~24 instructions a taken line against Cython's ~16; with while loops
     # ~19), and the carts kernel ran at 0.91x Cython's on one thread, 1.01x
     # with while loops here (1.05x with the chunk loop's too).
-    # Pre-check with reads only, as in take_order: a cart that cannot fit
-    # costs loads, and never makes a rollback others could trip over.  Not
-    # of the first line: the take loop checks it before it takes anything.
-    line = first + 1
-    while line < last:
-        if atomic_load(stock, load(sku, line)) < load(qty, line):
-            return OUT_OF_STOCK
-        line += 1
+    # No read-only pre-check: each line is read once, by its take
+    # (kernel/_cython/general.pxi's take_cart says why and what it measured).
     line = first
     while line < last:
         if not take_exactly(stock, load(sku, line), load(qty, line)):
             if line == first:
                 return OUT_OF_STOCK  # nothing taken yet: no rollback
-            # Lost a race after the pre-check: hand back the earlier lines
-            # (fetch-add: other threads may be CAS-ing the same words).
+            # Hand back the earlier lines (fetch-add: other threads may be
+            # CAS-ing the same words).
             earlier = first
             while earlier < line:
                 atomic_add(stock, load(sku, earlier), load(qty, earlier))

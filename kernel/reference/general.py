@@ -16,11 +16,9 @@ def take_cart(stock, line_start, sku, qty, counters, order):
     its ``qty`` from offer ``sku[line]``, all or nothing.  Returns
     ``(status, rolled back)`` as :func:`take_order` does."""
     lines = range(line_start[order], line_start[order + 1])
-    # Read-only pre-check, as in take_order, of every line but the first:
-    # the take loop checks the first before it takes anything.
-    for line in lines[1:]:
-        if stock[sku[line]] < qty[line]:
-            return OUT_OF_STOCK, 0
+    # No read-only pre-check (take_order has one): each line is read once,
+    # by its take, and a line that does not fit gives back the lines before
+    # it (a rollback).  Why: kernel/_cython/general.pxi's take_cart.
     for line in lines:
         if not take_exactly(stock, sku[line], qty[line]):
             if line == lines.start:
