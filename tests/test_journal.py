@@ -2002,9 +2002,8 @@ def test_durable_round_after_a_checkpoint_times_the_recycled_segment_and_checks_
     calls = -(-case.n_orders // 500)
     assert recycled == [1, calls + 1, calls + 2, 2 * calls + 2]
     assert accepted == plain[1] > 0 and stats["fsyncs"] == -(-case.n_orders // 500)
-    # (Their durations are reported by the bench, not judged here.)
+    # (Their durations are the bench's to report: its report test checks the row.)
     assert stats["checkpoints"] == 2
-    assert {"checkpoint_pause_seconds", "checkpoint_seconds"} <= set(stats)
     opened = Inventory.open_durable.__func__
 
     def rebuilt_off_by_one(cls, directory, **kwargs):
@@ -2059,6 +2058,8 @@ def test_the_journal_bench_reports_every_path_from_checked_rounds(tmp_path, monk
     assert int(rows["durable none"][4]) == 1  # the sync at the end of the round
     for label in ("durable batch", "durable none"):
         assert 10 < float(rows[label][7]) < 60, rows[label]  # journal bytes per order
+    # The "after ckpt" row is followed by its checkpoints' line (how long calls were held back).
+    assert lines[10].startswith("  its checkpoints") and "calls held back" in lines[10], lines[10]
 
 
 @pytest.mark.parametrize("fsync", ["batch", "none"])
